@@ -1,0 +1,96 @@
+"""The one small interface every simulator implements (MuJoCo on the CPU now, Isaac Lab later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from bm_gym.obstacles import Obstacle
+from bm_gym.sim.randomization import DomainRandomizationCfg
+from bm_gym.utils.math import quat_rotate_inverse, yaw_from_quat
+
+
+@dataclass
+class RobotState:
+    """Everything read out of the simulator after a control step. Joints in ``backend.joint_names`` order.
+
+    Frames: ``root_lin_vel_w`` in the world frame, ``root_ang_vel_b`` in the pelvis frame (what an IMU
+    reads), body poses in the world frame; quaternions are (w, x, y, z).
+    """
+
+    time: float
+    root_pos: np.ndarray  # [3] m
+    root_quat: np.ndarray  # [4]
+    root_lin_vel_w: np.ndarray  # [3] m/s
+    root_ang_vel_b: np.ndarray  # [3] rad/s
+    projected_gravity: np.ndarray  # [3] unit gravity direction in the pelvis frame
+    joint_pos: np.ndarray  # [J] rad
+    joint_vel: np.ndarray  # [J] rad/s
+    body_pos_w: np.ndarray  # [K, 3] key bodies, backend.body_names order
+    body_quat_w: np.ndarray  # [K, 4]
+    foot_contact: np.ndarray  # [2] bool, left then right
+    obstacle_contact: bool  # any robot geom touches an obstacle
+
+    @property
+    def root_lin_vel_b(self) -> np.ndarray:
+        return quat_rotate_inverse(self.root_quat, self.root_lin_vel_w)
+
+    @property
+    def yaw(self) -> float:
+        return float(yaw_from_quat(self.root_quat))
+
+
+@dataclass(frozen=True)
+class RootPose:
+    """Initial root placement for ``reset``."""
+
+    pos: tuple[float, float, float] = (0.0, 0.0, 0.76)
+    quat: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+
+
+class SimBackend(Protocol):
+    """A simulated G1 stepped at the control rate with joint position targets."""
+
+    joint_names: tuple[str, ...]
+    body_names: tuple[str, ...]
+    control_dt: float
+
+    def reset(
+        self,
+        root: RootPose | None = None,
+        joint_pos: np.ndarray | None = None,
+        joint_vel: np.ndarray | None = None,
+        seed: int | None = None,
+    ) -> RobotState:
+        """Place the robot (default standing pose) and re-draw domain randomization if enabled."""
+
+    def step(self, joint_targets: np.ndarray) -> RobotState:
+        """Hold ``joint_targets`` (rad, ``joint_names`` order) for one control period."""
+
+    def state(self) -> RobotState: ...
+
+    def set_pd_gains(self, joint_names: list[str], stiffness: np.ndarray, damping: np.ndarray) -> None:
+        """Nominal PD gains per joint (randomization scales these)."""
+
+    def set_randomization(self, cfg: DomainRandomizationCfg | None) -> None: ...
+
+    def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray) -> None:
+        """Add a velocity impulse to the root (world-frame linear, body-frame angular)."""
+
+    def add_obstacle(self, obstacle: Obstacle) -> int:
+        """Place an obstacle while the simulation runs; returns its handle."""
+
+    def move_obstacle(self, handle: int, obstacle: Obstacle) -> None: ...
+
+    def remove_obstacle(self, handle: int) -> None: ...
+
+    def clear_obstacles(self) -> None: ...
+
+    def obstacles(self) -> dict[int, Obstacle]: ...
+
+    def render(self, width: int = 640, height: int = 480, camera: str | None = None) -> np.ndarray:
+        """An RGB image [H, W, 3] uint8 of the current scene."""
+
+    def close(self) -> None: ...

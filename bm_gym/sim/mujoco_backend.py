@@ -1,0 +1,365 @@
+"""MuJoCo CPU backend: the embedded default simulator."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from bm_gym.obstacles import Box, Cylinder, Obstacle
+from bm_gym.robot import g1
+from bm_gym.sim.backend import RobotState, RootPose
+from bm_gym.sim.randomization import DomainRandomizationCfg
+from bm_gym.utils.math import quat_from_yaw
+
+
+@dataclass(frozen=True)
+class MujocoBackendCfg:
+    """Physics settings of the mjlab G1 velocity task: 5 ms steps, 4 substeps per 50 Hz control step."""
+
+    sim_dt: float = 0.005
+    decimation: int = 4
+    solver_iterations: int = 10
+    ls_iterations: int = 20
+    obstacle_pool: int = 24  # per shape; obstacles beyond this raise
+    randomization: DomainRandomizationCfg | None = None
+
+
+_HIDDEN_Z = -50.0  # parked pool geoms live far below the floor with collisions off
+
+
+class MujocoBackend:
+    """A G1 on a flat floor with a pool of movable box and cylinder obstacles (mocap bodies)."""
+
+    def __init__(self, cfg: MujocoBackendCfg | None = None) -> None:
+        self.cfg = cfg = cfg or MujocoBackendCfg()
+        self.joint_names = g1.JOINT_NAMES
+        self.body_names = g1.KEY_BODIES
+        self.control_dt = cfg.sim_dt * cfg.decimation
+        self.model = self._compile(cfg)
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+
+        self._qpos_adr = np.array([m.jnt_qposadr[m.joint(n).id] for n in self.joint_names])
+        self._qvel_adr = np.array([m.jnt_dofadr[m.joint(n).id] for n in self.joint_names])
+        self._act_ids = np.array([m.actuator(n).id for n in self.joint_names])
+        self._body_ids = np.array([m.body(n).id for n in self.body_names])
+        self._root_body = m.body(g1.ROOT_BODY).id
+        self._torso_body = m.body(g1.ANCHOR_BODY).id
+        floor = m.geom("floor").id
+        foot_geoms = [i for i in range(m.ngeom) if g1.FOOT_GEOM_PATTERN.match(m.geom(i).name)]
+        self._foot_geoms = np.array(foot_geoms)
+        self._foot_side_of_geom = np.full(m.ngeom, -1)  # 0 left, 1 right, -1 not a foot
+        self._foot_side_of_geom[foot_geoms] = [0 if m.geom(i).name.startswith("left") else 1 for i in foot_geoms]
+        self._floor_geom = floor
+
+        self._pool: dict[str, list[int]] = {"box": [], "cylinder": []}
+        for kind in self._pool:
+            for i in range(cfg.obstacle_pool):
+                self._pool[kind].append(m.body(f"obstacle_{kind}_{i}").id)
+        self._obstacle_geom_of_body = {b: m.body_geomadr[b] for ids in self._pool.values() for b in ids}
+        self._obstacle_geoms = np.array(sorted(self._obstacle_geom_of_body.values()))
+        self._robot_geom_mask = np.zeros(m.ngeom, dtype=bool)
+        self._robot_geom_mask[m.geom_bodyid >= self._root_body] = True
+        self._robot_geom_mask[self._obstacle_geoms] = False
+        self._obstacle_geom_mask = np.zeros(m.ngeom, dtype=bool)
+        self._obstacle_geom_mask[self._obstacle_geoms] = True
+        self._handles: dict[int, tuple[str, int, Obstacle]] = {}
+        self._next_handle = 0
+
+        self._nominal_kp = m.actuator_gainprm[self._act_ids, 0].copy()
+        self._nominal_kd = -m.actuator_biasprm[self._act_ids, 2].copy()
+        self._nominal_mass = m.body_mass.copy()
+        self._nominal_inertia = m.body_inertia.copy()
+        self._nominal_ipos = m.body_ipos.copy()
+        self._nominal_friction = m.geom_friction.copy()
+
+        self._rng = np.random.default_rng()
+        self._randomization = cfg.randomization
+        self._latency = 0
+        self._joint_bias = np.zeros(len(self.joint_names))
+        self._next_push_time = math.inf
+        self._prev_targets = np.array(g1.DEFAULT_JOINT_POS)
+        self._renderer: mujoco.Renderer | None = None
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+        self._camera.distance, self._camera.elevation, self._camera.azimuth = 3.5, -20.0, 135.0
+
+    @staticmethod
+    def _compile(cfg: MujocoBackendCfg) -> mujoco.MjModel:
+        spec = g1.build_spec()
+        spec.option.timestep = cfg.sim_dt
+        spec.option.iterations = cfg.solver_iterations
+        spec.option.ls_iterations = cfg.ls_iterations
+        spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        spec.option.cone = mujoco.mjtCone.mjCONE_PYRAMIDAL
+        spec.visual.global_.offwidth, spec.visual.global_.offheight = 1920, 1080
+        spec.add_texture(
+            name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+            rgb1=[0.25, 0.28, 0.32], rgb2=[0.32, 0.36, 0.40], width=512, height=512,
+        )  # fmt: skip
+        spec.add_material(name="grid", textures=["", "grid"], texrepeat=[1, 1], texuniform=True)
+        spec.add_texture(
+            name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+            rgb1=[0.55, 0.7, 0.85], rgb2=[0.1, 0.12, 0.15], width=256, height=256,
+        )  # fmt: skip
+        world = spec.worldbody
+        world.add_light(pos=[0, 0, 6], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, castshadow=False)
+        world.add_geom(
+            name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
+            contype=1, conaffinity=1, condim=3, friction=[1.0, 0.005, 0.0001],
+        )  # fmt: skip
+        shapes = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER}
+        for kind, geom_type in shapes.items():
+            for i in range(cfg.obstacle_pool):
+                body = world.add_body(name=f"obstacle_{kind}_{i}", mocap=True, pos=[0, 0, _HIDDEN_Z])
+                body.add_geom(
+                    name=f"obstacle_{kind}_{i}_geom", type=geom_type, size=[0.1, 0.1, 0.1],
+                    rgba=[0.85, 0.45, 0.2, 1.0], contype=0, conaffinity=0, condim=3, group=0,
+                )  # fmt: skip
+        return spec.compile()
+
+    # -- simulation ---------------------------------------------------------------------------------
+
+    def reset(
+        self,
+        root: RootPose | None = None,
+        joint_pos: np.ndarray | None = None,
+        joint_vel: np.ndarray | None = None,
+        seed: int | None = None,
+    ) -> RobotState:
+        root = root or RootPose()
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        joint_pos = np.asarray(g1.DEFAULT_JOINT_POS if joint_pos is None else joint_pos, dtype=np.float64)
+        joint_vel = np.zeros(len(self.joint_names)) if joint_vel is None else np.asarray(joint_vel, float)
+        for name, value in (("joint_pos", joint_pos), ("joint_vel", joint_vel)):
+            if value.shape != (len(self.joint_names),) or not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} must be {len(self.joint_names)} finite values, got shape {value.shape}")
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:3] = root.pos
+        self.data.qpos[3:7] = np.asarray(root.quat) / np.linalg.norm(root.quat)
+        self.data.qpos[self._qpos_adr] = joint_pos
+        self.data.qvel[self._qvel_adr] = joint_vel
+        self.data.ctrl[self._act_ids] = joint_pos
+        self._prev_targets = joint_pos.copy()
+        for _, body, obstacle in self._handles.values():
+            self._place(body, obstacle)
+        self._apply_randomization()
+        mujoco.mj_forward(self.model, self.data)
+        return self.state()
+
+    def step(self, joint_targets: np.ndarray) -> RobotState:
+        targets = np.asarray(joint_targets, dtype=np.float64)
+        if targets.shape != (len(self.joint_names),):
+            raise ValueError(f"joint_targets must have shape ({len(self.joint_names)},), got {targets.shape}")
+        if not np.all(np.isfinite(targets)):
+            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(targets))]
+            raise ValueError(f"joint_targets contain NaN/inf for joints {bad}")
+        if self.data.time >= self._next_push_time:
+            self._random_push()
+        if self._latency:
+            self.data.ctrl[self._act_ids] = self._prev_targets
+            mujoco.mj_step(self.model, self.data, nstep=self._latency)
+        self.data.ctrl[self._act_ids] = targets
+        mujoco.mj_step(self.model, self.data, nstep=self.cfg.decimation - self._latency)
+        self._prev_targets = targets.copy()
+        return self.state()
+
+    def state(self) -> RobotState:
+        d = self.data
+        contact_geoms = d.contact.geom[: d.ncon]
+        return RobotState(
+            time=float(d.time),
+            root_pos=d.qpos[:3].copy(),
+            root_quat=d.qpos[3:7].copy(),
+            root_lin_vel_w=d.qvel[:3].copy(),
+            root_ang_vel_b=d.qvel[3:6].copy(),
+            projected_gravity=-d.xmat[self._root_body].reshape(3, 3)[2],  # R^T (0, 0, -1)
+            joint_pos=d.qpos[self._qpos_adr] + self._joint_bias,
+            joint_vel=d.qvel[self._qvel_adr].copy(),
+            body_pos_w=d.xpos[self._body_ids].copy(),
+            body_quat_w=d.xquat[self._body_ids].copy(),
+            foot_contact=self._foot_contacts(contact_geoms),
+            obstacle_contact=self._touches_obstacle(contact_geoms),
+        )
+
+    def _foot_contacts(self, contact_geoms: np.ndarray) -> np.ndarray:
+        touching = np.zeros(2, dtype=bool)
+        with_floor = (contact_geoms == self._floor_geom).any(axis=1)
+        sides = self._foot_side_of_geom[contact_geoms[with_floor]].ravel()
+        touching[sides[sides >= 0]] = True
+        return touching
+
+    def _touches_obstacle(self, contact_geoms: np.ndarray) -> bool:
+        if not self._handles or len(contact_geoms) == 0:
+            return False
+        g1_, g2_ = contact_geoms[:, 0], contact_geoms[:, 1]
+        robot_obstacle = (self._robot_geom_mask[g1_] & self._obstacle_geom_mask[g2_]) | (
+            self._robot_geom_mask[g2_] & self._obstacle_geom_mask[g1_]
+        )
+        return bool(robot_obstacle.any())
+
+    def set_pd_gains(self, joint_names: list[str], stiffness: np.ndarray, damping: np.ndarray) -> None:
+        idx = g1.joint_index_map(joint_names)
+        stiffness, damping = np.asarray(stiffness, float), np.asarray(damping, float)
+        if stiffness.shape != (len(idx),) or damping.shape != (len(idx),):
+            raise ValueError(f"expected {len(idx)} stiffness and damping values")
+        self._nominal_kp[idx] = stiffness
+        self._nominal_kd[idx] = damping
+        self._write_gains(self._nominal_kp, self._nominal_kd)
+
+    def _write_gains(self, kp: np.ndarray, kd: np.ndarray) -> None:
+        self.model.actuator_gainprm[self._act_ids, 0] = kp
+        self.model.actuator_biasprm[self._act_ids, 1] = -kp
+        self.model.actuator_biasprm[self._act_ids, 2] = -kd
+
+    # -- domain randomization -----------------------------------------------------------------------
+
+    def set_randomization(self, cfg: DomainRandomizationCfg | None) -> None:
+        self._randomization = cfg
+
+    def _apply_randomization(self) -> None:
+        m, cfg, rng = self.model, self._randomization, self._rng
+        m.body_mass[:] = self._nominal_mass
+        m.body_inertia[:] = self._nominal_inertia
+        m.body_ipos[:] = self._nominal_ipos
+        m.geom_friction[:] = self._nominal_friction
+        kp, kd = self._nominal_kp.copy(), self._nominal_kd.copy()
+        self._latency, self._joint_bias[:] = 0, 0.0
+        self._next_push_time = math.inf
+        if cfg is None:
+            self._write_gains(kp, kd)
+            return
+        if cfg.foot_friction:
+            m.geom_friction[self._foot_geoms, 0] = rng.uniform(*cfg.foot_friction)
+        if cfg.link_mass_scale:
+            robot_bodies = np.arange(self._root_body, self._root_body + len(g1.JOINT_NAMES) + 1)
+            scale = rng.uniform(*cfg.link_mass_scale, size=len(robot_bodies))
+            m.body_mass[robot_bodies] *= scale
+            m.body_inertia[robot_bodies] *= scale[:, None]
+        if cfg.torso_com_offset:
+            m.body_ipos[self._torso_body] += rng.uniform(-1, 1, 3) * np.asarray(cfg.torso_com_offset)
+        if cfg.kp_scale:
+            kp *= rng.uniform(*cfg.kp_scale, size=kp.shape)
+        if cfg.kd_scale:
+            kd *= rng.uniform(*cfg.kd_scale, size=kd.shape)
+        self._write_gains(kp, kd)
+        if cfg.latency_substeps:
+            self._latency = int(rng.integers(cfg.latency_substeps[0], cfg.latency_substeps[1] + 1))
+        if cfg.joint_pos_bias:
+            self._joint_bias[:] = rng.uniform(-cfg.joint_pos_bias, cfg.joint_pos_bias, len(self._joint_bias))
+        if cfg.push:
+            self._next_push_time = self.data.time + rng.uniform(*cfg.push.interval_s)
+        mujoco.mj_setConst(m, self.data)
+
+    def _random_push(self) -> None:
+        push, rng = self._randomization.push, self._rng
+        lin = rng.uniform(-1, 1, 3) * np.array([push.lin_vel_xy, push.lin_vel_xy, push.lin_vel_z])
+        ang = rng.uniform(-1, 1, 3) * np.array([push.ang_vel_rp, push.ang_vel_rp, push.ang_vel_yaw])
+        self.push(lin, ang)
+        self._next_push_time = self.data.time + rng.uniform(*push.interval_s)
+
+    def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray) -> None:
+        self.data.qvel[:3] += lin_vel
+        self.data.qvel[3:6] += ang_vel
+
+    # -- obstacles ----------------------------------------------------------------------------------
+
+    def add_obstacle(self, obstacle: Obstacle) -> int:
+        kind = _kind(obstacle)
+        used = {body for k, body, _ in self._handles.values() if k == kind}
+        free = [b for b in self._pool[kind] if b not in used]
+        if not free:
+            raise RuntimeError(f"all {self.cfg.obstacle_pool} {kind} obstacle slots are in use")
+        handle = self._next_handle
+        self._next_handle += 1
+        self._handles[handle] = (kind, free[0], obstacle)
+        self._place(free[0], obstacle)
+        return handle
+
+    def move_obstacle(self, handle: int, obstacle: Obstacle) -> None:
+        kind, body, _ = self._lookup(handle)
+        if _kind(obstacle) != kind:
+            self.remove_obstacle(handle)
+            new = self.add_obstacle(obstacle)
+            self._handles[handle] = self._handles.pop(new)
+            return
+        self._handles[handle] = (kind, body, obstacle)
+        self._place(body, obstacle)
+
+    def remove_obstacle(self, handle: int) -> None:
+        _, body, _ = self._lookup(handle)
+        del self._handles[handle]
+        self._park(body)
+
+    def clear_obstacles(self) -> None:
+        for handle in list(self._handles):
+            self.remove_obstacle(handle)
+
+    def obstacles(self) -> dict[int, Obstacle]:
+        return {h: o for h, (_, _, o) in self._handles.items()}
+
+    def _lookup(self, handle: int) -> tuple[str, int, Obstacle]:
+        if handle not in self._handles:
+            raise KeyError(f"no obstacle with handle {handle}; live handles: {sorted(self._handles)}")
+        return self._handles[handle]
+
+    def _place(self, body: int, obstacle: Obstacle) -> None:
+        m, geom = self.model, self._obstacle_geom_of_body[body]
+        mocap = m.body_mocapid[body]
+        half_h = obstacle.height / 2
+        if isinstance(obstacle, Cylinder):
+            m.geom_size[geom] = [obstacle.radius, half_h, 0.0]
+            quat = np.array([1.0, 0.0, 0.0, 0.0])
+        else:
+            m.geom_size[geom] = [obstacle.half_x, obstacle.half_y, half_h]
+            quat = quat_from_yaw(obstacle.yaw)
+        m.geom_rbound[geom] = float(np.linalg.norm(m.geom_size[geom]))
+        self._set_collidable(body, True)
+        self.data.mocap_pos[mocap] = [obstacle.x, obstacle.y, half_h]
+        self.data.mocap_quat[mocap] = quat
+
+    def _park(self, body: int) -> None:
+        self._set_collidable(body, False)
+        self.data.mocap_pos[self.model.body_mocapid[body]] = [0.0, 0.0, _HIDDEN_Z]
+
+    def _set_collidable(self, body: int, on: bool) -> None:
+        # The broadphase filters on the body's contype/conaffinity too, so both levels are switched.
+        geom = self._obstacle_geom_of_body[body]
+        m = self.model
+        m.geom_contype[geom] = m.geom_conaffinity[geom] = m.body_contype[body] = m.body_conaffinity[body] = int(on)
+
+    # -- rendering ----------------------------------------------------------------------------------
+
+    def render(self, width: int = 640, height: int = 480, camera: str | None = None) -> np.ndarray:
+        """RGB frame; ``camera`` None follows the robot, "top" looks straight down, else a named MJCF camera."""
+        if self._renderer is None or (self._renderer.width, self._renderer.height) != (width, height):
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = mujoco.Renderer(self.model, height=height, width=width)
+        if camera in (None, "top"):
+            cam = self._camera
+            cam.lookat[:] = self.data.qpos[:3]
+            cam.lookat[2] = 0.6
+            if camera == "top":
+                cam.distance, cam.elevation, cam.azimuth = 8.0, -89.9, 90.0
+            self._renderer.update_scene(self.data, camera=cam)
+        else:
+            self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def _kind(obstacle: Obstacle) -> str:
+    if isinstance(obstacle, Cylinder):
+        return "cylinder"
+    if isinstance(obstacle, Box):
+        return "box"
+    raise TypeError(f"unsupported obstacle type {type(obstacle).__name__}")

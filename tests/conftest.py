@@ -1,0 +1,34 @@
+"""Shared fixtures: the real Stage 1 policies from ../shared/stage1 (never copied into the repo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+STAGE1 = Path(__file__).resolve().parents[1].parent / "shared" / "stage1"
+VELOCITY_DIR = STAGE1 / "unitree_g1_velocity"
+TRACKING_DIR = STAGE1 / "unitree_g1_mimic_dance"
+
+
+@pytest.fixture(scope="session")
+def velocity_dir() -> Path:
+    if not VELOCITY_DIR.is_dir():
+        pytest.fail(f"Stage 1 policies expected at {STAGE1} (../shared beside the checkout)")
+    return VELOCITY_DIR
+
+
+@pytest.fixture(scope="session")
+def tracking_dir() -> Path:
+    if not TRACKING_DIR.is_dir():
+        pytest.fail(f"Stage 1 policies expected at {STAGE1} (../shared beside the checkout)")
+    return TRACKING_DIR
+
+
+@pytest.fixture
+def backend():
+    from bm_gym.sim import MujocoBackend
+
+    sim = MujocoBackend()
+    yield sim
+    sim.close()
