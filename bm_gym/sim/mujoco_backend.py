@@ -26,6 +26,10 @@ class MujocoBackendCfg:
     obstacle_pool: int = 24  # per shape; obstacles beyond this raise
     randomization: DomainRandomizationCfg | None = None
 
+    @property
+    def control_dt(self) -> float:
+        return self.sim_dt * self.decimation
+
 
 _HIDDEN_Z = -50.0  # parked pool geoms live far below the floor with collisions off
 
@@ -37,7 +41,7 @@ class MujocoBackend:
         self.cfg = cfg = cfg or MujocoBackendCfg()
         self.joint_names = g1.JOINT_NAMES
         self.body_names = g1.KEY_BODIES
-        self.control_dt = cfg.sim_dt * cfg.decimation
+        self.control_dt = cfg.control_dt
         self.model = self._compile(cfg)
         self.data = mujoco.MjData(self.model)
         m = self.model
