@@ -1,0 +1,188 @@
+"""Collect Stage 1 expert rollouts (with domain randomization and exploration noise) into an HDF5 dataset.
+
+Each finished episode is written atomically to ``<out>.shards/`` by the worker that ran it; the dataset
+file is rebuilt from the shards (atomically) every few minutes and at the end. A killed run loses only
+the episodes in flight; rerunning the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bm_gym.data.dataset import window_stats
+from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
+from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
+from bm_gym.data.state import StateLayout
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
+from bm_gym.stage1 import Stage1Policy
+
+
+@dataclass(frozen=True)
+class CollectCfg:
+    policy: str  # Stage 1 policy folder or file
+    out: str  # dataset path (.h5)
+    episodes: int = 180
+    episode_s: float = 20.0
+    workers: int = 2
+    seed: int = 0
+    motion_fps: float | None = None  # for CSV motions of tracking policies
+    action_noise: tuple[float, float] = (0.0, 0.15)  # per-episode std, in units of the policy's raw action
+    noise_free_share: float = 0.2  # share of episodes recorded without exploration noise
+    randomization: DomainRandomizationCfg | None = field(default_factory=DomainRandomizationCfg)
+    schedule: CommandScheduleCfg = field(default_factory=CommandScheduleCfg)
+    merge_every_s: float = 180.0
+    stats_history: int = 4
+    stats_horizon: int = 16
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)
+
+
+def episode_seed(cfg: CollectCfg, index: int) -> int:
+    """Every episode's randomness depends only on (run seed, episode index), so resumed runs match."""
+    return int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
+
+
+def is_fallen(state, reference_height: float | None = None) -> bool:
+    """Tilted past 60 degrees, or the pelvis far below where it should be."""
+    if state.projected_gravity[2] > -0.5:
+        return True
+    if reference_height is not None:
+        return state.root_pos[2] < reference_height - 0.25
+    return state.root_pos[2] < 0.45
+
+
+class EpisodeRunner:
+    """Owns one simulator and policy (one per worker process) and records episodes."""
+
+    def __init__(self, cfg: CollectCfg) -> None:
+        self.cfg = cfg
+        self.backend = MujocoBackend(MujocoBackendCfg(randomization=cfg.randomization))
+        self.policy = Stage1Policy.load(cfg.policy, motion_fps=cfg.motion_fps)
+        self.policy.apply_gains(self.backend)
+        self.layout = StateLayout()
+
+    def run(self, index: int) -> Episode:
+        cfg, policy, backend = self.cfg, self.policy, self.backend
+        seed = episode_seed(cfg, index)
+        rng = np.random.default_rng(seed)
+        steps = round(cfg.episode_s / backend.control_dt)
+        start_frame = 0
+        if policy.motion is not None:
+            steps = min(steps, policy.motion.num_frames - 1)
+            start_frame = int(rng.integers(0, policy.motion.num_frames - steps))
+            commands = np.zeros((steps, 3))
+        else:
+            commands = sample_schedule(rng, steps, backend.control_dt, cfg.schedule, policy.conventions.command_ranges)
+        noise_std = 0.0 if rng.random() < cfg.noise_free_share else rng.uniform(*cfg.action_noise)
+        noise_scale = np.zeros(len(backend.joint_names))
+        noise_scale[policy.conventions.sim_index] = policy.conventions.action_scale * noise_std
+
+        root, q, dq = policy.initial_state(start_frame)
+        state = backend.reset(root, q, dq, seed=seed)
+        policy.reset(start_frame)
+        states = np.empty((steps, self.layout.dim), np.float32)
+        actions = np.empty((steps, self.layout.action_dim), np.float32)
+        applied = np.empty_like(actions)
+        frames = np.full(steps, -1, np.int32)
+        fell, length = False, steps
+        for t in range(steps):
+            states[t] = self.layout.encode(state)
+            frames[t] = policy.frame if policy.motion is not None else -1
+            expert = policy.act(state, commands[t])
+            noisy = expert + rng.normal(size=expert.shape) * noise_scale
+            actions[t], applied[t] = expert, noisy
+            state = backend.step(noisy)
+            reference = policy.motion.root_pos[min(policy.frame, policy.motion.num_frames - 1), 2] if policy.motion else None
+            if is_fallen(state, reference):
+                fell, length = True, t + 1
+                break
+        return Episode(index, states[:length], actions[:length], applied[:length], commands[:length].astype(np.float32),
+                       frames[:length], fell, seed)  # fmt: skip
+
+
+_runner: EpisodeRunner | None = None
+
+
+def _init_worker(cfg: CollectCfg) -> None:
+    global _runner
+    _runner = EpisodeRunner(cfg)
+
+
+def _run_and_save(args: tuple[int, str]) -> tuple[int, int, bool]:
+    index, shard = args
+    episode = _runner.run(index)
+    write_shard(Path(shard), episode)
+    return index, len(episode), episode.fell
+
+
+class Collector:
+    def __init__(self, cfg: CollectCfg) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.shards = self.out.with_name(self.out.name + ".shards")
+
+    def shard_path(self, index: int) -> Path:
+        return self.shards / f"episode_{index:06d}.h5"
+
+    def _check_resume(self) -> None:
+        """Refuse to mix episodes from a different configuration into the same dataset."""
+        record = self.shards / "collect_cfg.json"
+        if record.exists():
+            before = json.loads(record.read_text())
+            now = json.loads(self.cfg.to_json())
+            changed = {k: (before.get(k), now[k]) for k in now if k not in ("episodes", "workers") and before.get(k) != now[k]}
+            if changed:
+                raise ValueError(f"{self.shards} was collected with other settings {changed}; use another --out")
+        self.shards.mkdir(parents=True, exist_ok=True)
+        record.write_text(self.cfg.to_json())
+
+    def pending(self) -> list[int]:
+        return [i for i in range(self.cfg.episodes) if not self.shard_path(i).exists()]
+
+    def run(self, progress: bool = True) -> int:
+        """Collect every missing episode, then write the dataset; returns how many episodes this run added."""
+        self._check_resume()
+        for stale in self.shards.glob("*.tmp"):
+            stale.unlink()  # episodes that were in flight when a previous run was killed
+        todo = self.pending()
+        last_merge = time.monotonic()
+        bar = tqdm(total=self.cfg.episodes, initial=self.cfg.episodes - len(todo), unit="ep", disable=not progress)
+        if todo:
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(self.cfg.workers, initializer=_init_worker, initargs=(self.cfg,)) as pool:
+                for _index, _length, _fell in pool.imap_unordered(_run_and_save, [(i, str(self.shard_path(i))) for i in todo]):
+                    bar.update()
+                    if time.monotonic() - last_merge > self.cfg.merge_every_s:
+                        self.merge()
+                        last_merge = time.monotonic()
+        bar.close()
+        self.merge()
+        return len(todo)
+
+    def merge(self) -> None:
+        """Rebuild the dataset file from all finished shards (atomic: the old file survives a kill)."""
+        done = [i for i in range(self.cfg.episodes) if self.shard_path(i).exists()]
+        episodes = [read_shard(self.shard_path(i), i) for i in done]
+        layout = StateLayout()
+        healthy = [e for e in episodes if not e.fell] or episodes
+        stats = window_stats(healthy, layout, self.cfg.stats_history, self.cfg.stats_horizon)
+        policy = Stage1Policy.load(self.cfg.policy, motion_fps=self.cfg.motion_fps)
+        attrs = {
+            "control_dt": MujocoBackendCfg().control_dt,
+            "state_layout": layout.to_json(),
+            "source_policy": str(Path(self.cfg.policy).resolve()),
+            "policy_conventions": policy.conventions.to_json(),
+            "collect_cfg": self.cfg.to_json(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        write_dataset(self.out, episodes, attrs, stats, {"history": self.cfg.stats_history,
+                                                         "horizon": self.cfg.stats_horizon})  # fmt: skip

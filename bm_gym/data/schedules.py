@@ -1,0 +1,78 @@
+"""Velocity-command schedules covering what a joystick and a navigator ask for.
+
+Segments of standing, walking at speeds across the policy's range, turning while walking and in place,
+sideways and backwards, joined by smooth ramps or abrupt steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_RANGES = {"lin_vel_x": (-0.5, 1.0), "lin_vel_y": (-0.5, 0.5), "ang_vel_z": (-1.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class CommandScheduleCfg:
+    segment_s: tuple[float, float] = (1.0, 4.0)
+    ramp_s: tuple[float, float] = (0.3, 1.5)
+    abrupt_prob: float = 0.3  # share of transitions that are steps instead of ramps
+    initial_stand_s: tuple[float, float] = (0.5, 1.5)
+    # Relative frequency of each kind of segment.
+    stand: float = 0.15
+    forward: float = 0.25
+    walk_turn: float = 0.2
+    turn_in_place: float = 0.15
+    sideways: float = 0.1
+    backward: float = 0.05
+    omni: float = 0.1  # all three components random
+
+
+def sample_segment(kind: str, rng: np.random.Generator, ranges: dict[str, tuple[float, float]]) -> np.ndarray:
+    (x_lo, x_hi), (y_lo, y_hi), (w_lo, w_hi) = ranges["lin_vel_x"], ranges["lin_vel_y"], ranges["ang_vel_z"]
+    vx, vy, wz = 0.0, 0.0, 0.0
+    if kind == "forward":
+        vx = rng.uniform(0.1, x_hi)
+    elif kind == "walk_turn":
+        vx, wz = rng.uniform(0.1, x_hi), rng.uniform(w_lo, w_hi)
+    elif kind == "turn_in_place":
+        wz = rng.choice([-1, 1]) * rng.uniform(0.3, max(abs(w_lo), w_hi))
+        wz = float(np.clip(wz, w_lo, w_hi))
+    elif kind == "sideways":
+        vy = rng.uniform(y_lo, y_hi)
+    elif kind == "backward":
+        vx = rng.uniform(x_lo, min(-0.1, x_hi))
+    elif kind == "omni":
+        vx, vy, wz = rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi), rng.uniform(w_lo, w_hi)
+    elif kind != "stand":
+        raise ValueError(f"unknown command segment kind {kind!r}")
+    return np.array([vx, vy, wz])
+
+
+def sample_schedule(
+    rng: np.random.Generator,
+    steps: int,
+    dt: float,
+    cfg: CommandScheduleCfg = CommandScheduleCfg(),  # noqa: B008 - frozen dataclass, safe as default
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """A [steps, 3] array of (vx, vy, wz) commands."""
+    ranges = {**DEFAULT_RANGES, **(ranges or {})}
+    kinds = ["stand", "forward", "walk_turn", "turn_in_place", "sideways", "backward", "omni"]
+    weights = np.array([getattr(cfg, k) for k in kinds], dtype=float)
+    weights /= weights.sum()
+    out = np.zeros((steps, 3))
+    t = int(rng.uniform(*cfg.initial_stand_s) / dt)
+    current = np.zeros(3)
+    while t < steps:
+        target = sample_segment(kinds[rng.choice(len(kinds), p=weights)], rng, ranges)
+        length = max(1, int(rng.uniform(*cfg.segment_s) / dt))
+        ramp = 0 if rng.random() < cfg.abrupt_prob else min(length, int(rng.uniform(*cfg.ramp_s) / dt))
+        blend = np.ones(length)
+        if ramp:
+            blend[:ramp] = np.arange(1, ramp + 1) / ramp
+        segment = current + (target - current) * blend[:, None]
+        out[t : t + length] = segment[: steps - t]
+        current, t = target, t + length
+    return out
