@@ -32,3 +32,14 @@ def backend():
     sim = MujocoBackend()
     yield sim
     sim.close()
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory, velocity_dir) -> Path:
+    """Four 4 s episodes of the velocity policy with randomization and noise (seed 7)."""
+    from bm_gym.data import CollectCfg, Collector
+
+    out = tmp_path_factory.mktemp("data") / "velocity.h5"
+    cfg = CollectCfg(policy=str(velocity_dir), out=str(out), episodes=4, episode_s=4.0, workers=2, seed=7)
+    Collector(cfg).run(progress=False)
+    return out

@@ -5,4 +5,12 @@ from bm_gym.data.dataset import ExpertWindowDataset
 from bm_gym.data.hdf5 import DatasetError, DatasetSummary, validate
 from bm_gym.data.state import StateLayout
 
-__all__ = ["CollectCfg", "Collector", "DatasetError", "DatasetSummary", "ExpertWindowDataset", "StateLayout", "validate"]
+__all__ = [
+    "CollectCfg",
+    "Collector",
+    "DatasetError",
+    "DatasetSummary",
+    "ExpertWindowDataset",
+    "StateLayout",
+    "validate",
+]

@@ -21,7 +21,7 @@ from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import StateLayout
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
 from bm_gym.stage1 import Stage1Policy
 
 
@@ -49,15 +49,6 @@ class CollectCfg:
 def episode_seed(cfg: CollectCfg, index: int) -> int:
     """Every episode's randomness depends only on (run seed, episode index), so resumed runs match."""
     return int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
-
-
-def is_fallen(state, reference_height: float | None = None) -> bool:
-    """Tilted past 60 degrees, or the pelvis far below where it should be."""
-    if state.projected_gravity[2] > -0.5:
-        return True
-    if reference_height is not None:
-        return state.root_pos[2] < reference_height - 0.25
-    return state.root_pos[2] < 0.45
 
 
 class EpisodeRunner:
@@ -101,8 +92,10 @@ class EpisodeRunner:
             noisy = expert + rng.normal(size=expert.shape) * noise_scale
             actions[t], applied[t] = expert, noisy
             state = backend.step(noisy)
-            reference = policy.motion.root_pos[min(policy.frame, policy.motion.num_frames - 1), 2] if policy.motion else None
-            if is_fallen(state, reference):
+            reference = (
+                policy.motion.root_pos[min(policy.frame, policy.motion.num_frames - 1), 2] if policy.motion else None
+            )
+            if has_fallen(state, reference):
                 fell, length = True, t + 1
                 break
         return Episode(index, states[:length], actions[:length], applied[:length], commands[:length].astype(np.float32),
@@ -139,7 +132,9 @@ class Collector:
         if record.exists():
             before = json.loads(record.read_text())
             now = json.loads(self.cfg.to_json())
-            changed = {k: (before.get(k), now[k]) for k in now if k not in ("episodes", "workers") and before.get(k) != now[k]}
+            changed = {
+                k: (before.get(k), now[k]) for k in now if k not in ("episodes", "workers") and before.get(k) != now[k]
+            }
             if changed:
                 raise ValueError(f"{self.shards} was collected with other settings {changed}; use another --out")
         self.shards.mkdir(parents=True, exist_ok=True)
@@ -159,7 +154,9 @@ class Collector:
         if todo:
             ctx = mp.get_context("spawn")
             with ctx.Pool(self.cfg.workers, initializer=_init_worker, initargs=(self.cfg,)) as pool:
-                for _index, _length, _fell in pool.imap_unordered(_run_and_save, [(i, str(self.shard_path(i))) for i in todo]):
+                for _index, _length, _fell in pool.imap_unordered(
+                    _run_and_save, [(i, str(self.shard_path(i))) for i in todo]
+                ):
                     bar.update()
                     if time.monotonic() - last_merge > self.cfg.merge_every_s:
                         self.merge()

@@ -41,7 +41,8 @@ def window_stats(
         raise ValueError(f"no episode is longer than history + horizon = {history + horizon} steps")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(starts), size=min(max_windows, len(starts)), replace=False)
-    states, actions = zip(*(cut_window(episodes[starts[k][0]], starts[k][1], history, horizon, layout) for k in pick))
+    windows = [cut_window(episodes[starts[k][0]], starts[k][1], history, horizon, layout) for k in pick]
+    states, actions = zip(*windows, strict=True)
     s, a = np.concatenate(states), np.concatenate(actions)
     return {
         "state_mean": s.mean(0), "state_std": np.maximum(s.std(0), 1e-3),

@@ -168,7 +168,9 @@ def validate(path: str | Path) -> DatasetSummary:
                     raise DatasetError(f"{path}: episode {name} lacks {array!r}")
                 data = group[array][()]
                 if data.shape != (length, width):
-                    raise DatasetError(f"{path}: episode {name} {array} has shape {data.shape}, expected {(length, width)}")
+                    raise DatasetError(
+                        f"{path}: episode {name} {array} has shape {data.shape}, expected {(length, width)}"
+                    )
                 if not np.all(np.isfinite(data)):
                     raise DatasetError(f"{path}: episode {name} {array} contains NaN or inf")
             steps += length

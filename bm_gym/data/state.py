@@ -94,7 +94,9 @@ class StateLayout:
         xy, cs = states[:, f["root_pos_xy"]], states[:, f["root_yaw_cs"]]
         c0, s0 = cs[present]
         delta = xy - xy[present]
-        out[:, f["root_pos_xy"]] = np.stack([c0 * delta[:, 0] + s0 * delta[:, 1], -s0 * delta[:, 0] + c0 * delta[:, 1]], 1)
+        out[:, f["root_pos_xy"]] = np.stack(
+            [c0 * delta[:, 0] + s0 * delta[:, 1], -s0 * delta[:, 0] + c0 * delta[:, 1]], 1
+        )
         # cos/sin of (yaw - yaw0)
         out[:, f["root_yaw_cs"]] = np.stack([cs[:, 0] * c0 + cs[:, 1] * s0, cs[:, 1] * c0 - cs[:, 0] * s0], 1)
         return out

@@ -42,6 +42,15 @@ class RobotState:
         return float(yaw_from_quat(self.root_quat))
 
 
+def has_fallen(state: RobotState, reference_height: float | None = None) -> bool:
+    """Tilted past 60 degrees, or the pelvis 0.25 m below a reference height (else below 0.45 m)."""
+    if state.projected_gravity[2] > -0.5:
+        return True
+    if reference_height is not None:
+        return state.root_pos[2] < reference_height - 0.25
+    return state.root_pos[2] < 0.45
+
+
 @dataclass(frozen=True)
 class RootPose:
     """Initial root placement for ``reset``."""

@@ -15,14 +15,6 @@ from bm_gym.data.hdf5 import load_episodes
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory, velocity_dir):
-    out = tmp_path_factory.mktemp("data") / "velocity.h5"
-    cfg = CollectCfg(policy=str(velocity_dir), out=str(out), episodes=4, episode_s=4.0, workers=2, seed=7)
-    Collector(cfg).run(progress=False)
-    return out
-
-
 def test_collected_file_validates_and_stores_names_and_metadata(small_dataset):
     summary = validate(small_dataset)
     assert summary.episodes == 4 and summary.steps == 4 * 200 and summary.fallen == 0
@@ -37,7 +29,9 @@ def test_collected_file_validates_and_stores_names_and_metadata(small_dataset):
 
 
 def test_collection_is_reproducible_per_episode(small_dataset, velocity_dir, tmp_path):
-    cfg = CollectCfg(policy=str(velocity_dir), out=str(tmp_path / "again.h5"), episodes=2, episode_s=4.0, workers=1, seed=7)
+    cfg = CollectCfg(
+        policy=str(velocity_dir), out=str(tmp_path / "again.h5"), episodes=2, episode_s=4.0, workers=1, seed=7
+    )
     Collector(cfg).run(progress=False)
     first, _, _ = load_episodes(small_dataset)
     again, _, _ = load_episodes(tmp_path / "again.h5")

@@ -24,4 +24,6 @@ def test_first_steps_stand_and_unknown_kinds_raise():
     commands = sample_schedule(np.random.default_rng(1), 200, 0.02, CommandScheduleCfg(initial_stand_s=(1.0, 1.0)))
     np.testing.assert_array_equal(commands[:50], 0.0)
     with pytest.raises(ValueError, match="unknown command segment kind"):
-        sample_segment("moonwalk", np.random.default_rng(0), {"lin_vel_x": (0, 1), "lin_vel_y": (0, 1), "ang_vel_z": (0, 1)})
+        sample_segment(
+            "moonwalk", np.random.default_rng(0), {"lin_vel_x": (0, 1), "lin_vel_y": (0, 1), "ang_vel_z": (0, 1)}
+        )

@@ -1,0 +1,76 @@
+"""Closed-loop diffusion control: keep the history, plan a trajectory, execute its first action(s), replan."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bm_gym.diffusion.policy import DiffusionPolicy
+from bm_gym.guidance.guide import CostGuide
+from bm_gym.robot import g1
+from bm_gym.sim.backend import RobotState
+
+
+@dataclass(frozen=True)
+class ControllerCfg:
+    actions_per_plan: int = 1  # execute this many planned actions before replanning (1 = replan every step)
+    seed: int = 0
+
+
+class DiffusionController:
+    """Turns simulator states into joint targets with a :class:`DiffusionPolicy`; usable without Gymnasium."""
+
+    def __init__(self, policy: DiffusionPolicy, cfg: ControllerCfg | None = None) -> None:
+        self.policy = policy
+        self.cfg = cfg or ControllerCfg()
+        if not 1 <= self.cfg.actions_per_plan <= policy.horizon:
+            raise ValueError(f"actions_per_plan must be in 1..{policy.horizon}, got {self.cfg.actions_per_plan}")
+        self.layout = policy.layout
+        self._states: deque[np.ndarray] = deque(maxlen=policy.history)
+        self._actions: deque[np.ndarray] = deque(maxlen=policy.history)
+        self._generator = torch.Generator().manual_seed(self.cfg.seed)
+        self._plan: np.ndarray | None = None
+        self._plan_step = 0
+        self.plan_ms: list[float] = []
+        self.last_plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
+
+    def reset(self, state: RobotState, seed: int | None = None) -> None:
+        """Start a new episode: the history is the current state held with standing targets."""
+        if seed is not None:
+            self._generator.manual_seed(seed)
+        s = self.layout.encode(state)
+        self._states.clear()
+        self._actions.clear()
+        for _ in range(self.policy.history):
+            self._states.append(s)
+            self._actions.append(np.array(g1.DEFAULT_JOINT_POS, dtype=np.float32))
+        self._plan = None
+        self.plan_ms.clear()
+
+    def history_window(self, state: RobotState) -> tuple[np.ndarray, np.ndarray]:
+        """The model input [N+1, S+A] (canonicalized, physical units) and the encoded present state."""
+        s = self.layout.encode(state)
+        states = self.layout.canonicalize(np.stack([*self._states, s]), present=self.policy.history)
+        actions = np.concatenate([np.stack(self._actions), np.zeros((1, self.layout.action_dim), np.float32)])
+        return np.concatenate([states, actions], axis=1), s
+
+    def act(self, state: RobotState, guide: CostGuide | None = None) -> np.ndarray:
+        """Joint position targets (simulator joint order) for this control step."""
+        window, s = self.history_window(state)
+        if self._plan is None or self._plan_step >= self.cfg.actions_per_plan:
+            start = time.perf_counter()
+            self._plan = self.policy.plan(window, self._generator, guide)
+            self.plan_ms.append((time.perf_counter() - start) * 1000)
+            self.last_plan = self._plan
+            self._plan_step = 0
+        action = self._plan[self._plan_step, self.layout.dim :].astype(np.float64)
+        self._plan_step += 1
+        if not np.all(np.isfinite(action)):
+            raise FloatingPointError("the diffusion policy produced non-finite joint targets")
+        self._states.append(s)
+        self._actions.append(action.astype(np.float32))
+        return action

@@ -1,0 +1,43 @@
+"""Typed configs for the denoiser and the diffusion process: the paper's size and a small CPU one, same code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DenoiserCfg:
+    """Transformer decoder over the H future steps, cross-attending to the N+1 history steps."""
+
+    d_model: int = 128
+    heads: int = 4
+    layers: int = 2
+    ff_mult: int = 4
+    dropout: float = 0.0
+    history: int = 4  # N past (state, action) pairs; the present state makes N+1 memory tokens
+    horizon: int = 16  # H future steps predicted
+
+
+@dataclass(frozen=True)
+class DiffusionCfg:
+    """DDPM noising with clean-trajectory (x0) prediction; DDIM with few steps for sampling."""
+
+    train_timesteps: int = 50
+    beta_schedule: str = "squaredcos_cap_v2"
+    sampler: str = "ddim"  # "ddim" (fast, deterministic) or "ddpm" (every training step, stochastic)
+    sample_steps: int = 10  # DDIM steps at inference
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    denoiser: DenoiserCfg = field(default_factory=DenoiserCfg)
+    diffusion: DiffusionCfg = field(default_factory=DiffusionCfg)
+    action_loss_weight: float = 2.0  # actions are what the robot executes; weigh them above states
+
+
+#: BeyondMimic's size: 6 layers, 4 heads, 512 dims. Train it on a GPU.
+PAPER = ModelCfg(denoiser=DenoiserCfg(d_model=512, heads=4, layers=6))
+#: Small enough to train in under an hour and plan at 50 Hz on 2 CPU cores.
+CPU = ModelCfg(denoiser=DenoiserCfg(d_model=128, heads=4, layers=2))
+
+PRESETS = {"paper": PAPER, "cpu": CPU}

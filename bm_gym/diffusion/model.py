@@ -1,0 +1,54 @@
+"""The denoiser: a transformer decoder predicting the clean future trajectory tau_0 from a noisy one.
+
+Future tokens embed state and action with separate linear layers plus a sinusoidal position code and
+the noise-level embedding; the observation history O_t is encoded the same way and serves as the
+cross-attention memory. A linear head maps each token back to (state, action).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from bm_gym.diffusion.config import DenoiserCfg
+
+
+def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer sine/cosine code of (possibly fractional) positions: [...] -> [..., dim]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=positions.device) / half)
+    angles = positions.float()[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class TrajectoryDenoiser(nn.Module):
+    def __init__(self, cfg: DenoiserCfg, state_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
+        d = cfg.d_model
+        self.future_state = nn.Linear(state_dim, d)
+        self.future_action = nn.Linear(action_dim, d)
+        self.history_state = nn.Linear(state_dim, d)
+        self.history_action = nn.Linear(action_dim, d)
+        self.noise_level = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        layer = nn.TransformerDecoderLayer(
+            d, cfg.heads, cfg.ff_mult * d, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.decoder = nn.TransformerDecoder(layer, cfg.layers)
+        self.out_norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, state_dim + action_dim)
+        # Fixed position codes: future steps 1..H, history steps -N..0 (distinct, shared scale).
+        self.register_buffer("future_pos", sinusoidal(torch.arange(1, cfg.horizon + 1), d), persistent=False)
+        self.register_buffer("history_pos", sinusoidal(torch.arange(-cfg.history, 1) + 1000, d), persistent=False)
+
+    def forward(self, noisy_future: torch.Tensor, timestep: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """noisy_future [B, H, S+A], timestep [B], history [B, N+1, S+A] -> predicted clean future [B, H, S+A]."""
+        s = self.state_dim
+        level = self.noise_level(sinusoidal(timestep, self.cfg.d_model))[:, None]
+        tokens = self.future_state(noisy_future[..., :s]) + self.future_action(noisy_future[..., s:])
+        tokens = tokens + self.future_pos + level
+        memory = self.history_state(history[..., :s]) + self.history_action(history[..., s:]) + self.history_pos
+        memory = torch.cat([memory, level], dim=1)  # the noise level is also a memory token
+        return self.head(self.out_norm(self.decoder(tokens, memory)))

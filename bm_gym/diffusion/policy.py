@@ -1,0 +1,153 @@
+"""A trained diffusion policy: denoiser + diffusion process + normalization + state layout, saved as a checkpoint.
+
+Checkpoint folder: ``model.safetensors`` (weights), ``ema.safetensors`` (EMA weights, optional),
+``config.json`` (model config, state layout with joint and body names, normalization statistics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from bm_gym.data.state import StateLayout
+from bm_gym.diffusion.config import DenoiserCfg, DiffusionCfg, ModelCfg
+from bm_gym.diffusion.model import TrajectoryDenoiser
+from bm_gym.diffusion.process import TrajectoryDiffusion
+from bm_gym.guidance.costs import TaskCost
+from bm_gym.guidance.guide import CostGuide, GuidanceCfg
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not fit the environment; the message says what differs."""
+
+
+@dataclasses.dataclass
+class Normalizer:
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.concatenate([self.state_mean, self.action_mean]).astype(np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.concatenate([self.state_std, self.action_std]).astype(np.float32)
+
+
+class DiffusionPolicy:
+    """Plans future (state, action) trajectories given the canonicalized history, in physical units."""
+
+    def __init__(self, cfg: ModelCfg, layout: StateLayout, normalizer: Normalizer, model: TrajectoryDenoiser) -> None:
+        self.cfg, self.layout, self.normalizer, self.model = cfg, layout, normalizer, model.eval()
+        self.diffusion = TrajectoryDiffusion(cfg.diffusion)
+        self._mean = torch.from_numpy(normalizer.mean)
+        self._std = torch.from_numpy(normalizer.std)
+
+    @property
+    def history(self) -> int:
+        return self.cfg.denoiser.history
+
+    @property
+    def horizon(self) -> int:
+        return self.cfg.denoiser.horizon
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self._mean) / self._std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self._std + self._mean
+
+    def guide(self, cost: TaskCost, cfg: GuidanceCfg | None = None) -> CostGuide:
+        """A guide that steers this policy's samples down ``cost`` (evaluated in physical units)."""
+        return CostGuide(cost, self.layout, self._mean, self._std, cfg)
+
+    def plan(
+        self, history: np.ndarray, generator: torch.Generator | None = None, guide: CostGuide | None = None
+    ) -> np.ndarray:
+        """history [N+1, S+A] or [B, N+1, S+A] (physical units, present action ignored) -> future [.., H, S+A]."""
+        h = torch.as_tensor(history, dtype=torch.float32)
+        single = h.ndim == 2
+        h = self.normalize(h[None] if single else h)
+        h[:, -1, self.layout.dim :] = 0.0  # the present action is not known yet
+        future = self.denormalize(self.diffusion.sample(self.model, h, generator, guide)).detach().numpy()
+        return future[0] if single else future
+
+    # -- persistence --------------------------------------------------------------------------------
+
+    def save(
+        self, folder: str | Path, ema_state: dict[str, torch.Tensor] | None = None, extra: dict | None = None
+    ) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, folder / "model.safetensors")
+        if ema_state is not None:
+            save_file({k: v.contiguous() for k, v in ema_state.items()}, folder / "ema.safetensors")
+        config = {
+            "format_version": FORMAT_VERSION,
+            "model": dataclasses.asdict(self.cfg),
+            "state_layout": json.loads(self.layout.to_json()),
+            "normalization": {k: v.tolist() for k, v in dataclasses.asdict(self.normalizer).items()},
+            **(extra or {}),
+        }
+        (folder / "config.json").write_text(json.dumps(config, indent=1))
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, use_ema: bool = True, expected_layout: StateLayout | None = None
+    ) -> DiffusionPolicy:
+        folder = Path(folder)
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{folder}: unreadable config.json ({err})") from err
+        if config.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{folder}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
+        layout_spec = config["state_layout"]
+        layout = StateLayout(tuple(layout_spec["joint_names"]), tuple(layout_spec["body_names"]))
+        if expected_layout is not None and layout != expected_layout:
+            raise CheckpointError(f"{folder}: {describe_layout_difference(layout, expected_layout)}")
+        try:
+            StateLayout.from_json(json.dumps(layout_spec))
+        except ValueError as err:
+            raise CheckpointError(f"{folder}: {err}") from err
+        m = config["model"]
+        cfg = ModelCfg(DenoiserCfg(**m["denoiser"]), DiffusionCfg(**m["diffusion"]), m["action_loss_weight"])
+        norm = Normalizer(**{k: np.asarray(v, dtype=np.float32) for k, v in config["normalization"].items()})
+        model = TrajectoryDenoiser(cfg.denoiser, layout.dim, layout.action_dim)
+        weights = folder / (
+            "ema.safetensors" if use_ema and (folder / "ema.safetensors").exists() else "model.safetensors"
+        )
+        try:
+            model.load_state_dict(load_file(weights))
+        except Exception as err:  # safetensors raises its own error types for corrupt files
+            raise CheckpointError(f"{weights}: cannot load weights ({err})") from err
+        return cls(cfg, layout, norm, model)
+
+
+def describe_layout_difference(stored: StateLayout, expected: StateLayout) -> str:
+    parts = []
+    if stored.joint_names != expected.joint_names:
+        if set(stored.joint_names) == set(expected.joint_names):
+            parts.append("joints are the same but in another order")
+        else:
+            parts.append(
+                f"joints differ: only in checkpoint {sorted(set(stored.joint_names) - set(expected.joint_names))}, "
+                f"only in environment {sorted(set(expected.joint_names) - set(stored.joint_names))}"
+            )
+    if stored.body_names != expected.body_names:
+        parts.append(
+            f"key bodies differ: checkpoint {list(stored.body_names)}, environment {list(expected.body_names)}"
+        )
+    return "state/action layout does not match the environment: " + "; ".join(parts)

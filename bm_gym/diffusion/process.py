@@ -1,0 +1,96 @@
+"""DDPM forward noising and reverse sampling with clean-trajectory (x0) prediction.
+
+The noise schedules and update rules are diffusers' ``DDPMScheduler`` / ``DDIMScheduler``
+(``prediction_type="sample"``); this module only wires them to trajectories and the loss.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from bm_gym.diffusion.config import DiffusionCfg
+from bm_gym.diffusion.model import TrajectoryDenoiser
+
+if TYPE_CHECKING:
+    from bm_gym.guidance.guide import CostGuide
+
+
+class TrajectoryDiffusion:
+    def __init__(self, cfg: DiffusionCfg) -> None:
+        self.cfg = cfg
+        kwargs = dict(
+            num_train_timesteps=cfg.train_timesteps,
+            beta_schedule=cfg.beta_schedule,
+            prediction_type="sample",
+            clip_sample=False,
+        )
+        self.train_scheduler = DDPMScheduler(**kwargs)
+        if cfg.sampler == "ddim":
+            self.sample_scheduler = DDIMScheduler(**kwargs)
+            self.sample_scheduler.set_timesteps(cfg.sample_steps)
+        elif cfg.sampler == "ddpm":
+            self.sample_scheduler = DDPMScheduler(**kwargs)
+            self.sample_scheduler.set_timesteps(cfg.train_timesteps)
+        else:
+            raise ValueError(f"unknown sampler {cfg.sampler!r}; choose 'ddim' or 'ddpm'")
+
+    def loss(
+        self,
+        model: TrajectoryDenoiser,
+        history: torch.Tensor,
+        future: torch.Tensor,
+        action_weight: float = 1.0,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """x0-prediction MSE at a random noise level per sample; returns the loss and its parts."""
+        b = future.shape[0]
+        t = torch.randint(0, self.cfg.train_timesteps, (b,), device=future.device)
+        noise = torch.randn_like(future)
+        noisy = self.train_scheduler.add_noise(future, noise, t)
+        pred = model(noisy, t, history)
+        err = (pred - future) ** 2
+        s = model.state_dim
+        state_loss, action_loss = err[..., :s].mean(), err[..., s:].mean()
+        return state_loss + action_weight * action_loss, {"state": state_loss, "action": action_loss}
+
+    def sample(
+        self,
+        model: TrajectoryDenoiser,
+        history: torch.Tensor,
+        generator: torch.Generator | None = None,
+        guide: CostGuide | None = None,
+    ) -> torch.Tensor:
+        """Denoise from Gaussian noise to a future trajectory [B, H, S+A] (normalized units).
+
+        With a guide, each step's predicted clean trajectory moves down the task cost's gradient before
+        the scheduler update (classifier guidance on x0; ``through_model`` differentiates via the denoiser).
+        """
+        b = history.shape[0]
+        shape = (b, model.cfg.horizon, model.state_dim + model.action_dim)
+        x = torch.randn(shape, generator=generator, device=history.device)
+        timesteps = self.sample_scheduler.timesteps
+        for i, t in enumerate(timesteps):
+            timestep = torch.full((b,), int(t), device=history.device)
+            if guide is not None and guide.active(i, len(timesteps)):
+                x0 = self._guided_x0(model, x, timestep, history, guide)
+            else:
+                with torch.no_grad():
+                    x0 = model(x, timestep, history)
+            x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample
+        return x
+
+    @staticmethod
+    def _guided_x0(model, x, timestep, history, guide: CostGuide) -> torch.Tensor:
+        with torch.enable_grad():
+            if guide.cfg.through_model:
+                x_in = x.detach().requires_grad_(True)
+                x0 = model(x_in, timestep, history)
+                gradient = torch.autograd.grad(guide.evaluate(x0).sum(), x_in)[0]
+                return x0.detach() - guide.step(gradient)
+            with torch.no_grad():
+                x0 = model(x, timestep, history)
+            x0_in = x0.detach().requires_grad_(True)
+            gradient = torch.autograd.grad(guide.evaluate(x0_in).sum(), x0_in)[0]
+            return x0 - guide.step(gradient)

@@ -1,0 +1,201 @@
+"""Training workspace: AdamW + warmup/cosine LR, EMA, held-out validation, tensorboard, resumable checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from bm_gym.data.dataset import ExpertWindowDataset
+from bm_gym.diffusion.config import PRESETS, ModelCfg
+from bm_gym.diffusion.model import TrajectoryDenoiser
+from bm_gym.diffusion.policy import DiffusionPolicy, Normalizer
+from bm_gym.diffusion.process import TrajectoryDiffusion
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    data: str
+    out: str
+    preset: str = "cpu"
+    steps: int = 20_000
+    batch_size: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    ema_decay: float = 0.999  # 0 disables EMA
+    val_fraction: float = 0.05
+    val_every: int = 500
+    val_batches: int = 20
+    checkpoint_every_s: float = 300.0
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+
+class Trainer:
+    """Runs (or resumes) one training run in ``cfg.out``: ``train_state.pt`` to resume, ``checkpoint/`` to use."""
+
+    def __init__(self, cfg: TrainCfg) -> None:
+        if cfg.preset not in PRESETS:
+            raise ValueError(f"unknown model preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
+        self.cfg = cfg
+        self.model_cfg: ModelCfg = PRESETS[cfg.preset]
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        d = self.model_cfg.denoiser
+        self.train_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "train", cfg.val_fraction)
+        self.val_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "val", cfg.val_fraction)
+        layout = self.train_set.layout
+        self.model = TrajectoryDenoiser(d, layout.dim, layout.action_dim).to(cfg.device)
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
+        )
+        self.diffusion = TrajectoryDiffusion(self.model_cfg.diffusion)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step = 0
+        self.started = time.time()
+        self.elapsed_before = 0.0
+        self.normalizer = Normalizer(
+            self.train_set.state_mean, self.train_set.state_std, self.train_set.action_mean, self.train_set.action_std
+        )
+        self._resume()
+
+    def _lr_factor(self, step: int) -> float:
+        if step < self.cfg.warmup_steps:
+            return (step + 1) / self.cfg.warmup_steps
+        progress = (step - self.cfg.warmup_steps) / max(1, self.cfg.steps - self.cfg.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        path = self.out / "train_state.pt"
+        if not path.exists():
+            (self.out / "train_cfg.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=1))
+            return
+        state = torch.load(path, map_location=self.cfg.device, weights_only=False)
+        if state["cfg"]["preset"] != self.cfg.preset or state["cfg"]["data"] != self.cfg.data:
+            raise ValueError(f"{self.out} holds a run with preset/data {state['cfg']['preset']}/{state['cfg']['data']}")
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        self.elapsed_before = state["elapsed_s"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self) -> None:
+        """Resumable state (atomic) and a usable checkpoint folder."""
+        state = {
+            "cfg": dataclasses.asdict(self.cfg),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = self.out / "train_state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / "train_state.pt")
+        policy = DiffusionPolicy(self.model_cfg, self.train_set.layout, self.normalizer, self.model)
+        ema_state = self.ema.module.state_dict() if self.ema is not None else None
+        extra = {"training": {"steps": self.step, "elapsed_s": round(self.elapsed_s), "data": self.cfg.data,
+                              "train_cfg": dataclasses.asdict(self.cfg)}}  # fmt: skip
+        tmp_dir = self.out / "checkpoint.tmp"
+        policy.save(tmp_dir, ema_state, extra)
+        final = self.out / "checkpoint"
+        if final.exists():
+            for f in final.iterdir():
+                f.unlink()
+            final.rmdir()
+        os.replace(tmp_dir, final)
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.time() - self.started
+
+    # -- loop --------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        model.eval()
+        loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+        totals: dict[str, list[float]] = {"loss": [], "state": [], "action": []}
+        fork = torch.random.fork_rng()
+        with fork:
+            torch.manual_seed(1234)  # same noise levels every validation: comparable numbers
+            for i, (history, future) in enumerate(loader):
+                if i >= self.cfg.val_batches:
+                    break
+                loss, parts = self.diffusion.loss(model, history.to(self.cfg.device), future.to(self.cfg.device),
+                                                  self.model_cfg.action_loss_weight)  # fmt: skip
+                totals["loss"].append(loss.item())
+                totals["state"].append(parts["state"].item())
+                totals["action"].append(parts["action"].item())
+        model.train()
+        return {k: float(np.mean(v)) for k, v in totals.items()}
+
+    def run(self, progress: bool = True) -> Path:
+        cfg = self.cfg
+        writer = SummaryWriter(self.out / "tb")
+        loader = DataLoader(self.train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(cfg.seed + self.step))  # fmt: skip
+        batches = iter(loader)
+        last_save = time.monotonic()
+        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not progress)
+        self.model.train()
+        while self.step < cfg.steps:
+            try:
+                history, future = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                history, future = next(batches)
+            loss, parts = self.diffusion.loss(self.model, history.to(cfg.device), future.to(cfg.device),
+                                              self.model_cfg.action_loss_weight)  # fmt: skip
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            self.step += 1
+            bar.update()
+            if self.step % 50 == 0:
+                writer.add_scalar("train/loss", loss.item(), self.step)
+                writer.add_scalar("train/state_mse", parts["state"].item(), self.step)
+                writer.add_scalar("train/action_mse", parts["action"].item(), self.step)
+                writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                for name, model in (("val", self.model), ("val_ema", self.ema.module if self.ema else None)):
+                    if model is not None:
+                        for key, value in self.validate(model).items():
+                            writer.add_scalar(f"{name}/{key}", value, self.step)
+            if time.monotonic() - last_save > cfg.checkpoint_every_s:
+                self.save()
+                last_save = time.monotonic()
+        bar.close()
+        self.save()
+        writer.close()
+        return self.out / "checkpoint"

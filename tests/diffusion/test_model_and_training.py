@@ -1,0 +1,85 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bm_gym.data import StateLayout
+from bm_gym.diffusion import CPU, PAPER, CheckpointError, DiffusionPolicy, TrajectoryDenoiser, TrajectoryDiffusion
+from bm_gym.diffusion.training import TrainCfg, Trainer
+
+S, A = StateLayout().dim, StateLayout().action_dim
+
+
+@pytest.mark.parametrize("cfg", [CPU, PAPER], ids=["cpu", "paper"])
+def test_denoiser_maps_noisy_future_and_history_to_clean_future(cfg):
+    model = TrajectoryDenoiser(cfg.denoiser, S, A)
+    d = cfg.denoiser
+    out = model(torch.randn(3, d.horizon, S + A), torch.tensor([0, 5, 49]), torch.randn(3, d.history + 1, S + A))
+    assert out.shape == (3, d.horizon, S + A)
+    assert len(model.decoder.layers) == d.layers
+    assert model.decoder.layers[0].self_attn.num_heads == d.heads
+    assert model.decoder.layers[0].self_attn.embed_dim == d.d_model
+
+
+def test_paper_config_is_six_layers_four_heads_512_dims():
+    assert (PAPER.denoiser.layers, PAPER.denoiser.heads, PAPER.denoiser.d_model) == (6, 4, 512)
+    assert (PAPER.denoiser.history, PAPER.denoiser.horizon) == (4, 16)
+
+
+def test_output_depends_on_history_through_cross_attention():
+    torch.manual_seed(0)
+    model = TrajectoryDenoiser(CPU.denoiser, S, A).eval()
+    x, t = torch.randn(1, 16, S + A), torch.tensor([10])
+    a = model(x, t, torch.zeros(1, 5, S + A))
+    b = model(x, t, torch.ones(1, 5, S + A))
+    assert (a - b).abs().mean() > 1e-3
+
+
+def test_training_reduces_the_loss_and_resumes(small_dataset, tmp_path):
+    cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / "run"), steps=40, batch_size=32, warmup_steps=5,
+                   val_every=20, val_batches=2, val_fraction=0.3, seed=0)  # fmt: skip
+    trainer = Trainer(cfg)
+    before = trainer.validate(trainer.model)["loss"]
+    trainer.run(progress=False)
+    after = trainer.validate(trainer.model)["loss"]
+    assert after < 0.7 * before
+    assert (tmp_path / "run/checkpoint/model.safetensors").exists() and (tmp_path / "run/tb").is_dir()
+    resumed = Trainer(dataclasses.replace(cfg, steps=50))
+    assert resumed.step == 40
+    torch.testing.assert_close(resumed.model.state_dict(), trainer.model.state_dict())
+    assert resumed.optimizer.state_dict()["state"], "optimizer moments restored"
+    resumed.run(progress=False)
+    assert json.loads((tmp_path / "run/checkpoint/config.json").read_text())["training"]["steps"] == 50
+
+
+def test_checkpoint_round_trip_and_layout_check(small_dataset, tmp_path):
+    cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / "run"), steps=2, batch_size=8, val_every=100,
+                   val_fraction=0.3)  # fmt: skip
+    Trainer(cfg).run(progress=False)
+    folder = tmp_path / "run/checkpoint"
+    policy = DiffusionPolicy.load(folder, expected_layout=StateLayout())
+    again = DiffusionPolicy.load(folder)
+    history = np.random.default_rng(0).normal(size=(5, S + A)).astype(np.float32)
+    plan_a = policy.plan(history, torch.Generator().manual_seed(3))
+    plan_b = again.plan(history, torch.Generator().manual_seed(3))
+    assert plan_a.shape == (16, S + A)
+    np.testing.assert_allclose(plan_a, plan_b, atol=1e-5)
+    other = StateLayout(body_names=StateLayout().body_names[:-1] + ("head_link",))
+    with pytest.raises(CheckpointError, match="key bodies differ"):
+        DiffusionPolicy.load(folder, expected_layout=other)
+    (folder / "ema.safetensors").write_bytes(b"corrupt")
+    with pytest.raises(CheckpointError, match="cannot load weights"):
+        DiffusionPolicy.load(folder)
+
+
+def test_ddim_and_ddpm_samplers_return_finite_trajectories():
+    model = TrajectoryDenoiser(CPU.denoiser, S, A).eval()
+    history = torch.randn(2, 5, S + A)
+    for sampler in ("ddim", "ddpm"):
+        diffusion = TrajectoryDiffusion(dataclasses.replace(CPU.diffusion, sampler=sampler))
+        out = diffusion.sample(model, history, torch.Generator().manual_seed(0))
+        assert out.shape == (2, 16, S + A) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="unknown sampler"):
+        TrajectoryDiffusion(dataclasses.replace(CPU.diffusion, sampler="euler"))

@@ -1,0 +1,65 @@
+import numpy as np
+import torch
+
+from bm_gym.data import StateLayout
+from bm_gym.guidance import JoystickCost, ObstacleCost, ObstacleField, Trajectory, WaypointCost, WeightedSum
+from bm_gym.guidance.costs import relaxed_barrier
+from bm_gym.obstacles import Cylinder
+
+LAYOUT = StateLayout()
+F = LAYOUT.fields
+
+
+def straight_walk(speed: float, steps: int = 16, dt: float = 0.02, batch: int = 1) -> torch.Tensor:
+    """Planned trajectory of a robot walking straight along +x at ``speed``."""
+    x = torch.zeros(batch, steps, LAYOUT.dim + LAYOUT.action_dim)
+    t = torch.arange(1, steps + 1) * dt
+    x[..., F["root_pos_xy"].start] = speed * t
+    x[..., F["root_yaw_cs"].start] = 1.0
+    x[..., F["lin_vel_h"].start] = speed
+    return x
+
+
+def test_trajectory_view_puts_bodies_in_the_plan_frame():
+    x = straight_walk(1.0)
+    body = F["body_pos_h"].start + 3 * 2  # third key body
+    x[..., body] = 0.1  # 10 cm ahead in its own heading frame
+    x[..., F["root_yaw_cs"]] = torch.tensor([0.0, 1.0])  # every step faces +y
+    traj = Trajectory(LAYOUT, x)
+    np.testing.assert_allclose(traj.body_xy[0, 0, 2].numpy(), [0.02, 0.1], atol=1e-6)
+    np.testing.assert_allclose(traj.yaw[0, 0].item(), np.pi / 2, atol=1e-6)
+
+
+def test_joystick_cost_is_zero_on_target_and_grows_with_error():
+    cost = JoystickCost(vx=0.8)
+    assert cost(Trajectory(LAYOUT, straight_walk(0.8))).item() < 1e-9
+    assert cost(Trajectory(LAYOUT, straight_walk(0.3))).item() > cost(Trajectory(LAYOUT, straight_walk(0.6))).item()
+
+
+def test_waypoint_cost_pulls_towards_far_goals_and_stops_at_near_ones():
+    far = WaypointCost(3.0, 0.0)
+    assert far(Trajectory(LAYOUT, straight_walk(1.0))) < far(Trajectory(LAYOUT, straight_walk(0.0)))
+    near = WaypointCost(0.0, 0.0)  # already there: standing still is best
+    assert near(Trajectory(LAYOUT, straight_walk(0.0))) < near(Trajectory(LAYOUT, straight_walk(0.5)))
+    x = straight_walk(0.5).requires_grad_(True)
+    far(Trajectory(LAYOUT, x)).sum().backward()
+    assert x.grad[0, :, F["root_pos_xy"].start].lt(0).all()  # descending the cost moves towards +x
+
+
+def test_relaxed_barrier_is_continuous_and_finite_inside_obstacles():
+    delta = 0.1
+    left, right = relaxed_barrier(torch.tensor(delta - 1e-6), delta), relaxed_barrier(torch.tensor(delta + 1e-6), delta)
+    assert abs(left.item() - right.item()) < 1e-4
+    assert torch.isfinite(relaxed_barrier(torch.tensor([-1.0, 0.0]), delta)).all()
+
+
+def test_obstacle_cost_penalises_paths_through_obstacles_and_composes():
+    field = ObstacleField([Cylinder(0.2, 0.0, 0.1)])
+    obstacle = ObstacleCost(field)
+    through = obstacle(Trajectory(LAYOUT, straight_walk(1.0)))
+    away = straight_walk(1.0)
+    away[..., F["root_pos_xy"].start + 1] = 2.0  # same walk, 2 m to the side
+    assert through.item() > 0 and obstacle(Trajectory(LAYOUT, away)).item() == 0.0
+    total = WeightedSum([(1.0, obstacle), (2.0, JoystickCost(vx=1.0))])
+    assert torch.allclose(total(Trajectory(LAYOUT, straight_walk(1.0))), through)
+    assert ObstacleCost(ObstacleField())(Trajectory(LAYOUT, straight_walk(1.0))).item() == 0.0

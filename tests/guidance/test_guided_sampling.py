@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+from bm_gym.data import StateLayout
+from bm_gym.diffusion import CPU, DiffusionPolicy, Normalizer, TrajectoryDenoiser
+from bm_gym.guidance import GuidanceCfg, JoystickCost, Trajectory
+
+LAYOUT = StateLayout()
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.manual_seed(0)
+    norm = Normalizer(np.zeros(LAYOUT.dim), np.ones(LAYOUT.dim), np.zeros(29), np.ones(29))
+    return DiffusionPolicy(CPU, LAYOUT, norm, TrajectoryDenoiser(CPU.denoiser, LAYOUT.dim, LAYOUT.action_dim))
+
+
+@pytest.mark.parametrize("through_model", [False, True])
+def test_guidance_moves_plans_down_the_cost(policy, through_model):
+    history = np.zeros((5, LAYOUT.dim + LAYOUT.action_dim), np.float32)
+    cost = JoystickCost(vx=2.0)
+    guide = policy.guide(cost, GuidanceCfg(scale=8.0, through_model=through_model, max_grad_norm=None))
+    plain = policy.plan(history, torch.Generator().manual_seed(0))
+    guided = policy.plan(history, torch.Generator().manual_seed(0), guide)
+    c_plain = cost(Trajectory(LAYOUT, torch.from_numpy(plain)[None])).item()
+    c_guided = cost(Trajectory(LAYOUT, torch.from_numpy(guided)[None])).item()
+    assert c_guided < 0.8 * c_plain
+
+
+def test_guidance_only_on_the_last_steps_and_clipping(policy):
+    guide = policy.guide(JoystickCost(vx=1.0), GuidanceCfg(scale=1.0, guided_steps=3, max_grad_norm=0.1))
+    n = len(policy.diffusion.sample_scheduler.timesteps)
+    assert [guide.active(i, n) for i in range(n)] == [False] * (n - 3) + [True] * 3
+    step = guide.step(torch.full((2, 16, LAYOUT.dim + LAYOUT.action_dim), 5.0))
+    np.testing.assert_allclose(step.flatten(1).norm(dim=1).numpy(), [0.1, 0.1], rtol=1e-5)
