@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from bm_gym.diffusion.policy import DiffusionPolicy
-from bm_gym.guidance.guide import CostGuide
+from bm_gym.guidance.guide import GuidanceCfg
+from bm_gym.guidance.tasks import Task
 from bm_gym.robot import g1
 from bm_gym.sim.backend import RobotState
 
@@ -19,6 +21,7 @@ from bm_gym.sim.backend import RobotState
 class ControllerCfg:
     actions_per_plan: int = 1  # execute this many planned actions before replanning (1 = replan every step)
     seed: int = 0
+    guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
 
 
 class DiffusionController:
@@ -37,6 +40,13 @@ class DiffusionController:
         self._plan_step = 0
         self.plan_ms: list[float] = []
         self.last_plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
+        self.task: Task | None = None  # what guidance steers towards; None samples the unguided prior
+
+    def set_task(self, task: Task | None, guidance: GuidanceCfg | None = None) -> None:
+        """Change the task (and optionally the guidance settings) between any two control steps."""
+        self.task = task
+        if guidance is not None:
+            self.cfg = dataclasses.replace(self.cfg, guidance=guidance)
 
     def reset(self, state: RobotState, seed: int | None = None) -> None:
         """Start a new episode: the history is the current state held with standing targets."""
@@ -58,11 +68,12 @@ class DiffusionController:
         actions = np.concatenate([np.stack(self._actions), np.zeros((1, self.layout.action_dim), np.float32)])
         return np.concatenate([states, actions], axis=1), s
 
-    def act(self, state: RobotState, guide: CostGuide | None = None) -> np.ndarray:
+    def act(self, state: RobotState) -> np.ndarray:
         """Joint position targets (simulator joint order) for this control step."""
         window, s = self.history_window(state)
         if self._plan is None or self._plan_step >= self.cfg.actions_per_plan:
             start = time.perf_counter()
+            guide = None if self.task is None else self.policy.guide(self.task.cost(state), self.cfg.guidance)
             self._plan = self.policy.plan(window, self._generator, guide)
             self.plan_ms.append((time.perf_counter() - start) * 1000)
             self.last_plan = self._plan

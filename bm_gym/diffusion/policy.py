@@ -79,7 +79,7 @@ class DiffusionPolicy:
         single = h.ndim == 2
         h = self.normalize(h[None] if single else h)
         h[:, -1, self.layout.dim :] = 0.0  # the present action is not known yet
-        future = self.denormalize(self.diffusion.sample(self.model, h, generator, guide)).detach().numpy()
+        future = self.denormalize(self.diffusion.sample(self.model, h, generator, guide)).detach().cpu().numpy()
         return future[0] if single else future
 
     # -- persistence --------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Seeded scenarios and metrics for evaluating controllers in simulation."""

@@ -1,0 +1,90 @@
+"""Guided control in MuJoCo with a diffusion checkpoint: waypoints, joystick profile, obstacle courses.
+
+python -m tools.eval_guidance --scenario waypoint --episodes 20
+python -m tools.eval_guidance --scenario joystick --episodes 3
+python -m tools.eval_guidance --scenario obstacles --episodes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.data.state import StateLayout
+from bm_gym.diffusion import DiffusionPolicy
+from bm_gym.eval.scenarios import obstacle_course, run_joystick, run_waypoint
+from bm_gym.guidance import GuidanceCfg
+from bm_gym.sim import MujocoBackend
+
+
+def _episode(job: tuple[dict, str, int]) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    opts, scenario, seed = job
+    policy = DiffusionPolicy.load(opts["checkpoint"], expected_layout=StateLayout())
+    backend = MujocoBackend()
+    guidance = GuidanceCfg(scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"])
+    controller = DiffusionController(policy, ControllerCfg(seed=seed, guidance=guidance))
+    if scenario == "waypoint":
+        result = run_waypoint(backend, controller, seed, guidance)
+    elif scenario == "obstacles":
+        goal, obstacles = obstacle_course(seed)
+        result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
+                              obstacle_weight=opts["obstacle_weight"])  # fmt: skip
+    else:
+        result = run_joystick(backend, controller, seed, guidance)
+    out = asdict(result)
+    out["plan_ms_median"] = float(np.median(controller.plan_ms))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="checkpoints/g1_velocity_cpu")
+    parser.add_argument("--scenario", choices=["waypoint", "joystick", "obstacles"], required=True)
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--scale", type=float, default=GuidanceCfg().scale)
+    parser.add_argument("--through-model", action="store_true")
+    parser.add_argument("--guided-steps", type=int, default=None)
+    parser.add_argument("--obstacle-weight", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
+            "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight}  # fmt: skip
+    jobs = [(opts, args.scenario, seed) for seed in range(args.episodes)]
+    results = []
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        for r in pool.imap_unordered(_episode, jobs):
+            results.append(r)
+            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
+    results.sort(key=lambda r: r["seed"])
+    n = len(results)
+    falls = sum(r["fell"] for r in results)
+    latency = np.median([r["plan_ms_median"] for r in results])
+    if args.scenario == "joystick":
+        done = [r for r in results if not r["fell"]]
+        speed = np.mean([r["extra"]["speed_error"] for r in done]) if done else float("nan")
+        yaw = np.mean([r["extra"]["yaw_rate_error"] for r in done]) if done else float("nan")
+        print(f"\njoystick: {n - falls}/{n} without falling; mean forward-speed error {speed:.3f} m/s, "
+              f"yaw-rate error {yaw:.3f} rad/s; median plan {latency:.1f} ms")  # fmt: skip
+    else:
+        ok = sum(r["success"] for r in results)
+        collided = sum(r["collisions"] > 0 for r in results)
+        times = [r["seconds"] for r in results if r["success"]]
+        mean_time = np.mean(times) if times else float("nan")
+        print(f"\n{args.scenario}: {ok}/{n} reached within 0.3 m, {falls} fell, {collided} with collisions; "
+              f"mean time to goal {mean_time:.1f} s; median plan {latency:.1f} ms")  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
