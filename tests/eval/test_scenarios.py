@@ -1,0 +1,34 @@
+import math
+
+import numpy as np
+
+from bm_gym.eval.scenarios import joystick_command, obstacle_course, waypoint_goal
+from bm_gym.obstacles import Box, Cylinder
+
+
+def test_waypoint_goals_are_seeded_and_2_to_5_m_away_in_all_directions():
+    goals = [waypoint_goal(s) for s in range(20)]
+    assert goals == [waypoint_goal(s) for s in range(20)]
+    distances = [math.hypot(*g) for g in goals]
+    assert min(distances) >= 2.0 and max(distances) <= 5.0
+    angles = np.array([math.atan2(g[1], g[0]) for g in goals])
+    assert (angles < -math.pi / 2).any() and (angles > math.pi / 2).any()  # goals behind the robot too
+
+
+def test_obstacle_courses_block_the_straight_path():
+    for seed in range(10):
+        goal, obstacles = obstacle_course(seed)
+        assert 4.0 <= goal[0] <= 5.0 and 1 <= len(obstacles) <= 3
+        first = obstacles[0]
+        on_line_y = goal[1] * first.x / goal[0]
+        reach = first.radius if isinstance(first, Cylinder) else min(first.half_x, first.half_y)
+        assert abs(first.y - on_line_y) <= 0.15 + 1e-9  # within 15 cm of the straight line ...
+        assert abs(first.y - on_line_y) < reach + 0.25  # ... so it blocks a robot about 0.5 m wide
+
+
+def test_joystick_profile_has_steps_and_ramps():
+    assert joystick_command(1.0) == (0.0, 0.0)
+    assert joystick_command(3.0) == (0.3, 0.0)  # halfway up the ramp to 0.6
+    assert joystick_command(5.0) == (0.6, 0.0)
+    assert joystick_command(10.0) == (0.3, 0.5)  # a step
+    assert joystick_command(15.0) == (0.0, -0.6)  # turning in place
