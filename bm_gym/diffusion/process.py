@@ -74,23 +74,28 @@ class TrajectoryDiffusion:
         for i, t in enumerate(timesteps):
             timestep = torch.full((b,), int(t), device=history.device)
             if guide is not None and guide.active(i, len(timesteps)):
-                x0 = self._guided_x0(model, x, timestep, history, guide)
+                x0, update = self._guidance_update(model, x, timestep, history, guide)
+                # Move both the clean estimate and the next noisy sample: DDIM's update almost cancels a
+                # change of x0 alone at high noise, and the next denoising step must see the steered states
+                # for the model to re-derive consistent actions.
+                x = self.sample_scheduler.step(x0 - update, t, x, generator=generator).prev_sample - update
             else:
                 with torch.no_grad():
                     x0 = model(x, timestep, history)
-            x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample
+                x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample
         return x
 
     @staticmethod
-    def _guided_x0(model, x, timestep, history, guide: CostGuide) -> torch.Tensor:
+    def _guidance_update(model, x, timestep, history, guide: CostGuide) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted clean trajectory and the guidance step (cost gradient, scaled and clipped)."""
         with torch.enable_grad():
             if guide.cfg.through_model:
                 x_in = x.detach().requires_grad_(True)
                 x0 = model(x_in, timestep, history)
                 gradient = torch.autograd.grad(guide.evaluate(x0).sum(), x_in)[0]
-                return x0.detach() - guide.step(gradient)
+                return x0.detach(), guide.step(gradient)
             with torch.no_grad():
                 x0 = model(x, timestep, history)
             x0_in = x0.detach().requires_grad_(True)
             gradient = torch.autograd.grad(guide.evaluate(x0_in).sum(), x0_in)[0]
-            return x0 - guide.step(gradient)
+            return x0, guide.step(gradient)
