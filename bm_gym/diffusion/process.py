@@ -75,10 +75,10 @@ class TrajectoryDiffusion:
             timestep = torch.full((b,), int(t), device=history.device)
             if guide is not None and guide.active(i, len(timesteps)):
                 x0, update = self._guidance_update(model, x, timestep, history, guide)
-                # Move both the clean estimate and the next noisy sample: DDIM's update almost cancels a
-                # change of x0 alone at high noise, and the next denoising step must see the steered states
-                # for the model to re-derive consistent actions.
-                x = self.sample_scheduler.step(x0 - update, t, x, generator=generator).prev_sample - update
+                # Shift the next sample, as classifier guidance shifts the reverse-step mean (Diffuser-style).
+                # Shifting only x0 would barely move x_{t-1} at high noise: DDIM's update nearly cancels it.
+                # The next denoising step then sees the steered states and re-derives consistent actions.
+                x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample - update
             else:
                 with torch.no_grad():
                     x0 = model(x, timestep, history)
