@@ -9,3 +9,16 @@ if sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ:
     os.environ["MUJOCO_GL"] = "osmesa"
 
 __version__ = "0.1.0"
+
+
+def _register_envs() -> None:
+    """Register the Gymnasium environments by entry-point string, so importing bm_gym stays cheap."""
+    from gymnasium.envs.registration import register, registry
+
+    from bm_gym.envs import ENV_ID
+
+    if ENV_ID not in registry:
+        register(id=ENV_ID, entry_point="bm_gym.envs.guided_env:GuidedG1Env")
+
+
+_register_envs()

@@ -1,9 +1,7 @@
-"""Main job on the embedded default: drive the simulated G1 in MuJoCo through a command script and save frames.
+"""Main job on the embedded default: the shipped diffusion checkpoint drives the G1 in MuJoCo, guided to
+waypoints around obstacles, and the run is saved as a frame sheet.
 
-    python -m tools.demo [--policy DIR] [--seconds 20] [--out runs/demo]
-
-Today the controller is the Stage 1 velocity policy from ../shared/stage1; the guided diffusion controller
-replaces it once a shipped checkpoint exists (see docs/roadmap in README).
+    python -m tools.demo [--checkpoint DIR] [--seconds 30] [--out runs/demo]
 """
 
 from __future__ import annotations
@@ -14,48 +12,57 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.data.state import StateLayout
+from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+from bm_gym.guidance import GuidanceCfg
+from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, WaypointTask
 from bm_gym.obstacles import Box, Cylinder
-from bm_gym.sim import MujocoBackend
-from bm_gym.stage1 import Stage1Policy
-from tools.paths import VELOCITY_POLICY
+from bm_gym.sim import MujocoBackend, has_fallen
 
-#: (start time s, vx, vy, wz): stand, walk, turn while walking, turn in place, stop.
-SCRIPT = [(0.0, 0.0, 0.0, 0.0), (2.0, 0.8, 0.0, 0.0), (7.0, 0.6, 0.0, 0.5), (11.0, 0.0, 0.0, -0.8), (15.0, 0, 0, 0)]
-
-
-def command_at(t: float) -> tuple[float, float, float]:
-    return next((vx, vy, wz) for start, vx, vy, wz in reversed(SCRIPT) if t >= start)
+WAYPOINTS = [(3.0, 0.0), (3.0, 2.5), (0.0, 2.5)]
+OBSTACLES = (Cylinder(x=1.6, y=0.05, radius=0.25, height=1.2), Box(x=3.2, y=1.3, half_x=0.3, half_y=0.2, yaw=0.4))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", type=Path, default=VELOCITY_POLICY)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="guidance scale")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     args = parser.parse_args()
 
+    policy = DiffusionPolicy.load(args.checkpoint, expected_layout=StateLayout())
     backend = MujocoBackend()
-    policy = Stage1Policy.load(args.policy)
-    policy.apply_gains(backend)
-    backend.add_obstacle(Cylinder(x=2.5, y=1.2, radius=0.3, height=1.2))
-    backend.add_obstacle(Box(x=4.5, y=-1.5, half_x=0.4, half_y=0.25, yaw=0.5, height=0.8))
+    for obstacle in OBSTACLES:
+        backend.add_obstacle(obstacle)
+    controller = DiffusionController(policy, ControllerCfg(guidance=GuidanceCfg(scale=args.scale)))
     state = backend.reset(seed=0)
-    policy.reset()
-    frames, steps = [], round(args.seconds / backend.control_dt)
-    for i in range(steps):
-        state = backend.step(policy.act(state, command_at(i * backend.control_dt)))
-        if i % 100 == 0:
+    controller.reset(state)
+    avoid = AvoidObstaclesTask(OBSTACLES)
+    reached, frames = 0, []
+    for i in range(round(args.seconds / backend.control_dt)):
+        if reached < len(WAYPOINTS):
+            goal = WaypointTask(*WAYPOINTS[reached])
+            controller.set_task(CombinedTask(((1.0, goal), (1.0, avoid))))
+            if goal.distance(state) < 0.3:
+                reached += 1
+        state = backend.step(controller.act(state))
+        if i % 75 == 0:
             frames.append(backend.render(320, 240))
+        if has_fallen(state):
+            print(f"fell after {state.time:.1f} s")
+            break
     args.out.mkdir(parents=True, exist_ok=True)
     per_row = min(5, len(frames))
-    rows = [
-        np.concatenate(frames[r : r + per_row], axis=1) for r in range(0, len(frames) - len(frames) % per_row, per_row)
-    ]
+    usable = len(frames) - len(frames) % per_row
+    rows = [np.concatenate(frames[r : r + per_row], axis=1) for r in range(0, usable, per_row)]
     sheet = args.out / "demo.png"
     Image.fromarray(np.concatenate(rows, axis=0)).save(sheet)
     print(
-        f"{args.seconds:.0f} s simulated: root at x={state.root_pos[0]:.2f} m, y={state.root_pos[1]:.2f} m, "
-        f"height {state.root_pos[2]:.2f} m, heading {np.degrees(state.yaw):.0f} deg; frames: {sheet}"
+        f"{state.time:.0f} s simulated: {reached}/{len(WAYPOINTS)} waypoints reached, root at "
+        f"({state.root_pos[0]:.2f}, {state.root_pos[1]:.2f}) m, median plan {np.median(controller.plan_ms):.1f} ms; "
+        f"frames: {sheet}"
     )
 
 

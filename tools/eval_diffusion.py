@@ -1,7 +1,7 @@
 """Closed-loop evaluation: the diffusion model alone drives the G1 (no Stage 1 policy, no guidance).
 
-    python -m tools.eval_diffusion --checkpoint checkpoints/g1_velocity_cpu --episodes 20 --seconds 60
-    python -m tools.eval_diffusion --checkpoint ... --randomize          # domain randomization on
+    python -m tools.eval_diffusion --episodes 20 --seconds 60
+    python -m tools.eval_diffusion --randomize          # domain randomization on
 
 Prints how many seeded episodes survive without falling, the mean episode length, distance walked
 and plan latency.
@@ -19,7 +19,7 @@ import numpy as np
 
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
-from bm_gym.diffusion import DiffusionPolicy
+from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
 
 
@@ -71,7 +71,7 @@ def _run(job: tuple[EvalArgs, int]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="checkpoints/g1_velocity_cpu")
+    parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--randomize", action="store_true")

@@ -17,7 +17,7 @@ import numpy as np
 
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
-from bm_gym.diffusion import DiffusionPolicy
+from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.scenarios import obstacle_course, run_joystick, run_waypoint
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.sim import MujocoBackend
@@ -30,7 +30,9 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     opts, scenario, seed = job
     policy = DiffusionPolicy.load(opts["checkpoint"], expected_layout=StateLayout())
     backend = MujocoBackend()
-    guidance = GuidanceCfg(scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"])
+    guidance = GuidanceCfg(
+        scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"] or None
+    )
     controller = DiffusionController(policy, ControllerCfg(seed=seed, guidance=guidance))
     if scenario == "waypoint":
         result = run_waypoint(backend, controller, seed, guidance)
@@ -47,12 +49,12 @@ def _episode(job: tuple[dict, str, int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="checkpoints/g1_velocity_cpu")
+    parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     parser.add_argument("--scenario", choices=["waypoint", "joystick", "obstacles"], required=True)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale)
     parser.add_argument("--through-model", action="store_true")
-    parser.add_argument("--guided-steps", type=int, default=None)
+    parser.add_argument("--guided-steps", type=int, default=GuidanceCfg().guided_steps, help="0: all")
     parser.add_argument("--obstacle-weight", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)

@@ -22,6 +22,7 @@ class ControllerCfg:
     actions_per_plan: int = 1  # execute this many planned actions before replanning (1 = replan every step)
     seed: int = 0
     guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
+    onnxruntime: bool = True  # gradient-free denoiser passes in ONNX Runtime (2x faster on the CPU than torch)
 
 
 class DiffusionController:
@@ -33,6 +34,8 @@ class DiffusionController:
         if not 1 <= self.cfg.actions_per_plan <= policy.horizon:
             raise ValueError(f"actions_per_plan must be in 1..{policy.horizon}, got {self.cfg.actions_per_plan}")
         self.layout = policy.layout
+        if self.cfg.onnxruntime and policy.fast_forward is None:
+            policy.use_onnxruntime()
         self._states: deque[np.ndarray] = deque(maxlen=policy.history)
         self._actions: deque[np.ndarray] = deque(maxlen=policy.history)
         self._generator = torch.Generator().manual_seed(self.cfg.seed)

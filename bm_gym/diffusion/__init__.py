@@ -2,10 +2,10 @@
 
 from bm_gym.diffusion.config import CPU, PAPER, PRESETS, DenoiserCfg, DiffusionCfg, ModelCfg
 from bm_gym.diffusion.model import TrajectoryDenoiser
-from bm_gym.diffusion.policy import CheckpointError, DiffusionPolicy, Normalizer
+from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, CheckpointError, DiffusionPolicy, Normalizer
 from bm_gym.diffusion.process import TrajectoryDiffusion
 
 __all__ = [
     "CPU", "PAPER", "PRESETS", "CheckpointError", "DenoiserCfg", "DiffusionCfg", "DiffusionPolicy", "ModelCfg",
-    "Normalizer", "TrajectoryDenoiser", "TrajectoryDiffusion",
+    "Normalizer", "SHIPPED_CHECKPOINT", "TrajectoryDenoiser", "TrajectoryDiffusion",
 ]  # fmt: skip

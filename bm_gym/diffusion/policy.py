@@ -17,11 +17,15 @@ from safetensors.torch import load_file, save_file
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.config import DenoiserCfg, DiffusionCfg, ModelCfg
 from bm_gym.diffusion.model import TrajectoryDenoiser
+from bm_gym.diffusion.onnx_runtime import OnnxDenoiser
 from bm_gym.diffusion.process import TrajectoryDiffusion
 from bm_gym.guidance.costs import TaskCost
 from bm_gym.guidance.guide import CostGuide, GuidanceCfg
 
 FORMAT_VERSION = 1
+
+#: The CPU-config checkpoint shipped inside the package (trained on velocity-policy rollouts; see its MODEL_CARD.md).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "g1_velocity_cpu"
 
 
 class CheckpointError(ValueError):
@@ -50,6 +54,7 @@ class DiffusionPolicy:
     def __init__(self, cfg: ModelCfg, layout: StateLayout, normalizer: Normalizer, model: TrajectoryDenoiser) -> None:
         self.cfg, self.layout, self.normalizer, self.model = cfg, layout, normalizer, model.eval()
         self.diffusion = TrajectoryDiffusion(cfg.diffusion)
+        self.fast_forward: OnnxDenoiser | None = None
         self._mean = torch.from_numpy(normalizer.mean)
         self._std = torch.from_numpy(normalizer.std)
 
@@ -67,6 +72,11 @@ class DiffusionPolicy:
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self._std + self._mean
 
+    def use_onnxruntime(self, threads: int = 1) -> DiffusionPolicy:
+        """Run gradient-free denoiser passes in ONNX Runtime (about 2x faster on the CPU); returns self."""
+        self.fast_forward = OnnxDenoiser(self.model, threads)
+        return self
+
     def guide(self, cost: TaskCost, cfg: GuidanceCfg | None = None) -> CostGuide:
         """A guide that steers this policy's samples down ``cost`` (evaluated in physical units)."""
         return CostGuide(cost, self.layout, self._mean, self._std, cfg)
@@ -79,7 +89,12 @@ class DiffusionPolicy:
         single = h.ndim == 2
         h = self.normalize(h[None] if single else h)
         h[:, -1, self.layout.dim :] = 0.0  # the present action is not known yet
-        future = self.denormalize(self.diffusion.sample(self.model, h, generator, guide)).detach().cpu().numpy()
+        future = (
+            self.denormalize(self.diffusion.sample(self.model, h, generator, guide, self.fast_forward))
+            .detach()
+            .cpu()
+            .numpy()
+        )
         return future[0] if single else future
 
     # -- persistence --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The noise schedules and update rules are diffusers' ``DDPMScheduler`` / ``DDIMSc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -61,32 +62,35 @@ class TrajectoryDiffusion:
         history: torch.Tensor,
         generator: torch.Generator | None = None,
         guide: CostGuide | None = None,
+        fast_forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Denoise from Gaussian noise to a future trajectory [B, H, S+A] (normalized units).
 
+        ``fast_forward`` (e.g. :class:`OnnxDenoiser`) replaces ``model`` wherever no gradient is needed.
         With a guide, each step's predicted clean trajectory moves down the task cost's gradient before
         the scheduler update (classifier guidance on x0; ``through_model`` differentiates via the denoiser).
         """
         b = history.shape[0]
         shape = (b, model.cfg.horizon, model.state_dim + model.action_dim)
         x = torch.randn(shape, generator=generator, device=history.device)
+        forward = fast_forward or model
         timesteps = self.sample_scheduler.timesteps
         for i, t in enumerate(timesteps):
             timestep = torch.full((b,), int(t), device=history.device)
             if guide is not None and guide.active(i, len(timesteps)):
-                x0, update = self._guidance_update(model, x, timestep, history, guide)
+                x0, update = self._guidance_update(model, forward, x, timestep, history, guide)
                 # Shift the next sample, as classifier guidance shifts the reverse-step mean (Diffuser-style).
                 # Shifting only x0 would barely move x_{t-1} at high noise: DDIM's update nearly cancels it.
                 # The next denoising step then sees the steered states and re-derives consistent actions.
                 x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample - update
             else:
                 with torch.no_grad():
-                    x0 = model(x, timestep, history)
+                    x0 = forward(x, timestep, history)
                 x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample
         return x
 
     @staticmethod
-    def _guidance_update(model, x, timestep, history, guide: CostGuide) -> tuple[torch.Tensor, torch.Tensor]:
+    def _guidance_update(model, forward, x, timestep, history, guide: CostGuide) -> tuple[torch.Tensor, torch.Tensor]:
         """The predicted clean trajectory and the guidance step (cost gradient, scaled and clipped)."""
         with torch.enable_grad():
             if guide.cfg.through_model:
@@ -95,7 +99,7 @@ class TrajectoryDiffusion:
                 gradient = torch.autograd.grad(guide.evaluate(x0).sum(), x_in)[0]
                 return x0.detach(), guide.step(gradient)
             with torch.no_grad():
-                x0 = model(x, timestep, history)
+                x0 = forward(x, timestep, history)
             x0_in = x0.detach().requires_grad_(True)
             gradient = torch.autograd.grad(guide.evaluate(x0_in).sum(), x0_in)[0]
             return x0, guide.step(gradient)

@@ -12,9 +12,9 @@ from bm_gym.guidance.costs import TaskCost, Trajectory
 
 @dataclass(frozen=True)
 class GuidanceCfg:
-    scale: float = 1.0  # step size on the predicted clean trajectory, in normalized units
+    scale: float = 40.0  # step size on the predicted clean trajectory, in normalized units
     through_model: bool = False  # True: differentiate the cost through the denoiser (d J(x0(x_t)) / d x_t)
-    guided_steps: int | None = None  # guide only the last k denoising steps (None: all)
+    guided_steps: int | None = 5  # guide only the last k denoising steps (None: all); 5 of 10 halves the cost
     max_grad_norm: float | None = 10.0  # per-plan clip of the guidance step, keeps barriers from exploding
 
 

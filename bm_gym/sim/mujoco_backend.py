@@ -355,6 +355,10 @@ class MujocoBackend:
             self._renderer.update_scene(self.data, camera=camera)
         return self._renderer.render()
 
+    def scene_pose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of qpos, mocap positions and mocap quaternions: enough to draw the scene from another thread."""
+        return self.data.qpos.copy(), self.data.mocap_pos.copy(), self.data.mocap_quat.copy()
+
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()

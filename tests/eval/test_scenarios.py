@@ -3,7 +3,7 @@ import math
 import numpy as np
 
 from bm_gym.eval.scenarios import joystick_command, obstacle_course, waypoint_goal
-from bm_gym.obstacles import Box, Cylinder
+from bm_gym.obstacles import Cylinder
 
 
 def test_waypoint_goals_are_seeded_and_2_to_5_m_away_in_all_directions():

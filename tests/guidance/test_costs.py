@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from bm_gym.data import StateLayout
@@ -36,6 +37,24 @@ def test_joystick_cost_is_zero_on_target_and_grows_with_error():
     assert cost(Trajectory(LAYOUT, straight_walk(0.3))).item() > cost(Trajectory(LAYOUT, straight_walk(0.6))).item()
 
 
+def test_path_is_integrated_from_planned_velocities():
+    x = straight_walk(0.5)
+    x[..., F["ang_vel_h"].start + 2] = 1.0  # turning left at 1 rad/s while walking
+    traj = Trajectory(LAYOUT, x)
+    np.testing.assert_allclose(traj.path_yaw[0, -1].item(), 16 * 0.02, atol=1e-6)
+    assert traj.path_xy[0, -1, 0].item() == pytest.approx(0.5 * 0.32, abs=0.01)
+    assert traj.path_xy[0, -1, 1].item() > 0.005  # curving left
+
+
+def test_waypoint_turns_towards_goals_behind_instead_of_backing_up():
+    behind = WaypointCost(-3.0, 0.5)
+    x = straight_walk(0.0).requires_grad_(True)
+    behind(Trajectory(LAYOUT, x)).sum().backward()
+    turn, walk = x.grad[0, :, F["ang_vel_h"].start + 2], x.grad[0, :, F["lin_vel_h"].start]
+    assert turn.lt(0).all()  # descending the cost turns left (towards +y)
+    assert walk.abs().max() < 0.1 * turn.abs().max()  # and barely asks for backward walking
+
+
 def test_waypoint_cost_pulls_towards_far_goals_and_stops_at_near_ones():
     far = WaypointCost(3.0, 0.0)
     assert far(Trajectory(LAYOUT, straight_walk(1.0))) < far(Trajectory(LAYOUT, straight_walk(0.0)))
@@ -43,7 +62,7 @@ def test_waypoint_cost_pulls_towards_far_goals_and_stops_at_near_ones():
     assert near(Trajectory(LAYOUT, straight_walk(0.0))) < near(Trajectory(LAYOUT, straight_walk(0.5)))
     x = straight_walk(0.5).requires_grad_(True)
     far(Trajectory(LAYOUT, x)).sum().backward()
-    assert x.grad[0, :, F["root_pos_xy"].start].lt(0).all()  # descending the cost moves towards +x
+    assert x.grad[0, :, F["lin_vel_h"].start].lt(0).all()  # descending the cost speeds up towards +x
 
 
 def test_relaxed_barrier_is_continuous_and_finite_inside_obstacles():
@@ -57,9 +76,8 @@ def test_obstacle_cost_penalises_paths_through_obstacles_and_composes():
     field = ObstacleField([Cylinder(0.2, 0.0, 0.1)])
     obstacle = ObstacleCost(field)
     through = obstacle(Trajectory(LAYOUT, straight_walk(1.0)))
-    away = straight_walk(1.0)
-    away[..., F["root_pos_xy"].start + 1] = 2.0  # same walk, 2 m to the side
-    assert through.item() > 0 and obstacle(Trajectory(LAYOUT, away)).item() == 0.0
+    aside = ObstacleCost(ObstacleField([Cylinder(0.2, 2.0, 0.1)]))  # the same obstacle 2 m to the side
+    assert through.item() > 0 and aside(Trajectory(LAYOUT, straight_walk(1.0))).item() == 0.0
     total = WeightedSum([(1.0, obstacle), (2.0, JoystickCost(vx=1.0))])
     assert torch.allclose(total(Trajectory(LAYOUT, straight_walk(1.0))), through)
     assert ObstacleCost(ObstacleField())(Trajectory(LAYOUT, straight_walk(1.0))).item() == 0.0

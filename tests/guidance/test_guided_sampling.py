@@ -20,7 +20,8 @@ def policy():
 def test_guidance_moves_plans_down_the_cost(policy, through_model):
     history = np.zeros((5, LAYOUT.dim + LAYOUT.action_dim), np.float32)
     cost = JoystickCost(vx=2.0)
-    guide = policy.guide(cost, GuidanceCfg(scale=8.0, through_model=through_model, max_grad_norm=None))
+    cfg = GuidanceCfg(scale=2.0, through_model=through_model, guided_steps=None, max_grad_norm=None)
+    guide = policy.guide(cost, cfg)
     plain = policy.plan(history, torch.Generator().manual_seed(0))
     guided = policy.plan(history, torch.Generator().manual_seed(0), guide)
     c_plain = cost(Trajectory(LAYOUT, torch.from_numpy(plain)[None])).item()

@@ -1,0 +1,24 @@
+"""Command line of the teleop app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import bm_gym  # noqa: F401 - picks the offscreen GL backend before MuJoCo loads
+from app.simulation import SimulationCfg
+from app.ui import AppCfg, TeleopApp
+from bm_gym.diffusion import SHIPPED_CHECKPOINT
+from bm_gym.guidance import GuidanceCfg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
+    parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="initial guidance scale")
+    parser.add_argument("--record-dir", type=Path, default=Path("runs/recordings"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sim = SimulationCfg(checkpoint=args.checkpoint, guidance=GuidanceCfg(scale=args.scale))
+    TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir)).run()

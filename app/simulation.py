@@ -1,0 +1,256 @@
+"""The app's simulation thread: MuJoCo + the guided diffusion controller at 50 Hz, off the UI thread.
+
+The UI sends intents (command, mode, obstacle edits, guidance settings, reset/pause/record) through
+thread-safe setters and reads the latest :class:`Snapshot`; neither side ever waits for the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.recorder import SessionRecorder
+from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.data.state import StateLayout
+from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+from bm_gym.guidance import GuidanceCfg
+from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, Task, VelocityTask, WaypointTask
+from bm_gym.obstacles import Obstacle
+from bm_gym.sim import MujocoBackend, has_fallen
+
+MODES = ("joystick", "waypoint", "draw")
+
+
+@dataclass(frozen=True)
+class SimulationCfg:
+    checkpoint: Path = SHIPPED_CHECKPOINT
+    guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
+    obstacle_weight: float = 1.0
+    control_hz: float = 50.0
+    threads: int = 1  # torch threads for planning; the other core renders and runs the UI
+
+
+@dataclass
+class Snapshot:
+    """What the UI draws; replaced (never mutated) after every control step."""
+
+    time: float
+    qpos: np.ndarray  # for the offscreen view
+    mocap_pos: np.ndarray
+    mocap_quat: np.ndarray
+    root_xy: np.ndarray
+    yaw: float
+    command: tuple[float, float, float]  # the velocity command in force (zeros outside joystick mode)
+    velocity: tuple[float, float, float]  # measured vx, vy (heading frame) and yaw rate
+    plan_xy: np.ndarray  # [H, 2] planned root path, world frame
+    waypoint: tuple[float, float] | None
+    obstacles: dict[int, Obstacle]  # by UI id, as placed in the simulation
+    plan_ms: float
+    cost: float
+    control_hz: float  # achieved over the last second
+    fell: bool
+    paused: bool
+    recording: bool
+    mode: str
+
+
+class Simulation(threading.Thread):
+    """Runs the robot in real time until :meth:`stop`; all public methods are safe to call from any thread."""
+
+    def __init__(self, cfg: SimulationCfg | None = None) -> None:
+        super().__init__(name="simulation", daemon=True)
+        self.cfg = cfg or SimulationCfg()
+        torch.set_num_threads(self.cfg.threads)
+        self.backend = MujocoBackend()
+        self.policy = DiffusionPolicy.load(self.cfg.checkpoint, expected_layout=StateLayout())
+        self.controller = DiffusionController(self.policy, ControllerCfg(guidance=self.cfg.guidance))
+        self._lock = threading.Lock()
+        self._edits: queue.SimpleQueue = queue.SimpleQueue()
+        self._halt = threading.Event()
+        self._command = (0.0, 0.0, 0.0)
+        self._mode = "joystick"
+        self._waypoint: tuple[float, float] | None = None
+        self._guidance, self._obstacle_weight = self.cfg.guidance, self.cfg.obstacle_weight
+        self._paused = False
+        self._handles: dict[int, int] = {}  # UI id -> backend handle
+        self._recorder: SessionRecorder | None = None
+        self._step_times: deque[float] = deque(maxlen=int(self.cfg.control_hz))
+        self._state = self.backend.reset(seed=0)
+        self.controller.reset(self._state, seed=0)
+        self._fell = False
+        self._snapshot = self._make_snapshot(cost=0.0)
+
+    # -- UI-facing setters ------------------------------------------------------------------------------
+
+    def set_command(self, vx: float, vy: float, wz: float) -> None:
+        values = (float(vx), float(vy), float(wz))
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"velocity command must be finite, got {values}")
+        with self._lock:
+            self._command = values
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        with self._lock:
+            self._mode = mode
+
+    def set_waypoint(self, xy: tuple[float, float] | None) -> None:
+        with self._lock:
+            self._waypoint = None if xy is None else (float(xy[0]), float(xy[1]))
+
+    def set_guidance(self, scale: float, obstacle_weight: float) -> None:
+        with self._lock:
+            self._guidance = dataclasses.replace(self._guidance, scale=float(scale))
+            self._obstacle_weight = float(obstacle_weight)
+
+    def put_obstacle(self, uid: int, obstacle: Obstacle) -> None:
+        """Add obstacle ``uid`` or move/resize it; applied before the next control step."""
+        self._edits.put(("put", uid, obstacle))
+
+    def remove_obstacle(self, uid: int) -> None:
+        self._edits.put(("remove", uid, None))
+
+    def reset(self) -> None:
+        self._edits.put(("reset", None, None))
+
+    def pause(self, paused: bool) -> None:
+        with self._lock:
+            self._paused = paused
+
+    def start_recording(self, path: str | Path) -> None:
+        self._edits.put(("record", None, Path(path)))
+
+    def stop_recording(self) -> None:
+        self._edits.put(("stop_record", None, None))
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._snapshot
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        period = 1.0 / self.cfg.control_hz
+        next_tick = time.perf_counter()
+        while not self._halt.is_set():
+            self._apply_edits()
+            with self._lock:
+                paused = self._paused
+            if paused:
+                time.sleep(0.02)
+                next_tick = time.perf_counter()
+                self._publish(cost=self._snapshot.cost)
+                continue
+            self._control_step()
+            next_tick += period
+            delay = next_tick - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_tick = time.perf_counter()  # running late: do not try to catch up in a burst
+        if self._recorder is not None:
+            self._recorder.close()
+
+    def _control_step(self) -> None:
+        task = self._task()
+        self.controller.set_task(task, self._guidance)
+        action = self.controller.act(self._state)
+        cost = 0.0
+        if task is not None and self.controller.last_plan is not None:
+            with torch.no_grad():
+                plan = torch.as_tensor(self.controller.last_plan[None])
+                cost = float(self.policy.guide(task.cost(self._state)).evaluate(self.policy.normalize(plan))[0])
+        previous = self._state
+        self._state = self.backend.step(action)
+        if self._recorder is not None:
+            self._recorder.add(previous, action, self._command_for_record())
+        self._fell = self._fell or bool(has_fallen(self._state))
+        self._step_times.append(time.perf_counter())
+        self._publish(cost)
+
+    def _task(self) -> Task | None:
+        with self._lock:
+            mode, command, waypoint, weight = self._mode, self._command, self._waypoint, self._obstacle_weight
+        base: Task | None = None
+        if mode == "joystick":
+            base = VelocityTask(*command)
+        elif waypoint is not None:
+            base = WaypointTask(*waypoint)
+        else:
+            base = VelocityTask()  # waypoint mode without a waypoint (and drawing mode): stand still
+        obstacles = tuple(self.backend.obstacles().values())
+        if obstacles:
+            return CombinedTask(((1.0, base), (weight, AvoidObstaclesTask(obstacles))))
+        return base
+
+    def _command_for_record(self) -> tuple[float, float, float]:
+        with self._lock:
+            return self._command if self._mode == "joystick" else (0.0, 0.0, 0.0)
+
+    def _apply_edits(self) -> None:
+        while True:
+            try:
+                kind, uid, payload = self._edits.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "put":
+                if uid in self._handles:
+                    self.backend.move_obstacle(self._handles[uid], payload)
+                else:
+                    self._handles[uid] = self.backend.add_obstacle(payload)
+            elif kind == "remove" and uid in self._handles:
+                self.backend.remove_obstacle(self._handles.pop(uid))
+            elif kind == "reset":
+                self._state = self.backend.reset()
+                self.controller.reset(self._state)
+                self._fell = False
+                if self._recorder is not None:
+                    self._recorder.end_episode(fell=False)
+            elif kind == "record":
+                self._recorder = SessionRecorder(payload, self.policy.layout, self.backend.control_dt)
+            elif kind == "stop_record" and self._recorder is not None:
+                self._recorder.close()
+                self._recorder = None
+
+    def _publish(self, cost: float) -> None:
+        snapshot = self._make_snapshot(cost)
+        with self._lock:
+            self._snapshot = snapshot
+
+    def _make_snapshot(self, cost: float) -> Snapshot:
+        s = self._state
+        c, sn = math.cos(s.yaw), math.sin(s.yaw)
+        vx, vy = s.root_lin_vel_w[:2]
+        plan = self.controller.last_plan
+        plan_xy = np.zeros((0, 2))
+        if plan is not None:  # plans live in the robot frame at plan time
+            rel = plan[:, self.policy.layout.fields["root_pos_xy"]]
+            plan_xy = s.root_pos[:2] + rel @ np.array([[c, sn], [-sn, c]])
+        ids = {handle: uid for uid, handle in self._handles.items()}
+        times = self._step_times
+        hz = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        with self._lock:
+            mode, command, waypoint, paused = self._mode, self._command, self._waypoint, self._paused
+        qpos, mocap_pos, mocap_quat = self.backend.scene_pose()
+        return Snapshot(
+            time=s.time, qpos=qpos, mocap_pos=mocap_pos, mocap_quat=mocap_quat, root_xy=s.root_pos[:2].copy(),
+            yaw=s.yaw, command=command if mode == "joystick" else (0.0, 0.0, 0.0),
+            velocity=(c * vx + sn * vy, -sn * vx + c * vy, float(s.root_ang_vel_b[2])), plan_xy=plan_xy,
+            waypoint=waypoint if mode != "joystick" else None,
+            obstacles={ids[h]: o for h, o in self.backend.obstacles().items() if h in ids},
+            plan_ms=self.controller.plan_ms[-1] if self.controller.plan_ms else 0.0, cost=cost, control_hz=hz,
+            fell=self._fell, paused=paused, recording=self._recorder is not None, mode=mode,
+        )  # fmt: skip

@@ -1,0 +1,283 @@
+"""``BeyondMimicGuided-G1-v0``: a high-level command in, the guided diffusion controller runs the G1 at 50 Hz.
+
+Action (``command="velocity"``): Box [vx, vy, wz] in m/s, m/s, rad/s (heading frame), bounds
+``VELOCITY_LOW``/``VELOCITY_HIGH`` (the range the expert data covers); values outside are clipped.
+Action (``command="waypoint"``): Box [x, y] in m, in the robot frame at the time of the command
+(``waypoint_frame="robot"``) or in the world frame, within +-``waypoint_range``; values outside are clipped.
+NaN/inf or a wrong shape raises ``ValueError`` before anything reaches the sampler.
+
+Obstacles the controller avoids (the obstacle map) come per episode through
+``reset(options={"obstacles": [...]})`` or at any step through ``env.unwrapped.set_obstacles([...])``;
+they are placed in the simulation and added to the guidance cost. A goal for the observation and for
+wrappers comes through ``reset(options={"goal": (x, y)})`` (world frame).
+
+Observation (Dict):
+  ``robot``     [11]: pelvis height (m), projected gravity (3), heading-frame planar velocity (2, m/s),
+                      yaw rate (rad/s), world position x, y (m), cos yaw, sin yaw
+  ``goal``      [3]:  goal in the robot frame x, y (m, clipped to +-20), 1 if a goal is set else 0 (then x, y = 0)
+  ``obstacles`` [R]:  lidar-like free range (m, up to ``ray_range``) along R rays evenly spaced from the robot's
+                      heading, counter-clockwise; computed from the obstacles' signed distance field
+
+Reward is 0: tasks define it in wrappers (e.g. :class:`bm_gym.envs.wrappers.NavigationReward`).
+Episodes terminate on a fall and truncate after ``max_episode_s``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.data.state import StateLayout
+from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, DiffusionPolicy
+from bm_gym.guidance.guide import GuidanceCfg
+from bm_gym.guidance.sdf import ObstacleField
+from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, Task, VelocityTask, WaypointTask
+from bm_gym.obstacles import Box, Cylinder, Obstacle
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, has_fallen
+
+VELOCITY_LOW = np.array([-0.5, -0.5, -1.0], dtype=np.float32)
+VELOCITY_HIGH = np.array([1.0, 0.5, 1.0], dtype=np.float32)
+GOAL_CLIP = 20.0
+
+
+@dataclass(frozen=True)
+class GuidedEnvCfg:
+    checkpoint: str | Path = SHIPPED_CHECKPOINT
+    command: Literal["velocity", "waypoint"] = "velocity"
+    waypoint_frame: Literal["robot", "world"] = "robot"
+    waypoint_range: float = 5.0
+    control_steps: int = 10  # 50 Hz control steps per env step (0.2 s)
+    max_episode_s: float = 30.0
+    rays: int = 16
+    ray_range: float = 4.0
+    obstacle_weight: float = 1.0  # weight of the obstacle cost next to the command's cost
+    guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
+    actions_per_plan: int = 1  # planned actions executed before replanning (1: replan at 50 Hz)
+    randomize: bool = False  # domain randomization of the simulated robot
+    torch_threads: int | None = 1  # one thread per env suits vectorized use; None keeps torch's default
+
+
+class GuidedG1Env(gym.Env):
+    """The G1 in MuJoCo driven by the guided diffusion controller; see the module docstring for spaces."""
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
+
+    def __init__(self, cfg: GuidedEnvCfg | None = None, render_mode: str | None = None, **overrides: Any) -> None:
+        cfg = cfg or GuidedEnvCfg()
+        if overrides:  # gym.make("BeyondMimicGuided-G1-v0", command="waypoint", ...) sets config fields
+            cfg = _replace(cfg, overrides)
+        if cfg.command not in ("velocity", "waypoint"):
+            raise ValueError(f"command must be 'velocity' or 'waypoint', got {cfg.command!r}")
+        if cfg.waypoint_frame not in ("robot", "world"):
+            raise ValueError(f"waypoint_frame must be 'robot' or 'world', got {cfg.waypoint_frame!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.cfg, self.render_mode = cfg, render_mode
+        self.policy = DiffusionPolicy.load(cfg.checkpoint, expected_layout=StateLayout())
+        randomization = DomainRandomizationCfg() if cfg.randomize else None
+        self.backend = MujocoBackend(MujocoBackendCfg(randomization=randomization))
+        self.controller = DiffusionController(
+            self.policy, ControllerCfg(actions_per_plan=cfg.actions_per_plan, guidance=cfg.guidance)
+        )
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / (cfg.control_steps * self.backend.control_dt))}
+        if cfg.command == "velocity":
+            self.action_space = spaces.Box(VELOCITY_LOW, VELOCITY_HIGH, dtype=np.float32)
+        else:
+            r = cfg.waypoint_range
+            self.action_space = spaces.Box(-r, r, shape=(2,), dtype=np.float32)
+        self.observation_space = spaces.Dict(
+            {
+                "robot": spaces.Box(-np.inf, np.inf, shape=(11,), dtype=np.float32),
+                "goal": spaces.Box(
+                    np.array([-GOAL_CLIP, -GOAL_CLIP, 0], np.float32), np.array([GOAL_CLIP, GOAL_CLIP, 1], np.float32)
+                ),
+                "obstacles": spaces.Box(0.0, cfg.ray_range, shape=(cfg.rays,), dtype=np.float32),
+            }
+        )
+        angles = np.arange(cfg.rays) * 2 * math.pi / cfg.rays
+        self._ray_dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        self._ray_steps = np.linspace(0.0, cfg.ray_range, round(cfg.ray_range / 0.05) + 1)[1:]
+        self.goal: tuple[float, float] | None = None
+        self._field = ObstacleField()
+        self._obstacles: tuple[Obstacle, ...] = ()
+        self._state: RobotState | None = None
+        self._window = None
+
+    # -- obstacles and goal ---------------------------------------------------------------------------
+
+    def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...]) -> None:
+        """Replace the obstacle map: placed in the simulation and avoided by the controller from the next step."""
+        obstacles = tuple(obstacles)
+        for o in obstacles:
+            if not isinstance(o, (Cylinder, Box)):
+                raise TypeError(f"obstacles must be bm_gym.obstacles.Cylinder or Box, got {type(o).__name__}")
+        self.backend.clear_obstacles()
+        for o in obstacles:
+            self.backend.add_obstacle(o)
+        self._obstacles = obstacles
+        self._field = ObstacleField(list(obstacles))
+
+    @property
+    def obstacles(self) -> tuple[Obstacle, ...]:
+        return self._obstacles
+
+    def set_goal(self, goal: tuple[float, float] | None) -> None:
+        """World-frame goal reported in the observation (wrappers reward progress to it); None clears it."""
+        if goal is not None:
+            goal = (float(goal[0]), float(goal[1]))
+            if not all(math.isfinite(v) for v in goal):
+                raise ValueError(f"goal must be finite, got {goal}")
+        self.goal = goal
+
+    # -- gymnasium API ----------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"obstacles", "goal"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'obstacles' and/or 'goal'")
+        self.set_obstacles(options.get("obstacles", ()))
+        self.set_goal(options.get("goal"))
+        episode_seed = int(self.np_random.integers(2**31))
+        self._state = self.backend.reset(seed=episode_seed)
+        self.controller.reset(self._state, seed=episode_seed)
+        self.controller.set_task(None)
+        self._collisions = 0
+        return self._observation(), self._info(fell=False, collisions=0)
+
+    def step(self, action):
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        command = self._check_action(action)
+        self.controller.set_task(self._task(command))
+        collisions, fell = 0, False
+        for _ in range(self.cfg.control_steps):
+            self._state = self.backend.step(self.controller.act(self._state))
+            collisions += int(self._state.obstacle_contact)
+            if has_fallen(self._state):
+                fell = True
+                break
+        self._collisions += collisions
+        truncated = not fell and self._state.time >= self.cfg.max_episode_s - 1e-9
+        info = self._info(fell, collisions)
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), 0.0, fell, truncated, info
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() without a render_mode; pass render_mode='rgb_array' or 'human' to make()")
+            return None
+        frame = self.backend.render(480, 360)
+        if self.render_mode == "rgb_array":
+            return frame
+        self._show(frame)
+        return None
+
+    def close(self) -> None:
+        self.backend.close()
+        if self._window is not None:
+            import pygame
+
+            pygame.display.quit()
+            self._window = None
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape:
+            raise ValueError(
+                f"{self.cfg.command} command must have shape {self.action_space.shape}, got {a.shape}: {action!r}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{self.cfg.command} command contains NaN or inf: {action!r}")
+        return np.clip(a, self.action_space.low, self.action_space.high)  # documented: out-of-range values clip
+
+    def _task(self, command: np.ndarray) -> Task:
+        state = self._state
+        if self.cfg.command == "velocity":
+            task: Task = VelocityTask(*map(float, command))
+        else:
+            x, y = map(float, command)
+            if self.cfg.waypoint_frame == "robot":
+                c, s = math.cos(state.yaw), math.sin(state.yaw)
+                x, y = state.root_pos[0] + c * x - s * y, state.root_pos[1] + s * x + c * y
+            task = WaypointTask(x, y)
+        if self._obstacles:
+            task = CombinedTask(((1.0, task), (self.cfg.obstacle_weight, AvoidObstaclesTask(self._obstacles))))
+        return task
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        s = self._state
+        c, sn = math.cos(s.yaw), math.sin(s.yaw)
+        vx, vy = s.root_lin_vel_w[0], s.root_lin_vel_w[1]
+        yaw_rate = s.root_ang_vel_b[2]  # close to the world yaw rate while upright
+        robot = np.array(
+            [s.root_pos[2], *s.projected_gravity, c * vx + sn * vy, -sn * vx + c * vy, yaw_rate,
+             s.root_pos[0], s.root_pos[1], c, sn],
+            dtype=np.float32,
+        )  # fmt: skip
+        goal = np.zeros(3, dtype=np.float32)
+        if self.goal is not None:
+            dx, dy = self.goal[0] - s.root_pos[0], self.goal[1] - s.root_pos[1]
+            goal[:2] = np.clip([c * dx + sn * dy, -sn * dx + c * dy], -GOAL_CLIP, GOAL_CLIP)
+            goal[2] = 1.0
+        return {"robot": robot, "goal": goal, "obstacles": self._ray_ranges()}
+
+    def _ray_ranges(self) -> np.ndarray:
+        """Free range along each ray: the first sample point inside an obstacle (SDF <= 0), else ``ray_range``."""
+        ranges = np.full(self.cfg.rays, self.cfg.ray_range, dtype=np.float32)
+        if self._field.empty:
+            return ranges
+        s = self._state
+        c, sn = math.cos(s.yaw), math.sin(s.yaw)
+        dirs = self._ray_dirs @ np.array([[c, sn], [-sn, c]])  # robot frame -> world frame
+        points = s.root_pos[:2] + dirs[:, None, :] * self._ray_steps[None, :, None]  # [R, P, 2]
+        with torch.no_grad():
+            inside = (self._field.distance(torch.as_tensor(points, dtype=torch.float32)) <= 0).numpy()
+        hit = inside.any(axis=1)
+        ranges[hit] = self._ray_steps[inside[hit].argmax(axis=1)]
+        return ranges
+
+    def _info(self, fell: bool, collisions: int) -> dict[str, Any]:
+        """Deterministic per step (plan latencies are in ``controller.plan_ms``, not here)."""
+        s = self._state
+        return {
+            "time": s.time,
+            "root_xy": s.root_pos[:2].copy(),
+            "fell": fell,
+            "collisions": collisions,  # control steps with robot-obstacle contact during this env step
+            "episode_collisions": self._collisions,
+        }
+
+    def _show(self, frame: np.ndarray) -> None:
+        import pygame  # only for render_mode="human"
+
+        if self._window is None:
+            pygame.display.init()
+            self._window = pygame.display.set_mode(frame.shape[1::-1])
+            pygame.display.set_caption("BeyondMimicGuided-G1-v0")
+        pygame.event.pump()
+        self._window.blit(pygame.surfarray.make_surface(frame.swapaxes(0, 1)), (0, 0))
+        pygame.display.flip()
+
+
+def _replace(cfg: GuidedEnvCfg, overrides: dict[str, Any]) -> GuidedEnvCfg:
+    names = {f.name for f in dataclasses.fields(GuidedEnvCfg)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown GuidedEnvCfg fields {sorted(unknown)}; known: {sorted(names)}")
+    return dataclasses.replace(cfg, **overrides)

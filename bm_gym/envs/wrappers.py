@@ -1,0 +1,103 @@
+"""Wrappers for ``BeyondMimicGuided-G1-v0``, one job each. Flatten Dict observations for SB3 with Gymnasium's own
+``gymnasium.wrappers.FlattenObservation``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from bm_gym.obstacles import Box, Cylinder, Obstacle
+
+
+class RandomObstacleCourse(gym.Wrapper):
+    """Each reset draws a goal ``distance`` m away and obstacles around the straight path to it, from the
+    env's seeded generator; passes them through ``reset(options=...)`` (explicit options win).
+
+    Obstacles keep ``clearance`` m from the start and the goal, so every course is solvable.
+    """
+
+    def __init__(self, env: gym.Env, distance: tuple[float, float] = (4.0, 6.0), max_heading: float = math.pi,
+                 obstacles: tuple[int, int] = (2, 5), clearance: float = 0.8) -> None:  # fmt: skip
+        super().__init__(env)
+        self.distance, self.max_heading, self.obstacles, self.clearance = distance, max_heading, obstacles, clearance
+        self._rng: np.random.Generator | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        goal, obstacles = sample_course(self._rng, self.distance, self.max_heading, self.obstacles, self.clearance)
+        return self.env.reset(seed=seed, options={"goal": goal, "obstacles": obstacles, **(options or {})})
+
+
+def sample_course(rng: np.random.Generator, distance=(4.0, 6.0), max_heading=math.pi, count=(2, 5),
+                  clearance=0.8) -> tuple[tuple[float, float], list[Obstacle]]:  # fmt: skip
+    """A goal and obstacles scattered along (and mostly on) the straight line from the origin to it."""
+    d, heading = rng.uniform(*distance), rng.uniform(-max_heading, max_heading)
+    goal = (d * math.cos(heading), d * math.sin(heading))
+    along_dir = np.array([math.cos(heading), math.sin(heading)])
+    side_dir = np.array([-along_dir[1], along_dir[0]])
+    obstacles: list[Obstacle] = []
+    for i in range(int(rng.integers(count[0], count[1] + 1))):
+        size = rng.uniform(0.2, 0.45)
+        lateral = rng.uniform(-0.2, 0.2) if i == 0 else rng.uniform(-1.2, 1.2)  # the first one blocks the path
+        along = rng.uniform(clearance + size, d - clearance - size)
+        x, y = along * along_dir + lateral * side_dir
+        if rng.random() < 0.5:
+            obstacles.append(Cylinder(float(x), float(y), radius=float(size), height=1.0))
+        else:
+            obstacles.append(Box(float(x), float(y), float(size), float(rng.uniform(0.15, 0.6)),
+                                 yaw=float(rng.uniform(0, math.pi))))  # fmt: skip
+    return goal, obstacles
+
+
+class NavigationReward(gym.Wrapper):
+    """Reward for getting closer to the goal, a bonus for arriving, penalties for collisions and falls.
+
+    Requires a goal (``reset(options={"goal": ...})`` or :class:`RandomObstacleCourse`). Terminates on
+    arrival within ``goal_radius``; ``info["success"]`` says whether the episode reached the goal.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        goal_radius: float = 0.3,
+        progress: float = 1.0,
+        arrival_bonus: float = 10.0,
+        collision_penalty: float = 0.5,
+        fall_penalty: float = 10.0,
+        time_penalty: float = 0.01,
+    ) -> None:
+        super().__init__(env)
+        self.goal_radius, self.progress, self.arrival_bonus = goal_radius, progress, arrival_bonus
+        self.collision_penalty, self.fall_penalty, self.time_penalty = collision_penalty, fall_penalty, time_penalty
+        self._distance = math.inf
+
+    def _goal_distance(self, info: dict) -> float:
+        goal = self.env.unwrapped.goal
+        if goal is None:
+            raise RuntimeError("NavigationReward needs a goal: reset(options={'goal': (x, y)}) or RandomObstacleCourse")
+        return float(np.hypot(goal[0] - info["root_xy"][0], goal[1] - info["root_xy"][1]))
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._distance = self._goal_distance(info)
+        info["success"] = False
+        return obs, info
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        distance = self._goal_distance(info)
+        reward = self.progress * (self._distance - distance) - self.time_penalty
+        reward -= self.collision_penalty * (info["collisions"] > 0)
+        self._distance = distance
+        info["success"] = distance < self.goal_radius and not info["fell"]
+        if info["success"]:
+            reward += self.arrival_bonus
+            terminated = True
+        if info["fell"]:
+            reward -= self.fall_penalty
+        return obs, float(reward), terminated, truncated, info

@@ -1,0 +1,137 @@
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import bm_gym  # noqa: F401 - registers the env
+from bm_gym.envs import ENV_ID
+from bm_gym.envs.guided_env import VELOCITY_HIGH
+from bm_gym.guidance.tasks import CombinedTask, VelocityTask, WaypointTask
+from bm_gym.obstacles import Box, Cylinder
+
+FAST = {"control_steps": 2}  # 25 Hz env steps keep the checks quick; the code path is the same
+
+
+@pytest.fixture
+def env():
+    e = gym.make(ENV_ID, **FAST)
+    yield e
+    e.close()
+
+
+def test_registered_at_import_and_passes_gymnasium_check_env():
+    env = gym.make(ENV_ID, render_mode="rgb_array", **FAST)
+    check_env(env.unwrapped)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.std() > 0
+    env.close()
+
+
+def test_velocity_command_walks_the_robot_forward(env):
+    obs, _ = env.reset(seed=0)
+    for _ in range(50):  # 4 s
+        obs, reward, terminated, truncated, info = env.step(np.array([0.8, 0.0, 0.0], dtype=np.float32))
+        assert not terminated
+    assert obs["robot"][7] > 1.0, "world x after 4 s walking forward"
+    assert obs["robot"][4] > 0.3, "heading-frame forward velocity"
+    assert env.observation_space.contains(obs)
+
+
+def test_seeding_makes_episodes_reproducible():
+    runs = []
+    for _ in range(2):
+        e = gym.make(ENV_ID, **FAST)
+        obs, _ = e.reset(seed=5)
+        for _ in range(5):
+            obs, *_ = e.step(np.array([0.5, 0.0, 0.3], dtype=np.float32))
+        runs.append(obs)
+        e.close()
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (np.array([np.nan, 0.0, 0.0]), "NaN"),
+        (np.array([0.1, 0.2]), "shape"),
+        (np.zeros((1, 3)), "shape"),
+        (np.array([0.0, np.inf, 0.0]), "NaN or inf"),
+    ],
+)
+def test_bad_actions_raise_clear_errors(env, action, message):
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        env.step(action)
+
+
+def test_out_of_range_commands_are_clipped_to_the_action_space(env):
+    env.reset(seed=0)
+    env.step(np.array([5.0, -3.0, 9.0]))
+    task = env.unwrapped.controller.task
+    assert task == VelocityTask(*map(float, [VELOCITY_HIGH[0], -0.5, VELOCITY_HIGH[2]]))
+
+
+def test_obstacles_from_reset_options_are_placed_avoided_and_seen(env):
+    obstacles = [Cylinder(1.5, 0.0, 0.3), Box(0.0, -2.0, 0.3, 0.5)]
+    obs, _ = env.reset(seed=0, options={"obstacles": obstacles, "goal": (3.0, 0.0)})
+    assert sorted(map(repr, env.unwrapped.backend.obstacles().values())) == sorted(map(repr, obstacles))
+    rays = obs["obstacles"]
+    assert rays[0] == pytest.approx(1.2, abs=0.06)  # straight ahead: 1.5 m minus the 0.3 m radius
+    assert rays[12] == pytest.approx(1.5, abs=0.06)  # 270 degrees (right): box face at y = -1.5
+    assert rays[4] == env.unwrapped.cfg.ray_range  # left: free
+    np.testing.assert_allclose(obs["goal"], [3.0, 0.0, 1.0], atol=0.05)
+    env.step(np.zeros(3, dtype=np.float32))
+    assert isinstance(env.unwrapped.controller.task, CombinedTask)
+
+    env.unwrapped.set_obstacles([])  # per-step obstacle maps: cleared while running, robot not reset
+    obs, *_ = env.step(np.zeros(3, dtype=np.float32))
+    assert env.unwrapped.backend.obstacles() == {}
+    assert np.all(obs["obstacles"] == env.unwrapped.cfg.ray_range)
+    assert isinstance(env.unwrapped.controller.task, VelocityTask)
+
+
+def test_bad_reset_options_and_config_fields_are_named(env):
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"goals": (1, 2)})
+    with pytest.raises(ValueError, match="finite"):
+        env.reset(options={"goal": (float("nan"), 0.0)})
+    with pytest.raises(TypeError, match="Cylinder or Box"):
+        env.reset(options={"obstacles": [(1.0, 2.0, 0.3)]})
+    with pytest.raises(TypeError, match="unknown GuidedEnvCfg fields"):
+        gym.make(ENV_ID, control_step=3)
+
+
+def test_waypoint_command_in_the_robot_frame_becomes_a_world_goal():
+    env = gym.make(ENV_ID, command="waypoint", **FAST)
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(np.array([0.0, 1.0], dtype=np.float32))  # 1 m to the robot's left, re-issued every step
+    state = env.unwrapped.backend.state()
+    task = env.unwrapped.controller.task
+    assert isinstance(task, WaypointTask)
+    assert math.hypot(task.x - state.root_pos[0], task.y - state.root_pos[1]) == pytest.approx(1.0, abs=0.1)
+    env.close()
+
+
+def test_falling_terminates_the_episode(env):
+    env.reset(seed=0)
+    env.unwrapped.backend.push(np.array([6.0, 0.0, 0.0]), np.zeros(3))  # a shove no walker survives
+    terminated = False
+    for _ in range(50):
+        *_, terminated, truncated, info = env.step(np.zeros(3, dtype=np.float32))
+        if terminated:
+            break
+    assert terminated and info["fell"]
+
+
+def test_sync_vector_env_steps_a_batch():
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_ID, **FAST) for _ in range(2)])
+    obs, _ = envs.reset(seed=[1, 2])
+    assert obs["robot"].shape == (2, 11)
+    obs, reward, terminated, truncated, _ = envs.step(np.zeros((2, 3), dtype=np.float32))
+    assert reward.shape == (2,) and obs["obstacles"].shape == (2, 16)
+    envs.close()

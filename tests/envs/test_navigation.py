@@ -1,0 +1,65 @@
+import math
+
+import numpy as np
+import pytest
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from bm_gym.envs.navigation import make_navigation_env, straight_line_command, to_unit_action
+from bm_gym.envs.wrappers import sample_course
+from bm_gym.obstacles import Box, Cylinder
+
+FAST = {"control_steps": 2}
+
+
+def test_navigation_env_passes_sb3_check_env():
+    env = make_navigation_env(**FAST)
+    sb3_check_env(env)
+    env.close()
+
+
+def test_courses_are_seeded_and_keep_start_and_goal_clear():
+    for seed in range(30):
+        goal, obstacles = sample_course(np.random.default_rng(seed))
+        again, same = sample_course(np.random.default_rng(seed))
+        assert goal == again and obstacles == same
+        assert 4.0 <= math.hypot(*goal) <= 6.0
+        assert 2 <= len(obstacles) <= 5
+        for o in obstacles:
+            reach = o.radius if isinstance(o, Cylinder) else o.bounding_radius
+            assert isinstance(o, (Cylinder, Box))
+            assert math.hypot(o.x, o.y) > reach + 0.3
+            assert math.hypot(o.x - goal[0], o.y - goal[1]) > reach + 0.3
+
+
+def test_course_wrapper_seeds_reset_and_reward_counts_progress():
+    env = make_navigation_env(flatten=False, **FAST)
+    obs, info = env.reset(seed=4)
+    goal = env.unwrapped.goal
+    assert goal == sample_course(np.random.default_rng(4))[0]
+    total, expected, steps = 0.0, 0.0, 0
+    for _ in range(40):
+        command = straight_line_command(obs["goal"][:2])
+        obs, reward, terminated, truncated, info = env.step(to_unit_action(command))
+        total, steps = total + reward, steps + 1
+        expected -= 0.01 + 0.5 * (info["collisions"] > 0) + 10.0 * info["fell"] - 10.0 * info["success"]
+        if terminated:
+            break
+    start = math.hypot(*goal)
+    now = math.hypot(goal[0] - info["root_xy"][0], goal[1] - info["root_xy"][1])
+    assert now < start - 0.5, "the baseline makes progress towards the goal"
+    assert total == pytest.approx(expected + start - now, abs=1e-6), "progress telescopes to the distance gained"
+
+
+def test_arrival_terminates_with_success():
+    env = make_navigation_env(flatten=False, **FAST)
+    env.reset(seed=0, options={"goal": (0.1, 0.0), "obstacles": []})
+    _, reward, terminated, _, info = env.step(to_unit_action(np.zeros(3)))
+    assert terminated and info["success"] and reward > 5
+
+
+def test_straight_line_baseline_turns_towards_the_goal_and_walks_when_aligned():
+    ahead = straight_line_command(np.array([3.0, 0.0]))
+    assert ahead[0] == pytest.approx(0.8) and ahead[2] == pytest.approx(0.0)
+    left = straight_line_command(np.array([0.0, 3.0]))
+    assert left[0] == pytest.approx(0.0, abs=1e-6) and left[2] > 0.9
+    np.testing.assert_allclose(to_unit_action(np.array([1.0, 0.5, 1.0])), [1, 1, 1])

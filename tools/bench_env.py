@@ -1,0 +1,77 @@
+"""Env steps/s of BeyondMimicGuided-G1-v0 (guided controller inside): one env, and vectors across the cores.
+
+    python -m tools.bench_env --steps 100 --envs 2
+
+Each env step runs ``--control-steps`` 50 Hz control steps (default 10 = 0.2 s) with a velocity command and
+two obstacles in the guidance cost. Reports env steps/s and the simulated-time rate (x real time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import bm_gym  # noqa: F401 - registers the env
+from bm_gym.envs import ENV_ID
+from bm_gym.obstacles import Box, Cylinder
+
+OPTIONS = {"obstacles": [Cylinder(2.0, 0.4, 0.3), Box(3.0, -0.8, 0.3, 0.4)], "goal": (5.0, 0.0)}
+COMMAND = np.array([0.6, 0.0, 0.1], dtype=np.float32)
+
+
+def make(control_steps: int, actions_per_plan: int):
+    return lambda: gym.make(ENV_ID, control_steps=control_steps, actions_per_plan=actions_per_plan)
+
+
+def timed(step, reset, steps: int) -> float:
+    reset()
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--envs", type=int, default=2)
+    parser.add_argument("--control-steps", type=int, default=10)
+    parser.add_argument("--actions-per-plan", type=int, default=1)
+    args = parser.parse_args()
+    env_dt = args.control_steps * 0.02
+    rows = []
+
+    env = make(args.control_steps, args.actions_per_plan)()
+    rows.append(("single env", 1, timed(lambda: env.step(COMMAND), lambda: env.reset(seed=0, options=OPTIONS),
+                                        args.steps)))  # fmt: skip
+    env.close()
+
+    n = args.envs
+    vec = gym.vector.AsyncVectorEnv([make(args.control_steps, args.actions_per_plan)] * n, context="spawn")
+    batch = np.repeat(COMMAND[None], n, axis=0)
+    rate = timed(lambda: vec.step(batch), lambda: vec.reset(seed=list(range(n)), options=OPTIONS), args.steps)
+    rows.append(("gymnasium AsyncVectorEnv", n, rate * n))
+    vec.close()
+
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from bm_gym.envs.navigation import make_navigation_env
+
+    sb3 = SubprocVecEnv([lambda: make_navigation_env(control_steps=args.control_steps)] * n, start_method="spawn")
+    actions = np.zeros((n, 3), dtype=np.float32)
+    rate = timed(lambda: sb3.step(actions), sb3.reset, args.steps)
+    rows.append(("SB3 SubprocVecEnv (navigation wrappers)", n, rate * n))
+    sb3.close()
+
+    print(f"{args.control_steps} control steps per env step ({env_dt:.2f} s), actions_per_plan {args.actions_per_plan}")
+    print("| setup | envs | env steps/s | sim time / real time |\n|---|---|---|---|")
+    for name, envs, steps_per_s in rows:
+        print(f"| {name} | {envs} | {steps_per_s:.1f} | {steps_per_s * env_dt:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
