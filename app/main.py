@@ -18,7 +18,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="initial guidance scale")
     parser.add_argument("--record-dir", type=Path, default=Path("runs/recordings"))
+    parser.add_argument("--actions-per-plan", type=int, default=1, help="2: replan at 25 Hz on slow machines")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sim = SimulationCfg(checkpoint=args.checkpoint, guidance=GuidanceCfg(scale=args.scale))
+    sim = SimulationCfg(checkpoint=args.checkpoint, guidance=GuidanceCfg(scale=args.scale),
+                        actions_per_plan=args.actions_per_plan)  # fmt: skip
     TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir)).run()

@@ -36,6 +36,7 @@ class SimulationCfg:
     guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
     obstacle_weight: float = 1.0
     control_hz: float = 50.0
+    actions_per_plan: int = 1  # 2 halves the planning load (replans at 25 Hz) when 50 Hz is out of reach
     threads: int = 1  # torch threads for planning; the other core renders and runs the UI
 
 
@@ -72,7 +73,9 @@ class Simulation(threading.Thread):
         torch.set_num_threads(self.cfg.threads)
         self.backend = MujocoBackend()
         self.policy = DiffusionPolicy.load(self.cfg.checkpoint, expected_layout=StateLayout())
-        self.controller = DiffusionController(self.policy, ControllerCfg(guidance=self.cfg.guidance))
+        self.controller = DiffusionController(
+            self.policy, ControllerCfg(actions_per_plan=self.cfg.actions_per_plan, guidance=self.cfg.guidance)
+        )
         self._lock = threading.Lock()
         self._edits: queue.SimpleQueue = queue.SimpleQueue()
         self._halt = threading.Event()

@@ -33,6 +33,7 @@ class AppCfg:
     map_px: int = 440
     map_span_m: float = 10.0  # width of the map in metres
     plot_seconds: float = 10.0
+    max_ui_fps: float = 20.0  # the UI yields the rest of each frame to the simulation thread
     record_dir: Path = Path("runs/recordings")
 
 
@@ -322,7 +323,9 @@ class TeleopApp:
         self.sim.start()
         self.view.start()
         try:
+            frame_s = 1.0 / self.cfg.max_ui_fps
             while dpg.is_dearpygui_running():
+                started = time.perf_counter()
                 dpg.run_callbacks(dpg.get_callback_queue())
                 self._poll_input()
                 self._update()
@@ -330,6 +333,7 @@ class TeleopApp:
                 self.frames += 1
                 if until is not None and until(self):
                     break
+                time.sleep(max(0.0, frame_s - (time.perf_counter() - started)))
         finally:
             self.shutdown()
 

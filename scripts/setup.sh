@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fresh-machine setup: OSMesa for offscreen rendering, a venv with CPU torch, the G1 model, bm_gym (editable).
+# Fresh-machine setup: OSMesa for offscreen rendering, Xvfb + xdotool for the GUI tests, a venv with CPU
+# torch, the G1 model, bm_gym (editable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ldconfig -p | grep -q libOSMesa; then
+if ! ldconfig -p | grep -q libOSMesa || ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq libosmesa6 xvfb xdotool >/dev/null

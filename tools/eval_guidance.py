@@ -39,7 +39,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     elif scenario == "obstacles":
         goal, obstacles = obstacle_course(seed)
         result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
-                              obstacle_weight=opts["obstacle_weight"])  # fmt: skip
+                              obstacle_weight=opts["obstacle_weight"], routed=opts["route"])  # fmt: skip
     else:
         result = run_joystick(backend, controller, seed, guidance)
     out = asdict(result)
@@ -56,11 +56,13 @@ def main() -> None:
     parser.add_argument("--through-model", action="store_true")
     parser.add_argument("--guided-steps", type=int, default=GuidanceCfg().guided_steps, help="0: all")
     parser.add_argument("--obstacle-weight", type=float, default=1.0)
+    parser.add_argument("--route", action="store_true", help="obstacles: steer along a grid route to the goal")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
-            "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight}  # fmt: skip
+            "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
+            "route": args.route}  # fmt: skip
     jobs = [(opts, args.scenario, seed) for seed in range(args.episodes)]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:

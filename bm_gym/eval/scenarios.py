@@ -9,7 +9,7 @@ import numpy as np
 
 from bm_gym.controller import DiffusionController
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, VelocityTask, WaypointTask
+from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, RoutedWaypointTask, VelocityTask, WaypointTask
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 from bm_gym.sim import MujocoBackend, has_fallen
 from bm_gym.utils.math import wrap_angle
@@ -77,15 +77,18 @@ def _start(backend: MujocoBackend, controller: DiffusionController, seed: int, o
 
 
 def run_waypoint(backend, controller, seed: int, guidance: GuidanceCfg, obstacles=(), timeout_s: float = 25.0,
-                 goal: tuple[float, float] | None = None, obstacle_weight: float = 1.0) -> EpisodeResult:  # fmt: skip
+                 goal: tuple[float, float] | None = None, obstacle_weight: float = 1.0,
+                 routed: bool = False) -> EpisodeResult:  # fmt: skip
+    """Walk to a goal (default: seeded, 2-5 m away), around ``obstacles`` (``routed``: via a grid route)."""
     goal = goal or waypoint_goal(seed)
     state = _start(backend, controller, seed, obstacles)
     waypoint = WaypointTask(*goal)
-    task = (
-        waypoint
-        if not obstacles
-        else CombinedTask(((1.0, waypoint), (obstacle_weight, AvoidObstaclesTask(tuple(obstacles)))))
-    )
+    if routed:
+        task = RoutedWaypointTask(*goal, obstacles=tuple(obstacles), obstacle_weight=obstacle_weight)
+    elif obstacles:
+        task = CombinedTask(((1.0, waypoint), (obstacle_weight, AvoidObstaclesTask(tuple(obstacles)))))
+    else:
+        task = waypoint
     controller.set_task(task, guidance)
     collisions, min_distance = 0, math.inf
     for step in range(round(timeout_s / backend.control_dt)):

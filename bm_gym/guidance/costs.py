@@ -83,16 +83,20 @@ class WaypointCost:
     """BeyondMimic Eq. 8 plus a heading term: a pull to the goal blended into a velocity penalty near it.
 
     Per step, with d the distance of the integrated path to the goal, near = exp(-k d) and e the bearing
-    error: (1 - near) * (g * w_d * d^p + f * w_h * e^2 / 2) + near * |v|^2. Far away the robot is
-    pulled to the goal and turned towards it; close to it, moving costs, so it arrives and stops.
+    error: (1 - near) * (g * w_d * d^p + f * w_h * e^2 / 2) + near * |v|^2. Far away the robot is pulled to
+    the goal and turned towards it; close to it, moving costs, so it arrives and stops.
 
-    Departures from the paper, each for a failure we saw: ``power`` 1 instead of the squared distance
-    (with d^2 the pull fades near the goal and the robot stalled 0.3-1.3 m short); ``sharpness`` k = 4
-    instead of 2 (with 2 it stopped about 0.3 m short); the heading term turns a standing robot towards
-    goals beside or behind it (e^2 rather than 1 - cos e, whose gradient vanishes with the goal right behind); the gate g = (1 + cos e) / 2 switches the pull off while the goal is behind,
-    so the robot turns round instead of being asked to back up while turning (it then stood still); the
-    heading term fades within ``heading_fade`` m of the goal (f = min(1, d / fade)), where the bearing is
-    ill-defined and made the robot spin. g and f are held constant in the gradient.
+    Departures from the paper, each for a failure we saw:
+    - ``power`` 1 instead of the squared distance: with d^2 the pull fades near the goal and the robot
+      stalled 0.3-1.3 m short;
+    - ``sharpness`` k = 4 instead of 2: with 2 it stopped about 0.3 m short;
+    - the heading term turns a standing robot towards goals beside or behind it (e^2 rather than
+      1 - cos e, whose gradient vanishes with the goal right behind);
+    - the gate g = (1 + cos e) / 2 switches the pull off while the goal is behind, so the robot turns round
+      instead of being asked to back up while turning (it then stood still);
+    - the heading term fades within ``heading_fade`` m of the goal (f = min(1, d / fade)), where the
+      bearing is ill-defined and made the robot spin.
+    g and f are held constant in the gradient.
     """
 
     goal_x: float

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bm_gym.guidance.costs import JoystickCost, ObstacleCost, TaskCost, WaypointCost, WeightedSum
+from bm_gym.guidance.routing import Route, RouteCfg
 from bm_gym.guidance.sdf import ObstacleField, OccupancyGrid
 from bm_gym.obstacles import Obstacle
 from bm_gym.sim.backend import RobotState
@@ -71,6 +72,40 @@ class AvoidObstaclesTask:
     def cost(self, state: RobotState) -> TaskCost:
         frame = self._field.to_robot_frame(float(state.root_pos[0]), float(state.root_pos[1]), state.yaw)
         return ObstacleCost(frame, margin=self.margin)
+
+
+@dataclass(frozen=True)
+class RoutedWaypointTask:
+    """Walk to a world-frame point around obstacles: the waypoint cost steers to the point ``route.lookahead``
+    m along the shortest free route (:mod:`bm_gym.guidance.routing`), the barrier keeps the bodies clear.
+    """
+
+    x: float
+    y: float
+    obstacles: tuple[Obstacle, ...] = ()
+    obstacle_weight: float = 1.0
+    route: RouteCfg = field(default_factory=RouteCfg)
+    _avoid: AvoidObstaclesTask = field(init=False, repr=False, compare=False)
+    _routes: list = field(init=False, repr=False, compare=False)  # the current Route, built on first use
+
+    def __post_init__(self) -> None:
+        _finite("waypoint", self.x, self.y)
+        object.__setattr__(self, "_avoid", AvoidObstaclesTask(tuple(self.obstacles)))
+        object.__setattr__(self, "_routes", [])
+
+    def target(self, state: RobotState) -> tuple[float, float]:
+        xy = state.root_pos[:2]
+        if not self._routes or not self._routes[0].contains(xy):  # (re)build around the robot's position
+            self._routes[:] = [Route((self.x, self.y), self._avoid._field, tuple(xy), self.route)]
+        tx, ty = self._routes[0].target(xy)
+        return float(tx), float(ty)
+
+    def cost(self, state: RobotState) -> TaskCost:
+        waypoint = WaypointTask(*self.target(state)).cost(state)
+        return WeightedSum([(1.0, waypoint), (self.obstacle_weight, self._avoid.cost(state))])
+
+    def distance(self, state: RobotState) -> float:
+        return math.hypot(self.x - state.root_pos[0], self.y - state.root_pos[1])
 
 
 @dataclass(frozen=True)
