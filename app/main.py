@@ -6,7 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-import bm_gym  # noqa: F401 - picks the offscreen GL backend before MuJoCo loads
 from app.simulation import SimulationCfg
 from app.ui import AppCfg, TeleopApp
 from bm_gym.diffusion import SHIPPED_CHECKPOINT

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 
-import bm_gym  # noqa: F401 - picks the offscreen GL backend before MuJoCo loads
 from app.simulation import SimulationCfg
 from app.ui import AppCfg, TeleopApp
 from bm_gym.obstacles import Box, Cylinder

@@ -1,8 +1,13 @@
-"""The teleop app under Xvfb, driven as a person would: a gamepad (SDL events), the keyboard and the mouse (xdotool)."""
+"""The teleop app under Xvfb, driven as a person would: a gamepad (SDL events), the keyboard and the mouse (xdotool).
+
+The app runs in a spawned process, as it does for a user: its GL contexts (GLFW for the window, OSMesa for
+the 3D view) never share a process with the rest of the suite.
+"""
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -89,8 +94,10 @@ def wait_sim_time(teleop: TeleopApp, seconds: float):
         yield
 
 
-def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path, monkeypatch):
-    monkeypatch.setattr(app.gamepad.controller, "Controller", FakeController)
+def drive_the_app(display: str, screenshot: str, results) -> None:
+    """Runs in a child process: plug in a pad, drive, draw, unplug, type; report what was seen."""
+    os.environ["DISPLAY"] = display
+    app.gamepad.controller.Controller = FakeController  # no pad in CI; the app still learns of it via SDL events
     teleop = TeleopApp()
     seen: dict[str, object] = {}
 
@@ -111,15 +118,15 @@ def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path, m
         yield
         x0, y0 = t.to_map(target)
         left, top = t.map_origin()
-        xdotool(xvfb, "mousemove", str(int(left + x0)), str(int(top + y0)))
+        xdotool(display, "mousemove", str(int(left + x0)), str(int(top + y0)))
         yield
         yield
-        xdotool(xvfb, "click", "1")
+        xdotool(display, "click", "1")
         for _ in range(30):
             yield
-        seen["target"], seen["sim_obstacles"] = target, t.sim.backend.obstacles()
+        seen["target"], seen["sim_obstacles"] = target, list(t.sim.backend.obstacles().values())
         yield from wait_sim_time(t, 1.0)
-        t.screenshot(tmp_path / "app.png")
+        t.screenshot(screenshot)
         for _ in range(5):
             yield
 
@@ -128,21 +135,32 @@ def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path, m
         for _ in range(5):
             yield
         seen["unplugged_command"] = t.sim.snapshot().command
-        xdotool(xvfb, "keydown", "w")
+        xdotool(display, "keydown", "w")
         for _ in range(10):
             yield
         seen["keyboard_command"] = t.sim.snapshot().command
-        xdotool(xvfb, "keyup", "w")
+        xdotool(display, "keyup", "w")
 
     run_script(teleop, script)
+    results.put({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in seen.items()})
 
+
+def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=drive_the_app, args=(xvfb, str(tmp_path / "app.png"), results))
+    child.start()
+    seen = results.get(timeout=240)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    seen["moved"] = np.array(seen["moved"])
     assert seen["pad_names"] == ["Test Pad"]
     assert seen["pad_command"][0] == pytest.approx(1.0)
     assert seen["moved"][0] > 0.8, f"the robot walked forward under gamepad control: {seen['moved']}"
-    obstacles = list(seen["sim_obstacles"].values())
+    obstacles = seen["sim_obstacles"]
     assert len(obstacles) == 1, "the clicked obstacle exists in the simulation"
     assert math.hypot(obstacles[0].x - seen["target"][0], obstacles[0].y - seen["target"][1]) < 0.1
-    assert seen["unplugged_command"] == (0.0, 0.0, 0.0), "the robot is told to stop when the pad disappears"
+    assert tuple(seen["unplugged_command"]) == (0.0, 0.0, 0.0), "the robot is told to stop when the pad disappears"
     assert seen["keyboard_command"][0] == pytest.approx(0.8)
     shot = np.asarray(Image.open(tmp_path / "app.png").convert("RGB"))
     assert shot.shape[0] > 600 and shot.shape[1] > 1000 and shot.std() > 10
