@@ -23,7 +23,7 @@ from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance import GuidanceCfg
-from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, Task, VelocityTask, WaypointTask
+from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask, WaypointTask
 from bm_gym.obstacles import Obstacle
 from bm_gym.sim import MujocoBackend, has_fallen
 
@@ -188,13 +188,15 @@ class Simulation(threading.Thread):
         with self._lock:
             mode, command, waypoint, weight = self._mode, self._command, self._waypoint, self._obstacle_weight
         base: Task | None = None
+        obstacles = tuple(self.backend.obstacles().values())
         if mode == "joystick":
             base = VelocityTask(*command)
+        elif waypoint is not None and obstacles:  # route round them (their edits rebuild the route)
+            return NavigateTask(*waypoint, obstacles=obstacles, obstacle_weight=weight)
         elif waypoint is not None:
             base = WaypointTask(*waypoint)
         else:
             base = VelocityTask()  # waypoint mode without a waypoint (and drawing mode): stand still
-        obstacles = tuple(self.backend.obstacles().values())
         if obstacles:
             return CombinedTask(((1.0, base), (weight, AvoidObstaclesTask(obstacles))))
         return base

@@ -2,7 +2,7 @@
 
 python -m tools.eval_guidance --scenario waypoint --episodes 20
 python -m tools.eval_guidance --scenario joystick --episodes 3
-python -m tools.eval_guidance --scenario obstacles --episodes 10
+python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
-from bm_gym.eval.scenarios import obstacle_course, run_joystick, run_waypoint
+from bm_gym.eval.scenarios import NAVIGATORS, obstacle_course, run_joystick, run_waypoint
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.sim import MujocoBackend
 
@@ -39,7 +39,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     elif scenario == "obstacles":
         goal, obstacles = obstacle_course(seed)
         result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
-                              obstacle_weight=opts["obstacle_weight"], routed=opts["route"])  # fmt: skip
+                              obstacle_weight=opts["obstacle_weight"], navigator=opts["navigator"])  # fmt: skip
     else:
         result = run_joystick(backend, controller, seed, guidance)
     out = asdict(result)
@@ -56,13 +56,18 @@ def main() -> None:
     parser.add_argument("--through-model", action="store_true")
     parser.add_argument("--guided-steps", type=int, default=GuidanceCfg().guided_steps, help="0: all")
     parser.add_argument("--obstacle-weight", type=float, default=1.0)
-    parser.add_argument("--route", action="store_true", help="obstacles: steer along a grid route to the goal")
+    parser.add_argument(
+        "--navigator",
+        choices=NAVIGATORS,
+        default="navigate",
+        help="obstacles: how the goal becomes a task (see bm_gym.eval.scenarios.NAVIGATORS)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
-            "route": args.route}  # fmt: skip
+            "navigator": args.navigator}  # fmt: skip
     jobs = [(opts, args.scenario, seed) for seed in range(args.episodes)]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:

@@ -8,7 +8,9 @@ NaN/inf or a wrong shape raises ``ValueError`` before anything reaches the sampl
 
 Obstacles the controller avoids (the obstacle map) come per episode through
 ``reset(options={"obstacles": [...]})`` or at any step through ``env.unwrapped.set_obstacles([...])``;
-they are placed in the simulation and added to the guidance cost. A goal for the observation and for
+they are placed in the simulation and added to the guidance cost. With obstacles, a waypoint command walks a
+grid route round them (:class:`bm_gym.guidance.tasks.NavigateTask`); without, the Eq. 8 waypoint cost steers
+to it directly. A goal for the observation and for
 wrappers comes through ``reset(options={"goal": (x, y)})`` (world frame).
 
 Observation (Dict):
@@ -40,7 +42,7 @@ from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.sdf import ObstacleField
-from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, Task, VelocityTask, WaypointTask
+from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask, WaypointTask
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, has_fallen
 
@@ -215,6 +217,8 @@ class GuidedG1Env(gym.Env):
             if self.cfg.waypoint_frame == "robot":
                 c, s = math.cos(state.yaw), math.sin(state.yaw)
                 x, y = state.root_pos[0] + c * x - s * y, state.root_pos[1] + s * x + c * y
+            if self._obstacles:  # route round them (Eq. 8 alone stalls in front of obstacles on the way)
+                return NavigateTask(x, y, obstacles=self._obstacles, obstacle_weight=self.cfg.obstacle_weight)
             task = WaypointTask(x, y)
         if self._obstacles:
             task = CombinedTask(((1.0, task), (self.cfg.obstacle_weight, AvoidObstaclesTask(self._obstacles))))

@@ -9,7 +9,14 @@ import numpy as np
 
 from bm_gym.controller import DiffusionController
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, RoutedWaypointTask, VelocityTask, WaypointTask
+from bm_gym.guidance.tasks import (
+    AvoidObstaclesTask,
+    CombinedTask,
+    NavigateTask,
+    RoutedWaypointTask,
+    VelocityTask,
+    WaypointTask,
+)  # fmt: skip
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 from bm_gym.sim import MujocoBackend, has_fallen
 from bm_gym.utils.math import wrap_angle
@@ -76,19 +83,34 @@ def _start(backend: MujocoBackend, controller: DiffusionController, seed: int, o
     return state
 
 
+#: How a goal among obstacles becomes a task: ``navigate`` = grid route + pure pursuit + joystick cost +
+#: barrier (:class:`NavigateTask`); ``waypoint`` = Eq. 8 waypoint cost + barrier; ``routed-waypoint`` = Eq. 8
+#: on a point along the grid route + barrier.
+NAVIGATORS = ("navigate", "waypoint", "routed-waypoint")
+
+
+def goal_task(goal: tuple[float, float], obstacles=(), navigator: str = "navigate", obstacle_weight: float = 1.0):
+    """The task that walks to ``goal`` around ``obstacles`` with one of :data:`NAVIGATORS`."""
+    obstacles = tuple(obstacles)
+    if navigator == "navigate":
+        return NavigateTask(*goal, obstacles=obstacles, obstacle_weight=obstacle_weight)
+    if navigator == "routed-waypoint":
+        return RoutedWaypointTask(*goal, obstacles=obstacles, obstacle_weight=obstacle_weight)
+    if navigator != "waypoint":
+        raise ValueError(f"unknown navigator {navigator!r}; expected one of {NAVIGATORS}")
+    if not obstacles:
+        return WaypointTask(*goal)
+    return CombinedTask(((1.0, WaypointTask(*goal)), (obstacle_weight, AvoidObstaclesTask(obstacles))))
+
+
 def run_waypoint(backend, controller, seed: int, guidance: GuidanceCfg, obstacles=(), timeout_s: float = 25.0,
                  goal: tuple[float, float] | None = None, obstacle_weight: float = 1.0,
-                 routed: bool = False) -> EpisodeResult:  # fmt: skip
-    """Walk to a goal (default: seeded, 2-5 m away), around ``obstacles`` (``routed``: via a grid route)."""
+                 navigator: str = "waypoint") -> EpisodeResult:  # fmt: skip
+    """Walk to a goal (default: seeded, 2-5 m away) around ``obstacles``, steered by ``navigator``."""
     goal = goal or waypoint_goal(seed)
     state = _start(backend, controller, seed, obstacles)
     waypoint = WaypointTask(*goal)
-    if routed:
-        task = RoutedWaypointTask(*goal, obstacles=tuple(obstacles), obstacle_weight=obstacle_weight)
-    elif obstacles:
-        task = CombinedTask(((1.0, waypoint), (obstacle_weight, AvoidObstaclesTask(tuple(obstacles)))))
-    else:
-        task = waypoint
+    task = goal_task(goal, obstacles, navigator, obstacle_weight)
     controller.set_task(task, guidance)
     collisions, min_distance = 0, math.inf
     for step in range(round(timeout_s / backend.control_dt)):

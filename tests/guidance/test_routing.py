@@ -1,9 +1,13 @@
-import numpy as np
+import math
 
-from bm_gym.guidance.routing import Route, RouteCfg
+import numpy as np
+import pytest
+
+from bm_gym.guidance.costs import JoystickCost, ObstacleCost, WeightedSum
+from bm_gym.guidance.routing import PursuitCfg, Route, RouteCfg, cached_route, pursuit_command
 from bm_gym.guidance.sdf import ObstacleField
-from bm_gym.guidance.tasks import RoutedWaypointTask
-from bm_gym.obstacles import Box
+from bm_gym.guidance.tasks import NavigateTask, RoutedWaypointTask
+from bm_gym.obstacles import Box, Cylinder
 
 
 def test_route_goes_around_a_wall_and_ends_at_the_goal():
@@ -26,3 +30,42 @@ def test_routed_task_targets_the_goal_when_the_way_is_free(backend):
     task = RoutedWaypointTask(3.0, 0.0, obstacles=(Box(0.0, 3.0, 0.3, 0.3),))
     assert task.target(state)[0] > 0.9 and abs(task.target(state)[1]) < 0.15  # 1 m straight towards the goal
     assert task.distance(state) == np.hypot(3.0 - state.root_pos[0], state.root_pos[1])
+
+
+def test_route_is_cached_per_goal_and_obstacles_and_rebuilt_outside_its_grid():
+    field, key, cfg = ObstacleField([Box(2.0, 0.0, 0.2, 1.0)]), ("wall",), RouteCfg()
+    first = cached_route((4.0, 0.0), key, field, np.zeros(2), cfg)
+    assert cached_route((4.0, 0.0), key, field, np.array([1.0, 0.5]), cfg) is first
+    assert cached_route((4.0, 0.5), key, field, np.zeros(2), cfg) is not first  # another goal
+    far = cached_route((4.0, 0.0), key, field, np.array([-10.0, 0.0]), cfg)  # outside the first grid
+    assert far is not first and far.contains(np.array([-10.0, 0.0]))
+
+
+def test_pursuit_walks_at_targets_ahead_turns_to_targets_behind_and_stops_at_the_goal():
+    cfg = PursuitCfg()
+    assert pursuit_command(np.array([1.0, 0.0]), 3.0, cfg) == pytest.approx((cfg.cruise, 0.0))
+    speed, yaw_rate = pursuit_command(np.array([-1.0, 0.2]), 3.0, cfg)  # behind, a little to the left
+    assert speed == 0.0 and yaw_rate == cfg.max_yaw_rate
+    speed, yaw_rate = pursuit_command(np.array([1.0, -0.2]), 3.0, cfg)  # a little to the right: turn right
+    bearing = math.atan2(-0.2, 1.0)
+    assert speed == pytest.approx(cfg.cruise * math.cos(bearing) ** 2) and yaw_rate == pytest.approx(
+        cfg.turn_gain * bearing
+    )
+    assert pursuit_command(np.array([0.4, 0.0]), 0.4, cfg)[0] == pytest.approx(cfg.cruise * 0.4 / cfg.slow_radius)
+    assert pursuit_command(np.array([0.0, 0.1]), 0.1, cfg) == pytest.approx((0.0, 0.0))  # beside the goal: stand
+
+
+def test_navigate_task_turns_off_the_straight_line_round_a_blocking_obstacle(backend):
+    state = backend.reset(seed=0)
+    task = NavigateTask(4.0, 0.0, obstacles=(Cylinder(1.5, 0.0, 0.4),))
+    tx, ty = task.target(state)
+    assert abs(ty) > 0.3 and tx > 0.3  # 1 m along the route, which leaves the blocked straight line
+    vx, wz = task.command(state)
+    assert 0 < vx < PursuitCfg().cruise and math.copysign(1, wz) == math.copysign(1, ty)
+    cost = task.cost(state)
+    assert isinstance(cost, WeightedSum)
+    assert [type(term) for _, term in cost.terms] == [JoystickCost, ObstacleCost]
+    free = NavigateTask(4.0, 0.0)  # no obstacles: pursue the goal itself
+    assert free.command(state)[0] == pytest.approx(PursuitCfg().cruise, abs=0.05)
+    with pytest.raises(ValueError, match="finite"):
+        NavigateTask(float("nan"), 0.0)
