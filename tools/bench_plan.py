@@ -15,7 +15,7 @@ import torch
 
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import PRESETS, SHIPPED_CHECKPOINT, DiffusionPolicy, Normalizer, TrajectoryDenoiser
-from bm_gym.guidance import GuidanceCfg, ObstacleField, WaypointCost, WeightedSum
+from bm_gym.guidance import GuidanceCfg, JoystickCost, ObstacleField, WaypointCost, WeightedSum
 from bm_gym.guidance.costs import ObstacleCost
 from bm_gym.obstacles import Box, Cylinder
 
@@ -45,10 +45,13 @@ def main() -> None:
     policy._mean, policy._std = policy._mean.to(args.device), policy._std.to(args.device)
     layout = policy.layout
     history = torch.zeros(5, layout.dim + layout.action_dim, device=args.device)
-    cost = WeightedSum([(1.0, WaypointCost(3.0, 1.0)), (1.0, ObstacleCost(ObstacleField(OBSTACLES)))])
+    barrier = ObstacleCost(ObstacleField(OBSTACLES))
+    cost = WeightedSum([(1.0, WaypointCost(3.0, 1.0)), (1.0, barrier)])
+    navigate = WeightedSum([(1.0, JoystickCost(0.6, 0.0, 0.3)), (1.0, barrier)])  # what NavigateTask builds
     k = args.guided_steps or None
     cases = {
         "unguided": None,
+        "guided, joystick + 2 obstacles (x0 gradient)": policy.guide(navigate, GuidanceCfg(guided_steps=k)),
         "guided, waypoint + 2 obstacles (x0 gradient)": policy.guide(cost, GuidanceCfg(guided_steps=k)),
         "guided, waypoint + 2 obstacles (through denoiser)": policy.guide(
             cost, GuidanceCfg(guided_steps=k, through_model=True)

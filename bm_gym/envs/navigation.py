@@ -23,7 +23,7 @@ def make_navigation_env(flatten: bool = True, residual: bool = False, **env_cfg:
     """
     env = gym.make(ENV_ID, command="velocity", **env_cfg)
     env = NavigationReward(RandomObstacleCourse(env))
-    env = ResidualOnBaseline(env) if residual else RescaleAction(env, -1.0, 1.0)
+    env = ResidualOnBaseline(env) if residual else RescaleAction(env, np.float32(-1.0), np.float32(1.0))
     return FlattenObservation(env) if flatten else env
 
 

@@ -32,3 +32,17 @@ def test_joystick_profile_has_steps_and_ramps():
     assert joystick_command(5.0) == (0.6, 0.0)
     assert joystick_command(10.0) == (0.3, 0.5)  # a step
     assert joystick_command(15.0) == (0.0, -0.6)  # turning in place
+
+
+def test_shipped_model_walks_round_the_obstacles_of_a_course_to_its_goal(backend):
+    """Closed loop, shipped checkpoint: NavigateTask solves course 0 (about 11 s simulated) without contact."""
+    from bm_gym.controller import ControllerCfg, DiffusionController
+    from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+    from bm_gym.eval.scenarios import run_waypoint
+    from bm_gym.guidance import GuidanceCfg
+
+    controller = DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT), ControllerCfg(seed=0))
+    goal, obstacles = obstacle_course(0)
+    result = run_waypoint(backend, controller, 0, GuidanceCfg(), obstacles=obstacles, goal=goal, timeout_s=20.0,
+                          navigator="navigate")  # fmt: skip
+    assert result.success and not result.fell and result.collisions == 0, result
