@@ -108,8 +108,11 @@ class Simulation(threading.Thread):
             self._mode = mode
 
     def set_waypoint(self, xy: tuple[float, float] | None) -> None:
+        waypoint = None if xy is None else (float(xy[0]), float(xy[1]))
+        if waypoint is not None and not all(map(math.isfinite, waypoint)):
+            raise ValueError(f"waypoint must be finite, got {waypoint}")
         with self._lock:
-            self._waypoint = None if xy is None else (float(xy[0]), float(xy[1]))
+            self._waypoint = waypoint
 
     def set_guidance(self, scale: float, obstacle_weight: float) -> None:
         with self._lock:
