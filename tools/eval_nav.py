@@ -2,6 +2,7 @@
 
     python -m tools.eval_nav --agent baseline --episodes 20
     python -m tools.eval_nav --agent runs/nav_ppo/latest.zip --episodes 20
+    python -m tools.eval_nav --agent navigate --episodes 20   # no agent: the env's routed waypoint mode
 
 Both run on the same seeded courses (seeds 10_000 + i, disjoint from training) and the same env settings;
 prints goals reached, collisions, falls and mean time to goal.
@@ -25,16 +26,21 @@ def run_episode(job: tuple[str, int, dict]) -> dict:
     from bm_gym.envs.navigation import make_navigation_env, straight_line_command, to_unit_action
 
     agent_path, index, env_cfg = job
-    env = make_navigation_env(flatten=False, **env_cfg)
     model = None
-    if agent_path != "baseline":
+    if agent_path == "navigate":  # the goal itself as a world-frame waypoint command (NavigateTask inside)
+        env = navigate_env(env_cfg)
+    else:
+        env = make_navigation_env(flatten=False, **env_cfg)
+    if agent_path not in ("baseline", "navigate"):
         from stable_baselines3 import PPO
 
         model, flatten = PPO.load(agent_path, device="cpu"), FlattenObservation(env)
     obs, info = env.reset(seed=EVAL_SEED + index)
     done, collisions, steps = False, 0, 0
     while not done:
-        if model is None:
+        if agent_path == "navigate":
+            action = np.asarray(env.unwrapped.goal, dtype=np.float32)
+        elif model is None:
             action = to_unit_action(straight_line_command(obs["goal"][:2]))
         else:
             action, _ = model.predict(flatten.observation(obs), deterministic=True)
@@ -49,16 +55,27 @@ def run_episode(job: tuple[str, int, dict]) -> dict:
     return result
 
 
+def navigate_env(env_cfg: dict):
+    """The same courses and reward as :func:`make_navigation_env`, driven by world-frame waypoint commands."""
+    import gymnasium as gym
+
+    from bm_gym.envs import ENV_ID
+    from bm_gym.envs.wrappers import NavigationReward, RandomObstacleCourse
+
+    waypoints = {"command": "waypoint", "waypoint_frame": "world", "waypoint_range": 8.0}  # goals lie 4-6 m away
+    return NavigationReward(RandomObstacleCourse(gym.make(ENV_ID, **env_cfg, **waypoints)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", default="baseline", help="'baseline' or a saved SB3 PPO .zip")
+    parser.add_argument("--agent", default="baseline", help="'baseline', 'navigate' or a saved SB3 PPO .zip")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--control-steps", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     env_cfg = {"control_steps": args.control_steps}
-    if args.agent != "baseline":  # the agent acts in the env it was trained in (e.g. residual commands)
+    if args.agent not in ("baseline", "navigate"):  # an agent acts in the env it was trained in (e.g. residual)
         trained = json.loads((Path(args.agent).parent / "env_cfg.json").read_text())
         env_cfg = {**trained, "control_steps": args.control_steps}
     jobs = [(args.agent, i, env_cfg) for i in range(args.episodes)]

@@ -63,3 +63,17 @@ def test_straight_line_baseline_turns_towards_the_goal_and_walks_when_aligned():
     left = straight_line_command(np.array([0.0, 3.0]))
     assert left[0] == pytest.approx(0.0, abs=1e-6) and left[2] > 0.9
     np.testing.assert_allclose(to_unit_action(np.array([1.0, 0.5, 1.0])), [1, 1, 1])
+
+
+def test_navigate_mode_sends_the_course_goal_as_a_routed_world_waypoint():
+    from bm_gym.guidance.tasks import NavigateTask
+    from tools.eval_nav import navigate_env
+
+    env = navigate_env({"control_steps": 2})
+    obs, _ = env.reset(seed=10_000)
+    goal = env.unwrapped.goal
+    assert math.hypot(*goal) > 4.0  # courses put goals 4-6 m away; the waypoint box is +-8 m, so none clip
+    env.step(np.asarray(goal, dtype=np.float32))
+    task = env.unwrapped.controller.task
+    assert isinstance(task, NavigateTask) and (task.x, task.y) == pytest.approx(goal, abs=1e-5)
+    env.close()
