@@ -30,6 +30,7 @@ class AppCfg:
     width: int = 1300
     height: int = 860
     view_size: tuple[int, int] = (640, 400)
+    view_fps: float = 20.0  # cap on the offscreen 3D view; software GL competes with planning for the CPU
     map_px: int = 440
     map_span_m: float = 10.0  # width of the map in metres
     plot_seconds: float = 10.0
@@ -41,7 +42,7 @@ class TeleopApp:
     def __init__(self, cfg: AppCfg | None = None) -> None:
         self.cfg = cfg = cfg or AppCfg()
         self.sim = Simulation(cfg.sim)
-        self.view = SceneView(self.sim, *cfg.view_size)
+        self.view = SceneView(self.sim, *cfg.view_size, fps=cfg.view_fps)
         self.gamepad = Gamepad()
         self.obstacles: dict[int, Obstacle] = {}  # what the operator drew, by id (the simulation mirrors it)
         self.selected: int | None = None

@@ -2,7 +2,7 @@
 
 python -m tools.eval_guidance --scenario waypoint --episodes 20
 python -m tools.eval_guidance --scenario joystick --episodes 3
-python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint]
+python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint] [--actions-per-plan 2]
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     guidance = GuidanceCfg(
         scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"] or None
     )
-    controller = DiffusionController(policy, ControllerCfg(seed=seed, guidance=guidance))
+    controller = DiffusionController(
+        policy, ControllerCfg(seed=seed, guidance=guidance, actions_per_plan=opts["actions_per_plan"])
+    )
     if scenario == "waypoint":
-        result = run_waypoint(backend, controller, seed, guidance)
+        result = run_waypoint(backend, controller, seed, guidance, navigator=opts["navigator"])
     elif scenario == "obstacles":
         goal, obstacles = obstacle_course(seed)
         result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
@@ -59,15 +61,18 @@ def main() -> None:
     parser.add_argument(
         "--navigator",
         choices=NAVIGATORS,
-        default="navigate",
-        help="obstacles: how the goal becomes a task (see bm_gym.eval.scenarios.NAVIGATORS)",
+        default=None,
+        help="how a goal becomes a task (bm_gym.eval.scenarios.NAVIGATORS); default: waypoint for the waypoint "
+        "scenario (Eq. 8), navigate for obstacle courses",
     )
+    parser.add_argument("--actions-per-plan", type=int, default=1, help="planned actions executed per plan")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
-            "navigator": args.navigator}  # fmt: skip
+            "navigator": args.navigator or ("waypoint" if args.scenario == "waypoint" else "navigate"),
+            "actions_per_plan": args.actions_per_plan}  # fmt: skip
     jobs = [(opts, args.scenario, seed) for seed in range(args.episodes)]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:
