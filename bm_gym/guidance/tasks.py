@@ -70,13 +70,13 @@ class AvoidObstaclesTask:
     obstacles: tuple[Obstacle, ...] = ()
     grids: tuple[OccupancyGrid, ...] = ()
     margin: float = 0.2
-    _field: ObstacleField = field(init=False, repr=False, compare=False)
+    world_field: ObstacleField = field(init=False, repr=False, compare=False)  # the obstacles' world-frame SDF
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_field", ObstacleField(list(self.obstacles), list(self.grids)))
+        object.__setattr__(self, "world_field", ObstacleField(list(self.obstacles), list(self.grids)))
 
     def cost(self, state: RobotState) -> TaskCost:
-        frame = self._field.to_robot_frame(float(state.root_pos[0]), float(state.root_pos[1]), state.yaw)
+        frame = self.world_field.to_robot_frame(float(state.root_pos[0]), float(state.root_pos[1]), state.yaw)
         return ObstacleCost(frame, margin=self.margin)
 
 
@@ -103,7 +103,7 @@ class _RoutedGoal:
     def target(self, state: RobotState) -> tuple[float, float]:
         """The point to steer to now (world frame)."""
         key = (self.obstacles, tuple(_grid_key(g) for g in self.grids))
-        route = cached_route((self.x, self.y), key, self._avoid._field, state.root_pos[:2], self.route)
+        route = cached_route((self.x, self.y), key, self._avoid.world_field, state.root_pos[:2], self.route)
         tx, ty = route.target(state.root_pos[:2])
         return float(tx), float(ty)
 

@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 import bm_gym  # noqa: F401 - registers the env
 from bm_gym.envs import ENV_ID
 from bm_gym.envs.guided_env import VELOCITY_HIGH
-from bm_gym.guidance.tasks import CombinedTask, NavigateTask, VelocityTask, WaypointTask
+from bm_gym.guidance.tasks import CombinedTask, NavigateTask, VelocityTask
 from bm_gym.obstacles import Box, Cylinder
 
 FAST = {"control_steps": 2}  # 25 Hz env steps keep the checks quick; the code path is the same
@@ -112,9 +112,9 @@ def test_waypoint_command_in_the_robot_frame_becomes_a_world_goal():
         env.step(np.array([0.0, 1.0], dtype=np.float32))  # 1 m to the robot's left, re-issued every step
     state = env.unwrapped.backend.state()
     task = env.unwrapped.controller.task
-    assert isinstance(task, WaypointTask)
+    assert isinstance(task, NavigateTask) and task.obstacles == ()
     assert math.hypot(task.x - state.root_pos[0], task.y - state.root_pos[1]) == pytest.approx(1.0, abs=0.1)
-    env.unwrapped.set_obstacles([Cylinder(0.0, 2.0, 0.3)])  # with obstacles the waypoint is routed round them
+    env.unwrapped.set_obstacles([Cylinder(0.0, 2.0, 0.3)])  # the route now goes round the obstacle
     env.step(np.array([3.0, 0.0], dtype=np.float32))
     task = env.unwrapped.controller.task
     assert isinstance(task, NavigateTask) and task.obstacles == (Cylinder(0.0, 2.0, 0.3),)
