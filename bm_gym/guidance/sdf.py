@@ -38,6 +38,34 @@ class OccupancyGrid:
         inside = distance_transform_edt(occ) * self.resolution
         return np.where(occ, -inside + 0.5 * self.resolution, outside - 0.5 * self.resolution).astype(np.float32)
 
+    def to_boxes(self, height: float = 1.0) -> list[Box]:
+        """The occupied cells as few axis-aligned boxes (greedy rectangles), to place the grid in a simulator.
+
+        Each box grows right along its row, then down while the whole span stays occupied; together they
+        cover exactly the occupied cells. A blob of cells becomes a handful of boxes, within the sim's pool.
+        """
+        free = ~self.occupied.astype(bool)
+        rows, cols = free.shape
+        r = self.resolution
+        boxes = []
+        for i in range(rows):
+            j = 0
+            while j < cols:
+                if free[i, j]:
+                    j += 1
+                    continue
+                end = j
+                while end < cols and not free[i, end]:
+                    end += 1
+                bottom = i + 1
+                while bottom < rows and not free[bottom, j:end].any():
+                    bottom += 1
+                free[i:bottom, j:end] = True  # covered
+                boxes.append(Box(self.origin[0] + (j + end) * r / 2, self.origin[1] + (i + bottom) * r / 2,
+                                 half_x=(end - j) * r / 2, half_y=(bottom - i) * r / 2, height=height))  # fmt: skip
+                j = end
+        return boxes
+
 
 class ObstacleField:
     """Union of cylinders, boxes and grids; ``distance(points [..., 2])`` is the SDF, autograd-friendly."""

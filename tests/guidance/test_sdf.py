@@ -47,3 +47,18 @@ def test_empty_field_and_bad_grids():
         OccupancyGrid(np.zeros(5, dtype=bool), 0.1)
     with pytest.raises(ValueError, match="resolution"):
         OccupancyGrid(np.zeros((5, 5), dtype=bool), 0.0)
+
+
+def test_occupancy_grid_becomes_a_few_boxes_that_cover_exactly_its_cells(backend):
+    occupied = np.zeros((40, 60), dtype=bool)  # 10 cm cells, origin (-1, 2)
+    occupied[5:15, 10:30] = True  # a 2 x 1 m wall
+    occupied[20:35, 40:45] = True  # a 0.5 x 1.5 m post ...
+    occupied[30:35, 45:50] = True  # ... with a foot: an L shape
+    grid = OccupancyGrid(occupied, 0.1, origin=(-1.0, 2.0))
+    boxes = grid.to_boxes()
+    assert len(boxes) == 3
+    centres = (np.stack(np.meshgrid(np.arange(60), np.arange(40)), -1) + 0.5) * 0.1 + np.array([-1.0, 2.0])
+    inside = ObstacleField(boxes).distance(torch.as_tensor(centres, dtype=torch.float32)) < 0
+    np.testing.assert_array_equal(inside.numpy(), occupied)  # the same cells, no more, no fewer
+    handles = [backend.add_obstacle(b) for b in boxes]  # and the simulator takes them
+    assert sorted(backend.obstacles()) == sorted(handles)
