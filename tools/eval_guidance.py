@@ -20,7 +20,7 @@ from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.scenarios import NAVIGATORS, obstacle_course, run_joystick, run_waypoint
 from bm_gym.guidance import GuidanceCfg
-from bm_gym.sim import MujocoBackend
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
 
 
 def _episode(job: tuple[dict, str, int]) -> dict:
@@ -29,7 +29,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     torch.set_num_threads(1)
     opts, scenario, seed = job
     policy = DiffusionPolicy.load(opts["checkpoint"], expected_layout=StateLayout())
-    backend = MujocoBackend()
+    backend = MujocoBackend(MujocoBackendCfg(randomization=DomainRandomizationCfg() if opts["randomize"] else None))
     guidance = GuidanceCfg(
         scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"] or None
     )
@@ -66,13 +66,14 @@ def main() -> None:
         "scenario (Eq. 8), navigate for obstacle courses",
     )
     parser.add_argument("--actions-per-plan", type=int, default=1, help="planned actions executed per plan")
+    parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario == "waypoint" else "navigate"),
-            "actions_per_plan": args.actions_per_plan}  # fmt: skip
+            "actions_per_plan": args.actions_per_plan, "randomize": args.randomize}  # fmt: skip
     jobs = [(opts, args.scenario, seed) for seed in range(args.episodes)]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:
