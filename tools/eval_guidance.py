@@ -34,7 +34,13 @@ def _episode(job: tuple[dict, str, int]) -> dict:
         scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"] or None
     )
     controller = DiffusionController(
-        policy, ControllerCfg(seed=seed, guidance=guidance, actions_per_plan=opts["actions_per_plan"])
+        policy,
+        ControllerCfg(
+            seed=seed,
+            guidance=guidance,
+            actions_per_plan=opts["actions_per_plan"],
+            warm_start_step=opts["warm_start_step"],
+        ),  # fmt: skip
     )
     if scenario == "waypoint":
         result = run_waypoint(backend, controller, seed, guidance, navigator=opts["navigator"])
@@ -67,13 +73,15 @@ def main() -> None:
     )
     parser.add_argument("--actions-per-plan", type=int, default=1, help="planned actions executed per plan")
     parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
+    parser.add_argument("--warm-start-step", type=int, default=0, help="start plans from the previous one here")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario == "waypoint" else "navigate"),
-            "actions_per_plan": args.actions_per_plan, "randomize": args.randomize}  # fmt: skip
+            "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,
+            "warm_start_step": args.warm_start_step}  # fmt: skip
     jobs = [(opts, args.scenario, seed) for seed in range(args.episodes)]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:

@@ -82,19 +82,27 @@ class DiffusionPolicy:
         return CostGuide(cost, self.layout, self._mean, self._std, cfg)
 
     def plan(
-        self, history: np.ndarray, generator: torch.Generator | None = None, guide: CostGuide | None = None
+        self,
+        history: np.ndarray,
+        generator: torch.Generator | None = None,
+        guide: CostGuide | None = None,
+        init: np.ndarray | None = None,
+        start_step: int = 0,
     ) -> np.ndarray:
-        """history [N+1, S+A] or [B, N+1, S+A] (physical units, present action ignored) -> future [.., H, S+A]."""
+        """history [N+1, S+A] or [B, N+1, S+A] (physical units, present action ignored) -> future [.., H, S+A].
+
+        ``init`` ([.., H, S+A], physical units, present frame) warm-starts sampling at step ``start_step``.
+        """
         h = torch.as_tensor(history, dtype=torch.float32)
         single = h.ndim == 2
         h = self.normalize(h[None] if single else h)
         h[:, -1, self.layout.dim :] = 0.0  # the present action is not known yet
-        future = (
-            self.denormalize(self.diffusion.sample(self.model, h, generator, guide, self.fast_forward))
-            .detach()
-            .cpu()
-            .numpy()
-        )
+        x_init = None
+        if init is not None:
+            x_init = self.normalize(torch.as_tensor(init, dtype=torch.float32))
+            x_init = x_init[None] if single and x_init.ndim == 2 else x_init
+        sample = self.diffusion.sample(self.model, h, generator, guide, self.fast_forward, x_init, start_step)
+        future = self.denormalize(sample).detach().cpu().numpy()
         return future[0] if single else future
 
     # -- persistence --------------------------------------------------------------------------------

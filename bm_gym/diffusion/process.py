@@ -63,19 +63,32 @@ class TrajectoryDiffusion:
         generator: torch.Generator | None = None,
         guide: CostGuide | None = None,
         fast_forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        init: torch.Tensor | None = None,
+        start_step: int = 0,
     ) -> torch.Tensor:
         """Denoise from Gaussian noise to a future trajectory [B, H, S+A] (normalized units).
 
         ``fast_forward`` (e.g. :class:`OnnxDenoiser`) replaces ``model`` wherever no gradient is needed.
         With a guide, each step's predicted clean trajectory moves down the task cost's gradient before
         the scheduler update (classifier guidance on x0; ``through_model`` differentiates via the denoiser).
+        Warm start: ``init`` (e.g. the previous plan) is noised to the level of denoising step ``start_step``
+        and the steps before it are skipped (SDEdit-style).
         """
         b = history.shape[0]
         shape = (b, model.cfg.horizon, model.state_dim + model.action_dim)
-        x = torch.randn(shape, generator=generator, device=history.device)
-        forward = fast_forward or model
         timesteps = self.sample_scheduler.timesteps
-        for i, t in enumerate(timesteps):
+        x = torch.randn(shape, generator=generator, device=history.device)
+        if init is not None:
+            if not 0 <= start_step < len(timesteps):
+                raise ValueError(f"start_step must be in 0..{len(timesteps) - 1}, got {start_step}")
+            if init.shape != shape:
+                raise ValueError(f"warm-start trajectory must have shape {tuple(shape)}, got {tuple(init.shape)}")
+            x = self.sample_scheduler.add_noise(init, x, timesteps[start_step : start_step + 1].expand(b))
+        elif start_step:
+            raise ValueError("start_step > 0 needs a warm-start trajectory (init)")
+        forward = fast_forward or model
+        for i in range(start_step, len(timesteps)):
+            t = timesteps[i]
             timestep = torch.full((b,), int(t), device=history.device)
             if guide is not None and guide.active(i, len(timesteps)):
                 x0, update = self._guidance_update(model, forward, x, timestep, history, guide)

@@ -46,3 +46,29 @@ def test_act_returns_targets_and_records_latency(untrained_policy, backend):
 def test_actions_per_plan_is_validated(untrained_policy):
     with pytest.raises(ValueError, match="actions_per_plan"):
         DiffusionController(untrained_policy, ControllerCfg(actions_per_plan=17))
+
+
+def test_warm_start_is_the_previous_plan_advanced_and_reframed(untrained_policy, backend):
+    with pytest.raises(ValueError, match="warm_start_step"):
+        DiffusionController(untrained_policy, ControllerCfg(warm_start_step=10))
+    controller = DiffusionController(untrained_policy, ControllerCfg(warm_start_step=5))
+    state = backend.reset(RootPose(pos=(1.0, 2.0, 0.78), quat=tuple(quat_from_yaw(0.7))))
+    controller.reset(state)
+    assert controller._warm_start(LAYOUT.encode(state)) is None  # nothing to start from yet
+    controller.act(state)
+    plan = controller.last_plan
+    # The robot has not moved, so the frame is the plan's: the warm start is the plan one step on.
+    warm = controller._warm_start(LAYOUT.encode(state))
+    np.testing.assert_allclose(warm, np.concatenate([plan[1:], plan[-1:]]), atol=1e-5)
+    controller.act(state)  # and sampling starts from it
+    assert np.all(np.isfinite(controller.last_plan))
+
+
+def test_sampler_rejects_bad_warm_starts(untrained_policy):
+    history = np.zeros((5, LAYOUT.dim + LAYOUT.action_dim), dtype=np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        untrained_policy.plan(history, init=np.zeros((8, LAYOUT.dim + LAYOUT.action_dim)), start_step=3)
+    with pytest.raises(ValueError, match="start_step"):
+        untrained_policy.plan(history, init=np.zeros((16, LAYOUT.dim + LAYOUT.action_dim)), start_step=10)
+    with pytest.raises(ValueError, match="init"):
+        untrained_policy.plan(history, start_step=3)
