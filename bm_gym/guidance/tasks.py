@@ -95,16 +95,18 @@ class _RoutedGoal:
     obstacle_weight: float = 1.0
     route: RouteCfg = field(default_factory=RouteCfg)
     _avoid: AvoidObstaclesTask = field(init=False, repr=False, compare=False)
+    _obstacles_key: tuple = field(init=False, repr=False, compare=False)  # identifies the map in the route cache
 
     def __post_init__(self) -> None:
         _finite("goal", self.x, self.y)
         object.__setattr__(self, "_avoid", AvoidObstaclesTask(tuple(self.obstacles), tuple(self.grids)))
+        object.__setattr__(self, "_obstacles_key", (self.obstacles, tuple(map(_grid_key, self.grids))))
 
     def target(self, state: RobotState) -> tuple[float, float]:
         """The point to steer to now (world frame)."""
-        key = (self.obstacles, tuple(_grid_key(g) for g in self.grids))
-        route = cached_route((self.x, self.y), key, self._avoid.world_field, state.root_pos[:2], self.route)
-        tx, ty = route.target(state.root_pos[:2])
+        xy = state.root_pos[:2]
+        route = cached_route((self.x, self.y), self._obstacles_key, self._avoid.world_field, xy, self.route)
+        tx, ty = route.target(xy)
         return float(tx), float(ty)
 
     def distance(self, state: RobotState) -> float:
@@ -118,7 +120,7 @@ class NavigateTask(_RoutedGoal):
     Grid route -> pure pursuit of the point ``route.lookahead`` m along it (:mod:`bm_gym.guidance.routing`)
     -> joystick cost on that velocity command + the obstacle barrier. Steering the velocity rather than
     the planned position (``RoutedWaypointTask``) keeps the robot walking along the route: 10/10 seeded
-    obstacle courses against 4/10 (docs/benchmarks.md).
+    obstacle courses against 8/10 (docs/benchmarks.md).
     """
 
     pursuit: PursuitCfg = field(default_factory=PursuitCfg)
