@@ -1,8 +1,10 @@
-"""Main job on the embedded default: the shipped diffusion checkpoint drives the G1 in MuJoCo through a
-joystick script (walk, curve, turn in place, walk, stop) while guidance keeps it clear of obstacles; the run
-is saved as a frame sheet.
+"""Main job on the embedded default: the shipped diffusion checkpoint drives the G1 in MuJoCo.
 
-    python -m tools.demo [--checkpoint DIR] [--seconds 30] [--out runs/demo]
+Part 1: a joystick script (walk, curve, turn in place, walk, stop) while guidance keeps it clear of
+obstacles. Part 2: a wall appears between the robot and a goal 3.5 m ahead, and the robot walks round it
+to the goal (``NavigateTask``). The run is saved as a frame sheet.
+
+    python -m tools.demo [--checkpoint DIR] [--seconds 30] [--navigate-seconds 30] [--out runs/demo]
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance import GuidanceCfg
-from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, VelocityTask
+from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, VelocityTask
 from bm_gym.obstacles import Box, Cylinder
-from bm_gym.sim import MujocoBackend, has_fallen
+from bm_gym.sim import MujocoBackend, RobotState, has_fallen
 
 #: (start time s, vx, vy, wz): stand, walk, curve right, turn in place, walk, stop.
 SCRIPT = [(0.0, 0.0, 0.0, 0.0), (1.0, 0.6, 0.0, 0.0), (8.0, 0.5, 0.0, -0.4), (13.0, 0.0, 0.0, -0.8),
@@ -31,10 +33,19 @@ def command_at(t: float) -> tuple[float, float, float]:
     return next((vx, vy, wz) for start, vx, vy, wz in reversed(SCRIPT) if t >= start)
 
 
+def wall_and_goal(state: RobotState) -> tuple[Box, tuple[float, float]]:
+    """A 1.2 m wall 1.75 m ahead of the robot, across its path, and a goal 3.5 m ahead behind it."""
+    heading = np.array([np.cos(state.yaw), np.sin(state.yaw)])
+    wall_xy, goal = state.root_pos[:2] + 1.75 * heading, state.root_pos[:2] + 3.5 * heading
+    wall = Box(float(wall_xy[0]), float(wall_xy[1]), half_x=0.15, half_y=0.6, yaw=float(state.yaw), height=1.2)
+    return wall, (float(goal[0]), float(goal[1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=30.0, help="joystick part")
+    parser.add_argument("--navigate-seconds", type=float, default=30.0, help="time limit of the wall part")
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="guidance scale")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     args = parser.parse_args()
@@ -47,28 +58,49 @@ def main() -> None:
     state = backend.reset(seed=0)
     controller.reset(state)
     avoid = AvoidObstaclesTask(OBSTACLES)
-    frames, path, contacts = [], 0.0, 0
-    for i in range(round(args.seconds / backend.control_dt)):
-        controller.set_task(CombinedTask(((1.0, VelocityTask(*command_at(state.time))), (1.0, avoid))))
+    frames, path, contacts, fell = [], 0.0, 0, False
+
+    def step(i: int) -> None:
+        nonlocal state, path, contacts, fell
         previous = state.root_pos[:2].copy()
         state = backend.step(controller.act(state))
         path += float(np.linalg.norm(state.root_pos[:2] - previous))
         contacts += state.obstacle_contact
         if i % 75 == 0:
             frames.append(backend.render(320, 240))
-        if has_fallen(state):
-            print(f"fell after {state.time:.1f} s")
+        fell = bool(has_fallen(state))
+
+    for i in range(round(args.seconds / backend.control_dt)):
+        controller.set_task(CombinedTask(((1.0, VelocityTask(*command_at(state.time))), (1.0, avoid))))
+        step(i)
+        if fell:
             break
+    joystick_line = f"joystick part: walked {path:.1f} m, {contacts} control steps touching an obstacle"
+    reached_after = None
+    if not fell:
+        wall, goal = wall_and_goal(state)
+        backend.add_obstacle(wall)  # live: the robot is not reset
+        controller.set_task(NavigateTask(*goal, obstacles=(*OBSTACLES, wall)))
+        start = state.time
+        for i in range(round(args.navigate_seconds / backend.control_dt)):
+            step(i)
+            if fell or np.hypot(goal[0] - state.root_pos[0], goal[1] - state.root_pos[1]) < 0.3:
+                reached_after = None if fell else state.time - start
+                break
+        frames.append(backend.render(320, 240))
     args.out.mkdir(parents=True, exist_ok=True)
     per_row = min(5, len(frames))
-    usable = len(frames) - len(frames) % per_row
-    rows = [np.concatenate(frames[r : r + per_row], axis=1) for r in range(0, usable, per_row)]
+    frames += [np.zeros_like(frames[0])] * (-len(frames) % per_row)  # blank tiles complete the last row
+    rows = [np.concatenate(frames[r : r + per_row], axis=1) for r in range(0, len(frames), per_row)]
     sheet = args.out / "demo.png"
     Image.fromarray(np.concatenate(rows, axis=0)).save(sheet)
+    wall_line = "fell" if fell else (
+        f"reached the goal behind the wall in {reached_after:.1f} s" if reached_after is not None
+        else f"did not reach the goal behind the wall in {args.navigate_seconds:.0f} s"
+    )  # fmt: skip
     print(
-        f"{state.time:.0f} s simulated: walked {path:.1f} m, ended at ({state.root_pos[0]:.2f}, "
-        f"{state.root_pos[1]:.2f}) m, {contacts} control steps touching an obstacle, median plan "
-        f"{np.median(controller.plan_ms):.1f} ms; frames: {sheet}"
+        f"{state.time:.0f} s simulated. {joystick_line}. Wall part: {wall_line}; {contacts} control steps touching "
+        f"an obstacle in all. Median plan {np.median(controller.plan_ms):.1f} ms; frames: {sheet}"
     )
 
 
