@@ -175,14 +175,15 @@ class Simulation(threading.Thread):
             self._recorder.close()
 
     def _control_step(self) -> None:
-        task = self._task()
-        self.controller.set_task(task, self._guidance)
+        self.controller.set_task(self._task(), self._guidance)
+        previous_plan = self.controller.last_plan
         action = self.controller.act(self._state)
-        cost = 0.0
-        if task is not None and self.controller.last_plan is not None:
+        cost = self._snapshot.cost
+        if self.controller.last_plan is not previous_plan:  # a new plan: its cost, in the frame it was planned in
+            guided_by = self.controller.last_cost
             with torch.no_grad():
-                plan = torch.as_tensor(self.controller.last_plan[None])
-                cost = float(self.policy.guide(task.cost(self._state)).evaluate(self.policy.normalize(plan))[0])
+                plan = self.policy.normalize(torch.as_tensor(self.controller.last_plan[None]))
+                cost = 0.0 if guided_by is None else float(self.policy.guide(guided_by).evaluate(plan)[0])
         previous = self._state
         self._state = self.backend.step(action)
         if self._recorder is not None:

@@ -23,12 +23,17 @@ EVAL_SEED = 10_000
 def run_episode(job: tuple[str, int, dict]) -> dict:
     from gymnasium.wrappers import FlattenObservation
 
-    from bm_gym.envs.navigation import make_navigation_env, straight_line_command, to_unit_action
+    from bm_gym.envs.navigation import (
+        make_navigation_env,
+        make_waypoint_navigation_env,
+        straight_line_command,
+        to_unit_action,
+    )  # fmt: skip
 
     agent_path, index, env_cfg = job
     model = None
     if agent_path == "navigate":  # the goal itself as a world-frame waypoint command (NavigateTask inside)
-        env = navigate_env(env_cfg)
+        env = make_waypoint_navigation_env(**env_cfg)
     else:
         env = make_navigation_env(flatten=False, **env_cfg)
     if agent_path not in ("baseline", "navigate"):
@@ -53,17 +58,6 @@ def run_episode(job: tuple[str, int, dict]) -> dict:
               "collision_steps": int(info["episode_collisions"]), "seconds": float(info["time"])}  # fmt: skip
     env.close()
     return result
-
-
-def navigate_env(env_cfg: dict):
-    """The same courses and reward as :func:`make_navigation_env`, driven by world-frame waypoint commands."""
-    import gymnasium as gym
-
-    from bm_gym.envs import ENV_ID
-    from bm_gym.envs.wrappers import NavigationReward, RandomObstacleCourse
-
-    waypoints = {"command": "waypoint", "waypoint_frame": "world", "waypoint_range": 8.0}  # goals lie 4-6 m away
-    return NavigationReward(RandomObstacleCourse(gym.make(ENV_ID, **env_cfg, **waypoints)))
 
 
 def main() -> None:

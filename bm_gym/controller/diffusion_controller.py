@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from bm_gym.diffusion.policy import DiffusionPolicy
+from bm_gym.guidance.costs import TaskCost
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.tasks import Task
 from bm_gym.robot import g1
@@ -50,6 +51,7 @@ class DiffusionController:
         self._plan_step = 0
         self.plan_ms: list[float] = []
         self.last_plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
+        self.last_cost: TaskCost | None = None  # the cost that guided last_plan (same frame)
         self.task: Task | None = None  # what guidance steers towards; None samples the unguided prior
 
     def set_task(self, task: Task | None, guidance: GuidanceCfg | None = None) -> None:
@@ -93,7 +95,8 @@ class DiffusionController:
         window, s = self.history_window(state)
         if self._plan is None or self._plan_step >= self.cfg.actions_per_plan:
             start = time.perf_counter()
-            guide = None if self.task is None else self.policy.guide(self.task.cost(state), self.cfg.guidance)
+            self.last_cost = None if self.task is None else self.task.cost(state)
+            guide = None if self.last_cost is None else self.policy.guide(self.last_cost, self.cfg.guidance)
             warm = self._warm_start(s)
             step = self.cfg.warm_start_step if warm is not None else 0
             self._plan = self.policy.plan(window, self._generator, guide, init=warm, start_step=step)

@@ -1,5 +1,6 @@
 """The navigation task higher-level agents learn on: reach a goal through a random obstacle field by choosing
-velocity commands; plus the straight-line command baseline they are compared with.
+velocity commands; plus the straight-line command baseline they are compared with, and the same task driven
+by routed waypoint commands.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from gymnasium.wrappers import FlattenObservation, RescaleAction
 from bm_gym.envs import ENV_ID
 from bm_gym.envs.guided_env import VELOCITY_HIGH, VELOCITY_LOW
 from bm_gym.envs.wrappers import NavigationReward, RandomObstacleCourse
+from bm_gym.guidance.routing import PursuitCfg, pursuit_command
+
+
+def make_waypoint_navigation_env(**env_cfg: Any) -> gym.Env:
+    """The same courses and reward as :func:`make_navigation_env`, driven by world-frame waypoint commands
+    (the routed ``NavigateTask`` inside the env); sending ``env.unwrapped.goal`` needs no agent at all.
+    """
+    waypoints = {"command": "waypoint", "waypoint_frame": "world", "waypoint_range": 8.0}  # goals lie 4-6 m away
+    return NavigationReward(RandomObstacleCourse(gym.make(ENV_ID, **env_cfg, **waypoints)))
 
 
 def make_navigation_env(flatten: bool = True, residual: bool = False, **env_cfg: Any) -> gym.Env:
@@ -58,13 +68,17 @@ class ResidualOnBaseline(gym.ActionWrapper):
         return np.clip(command, VELOCITY_LOW, VELOCITY_HIGH).astype(np.float32)
 
 
-def straight_line_command(goal_xy_robot: np.ndarray, cruise: float = 0.8, turn_gain: float = 1.5) -> np.ndarray:
-    """Baseline: turn towards the goal and walk straight at it (m/s, m/s, rad/s), slowing when misaligned."""
-    dx, dy = float(goal_xy_robot[0]), float(goal_xy_robot[1])
-    bearing = math.atan2(dy, dx)
-    speed = cruise * max(0.0, math.cos(bearing)) * min(1.0, math.hypot(dx, dy))
-    command = np.array([speed, 0.0, turn_gain * bearing])
-    return np.clip(command, VELOCITY_LOW, VELOCITY_HIGH)
+#: The baseline as pure pursuit of the goal itself: turn towards it, walk at up to 0.8 m/s scaled by the
+#: cosine of the bearing, slow down within 1 m; no route, so obstacles on the way stop it.
+BASELINE_PURSUIT = PursuitCfg(cruise=0.8, turn_gain=1.5, max_yaw_rate=float(VELOCITY_HIGH[2]), slow_radius=1.0,
+                              stop_radius=0.0, alignment_power=1)  # fmt: skip
+
+
+def straight_line_command(goal_xy_robot: np.ndarray) -> np.ndarray:
+    """Baseline command (vx m/s, vy m/s, wz rad/s) towards a goal given in the robot frame."""
+    distance = math.hypot(float(goal_xy_robot[0]), float(goal_xy_robot[1]))
+    speed, yaw_rate = pursuit_command(goal_xy_robot, distance, BASELINE_PURSUIT)
+    return np.array([speed, 0.0, yaw_rate])
 
 
 def to_unit_action(command: np.ndarray) -> np.ndarray:

@@ -149,15 +149,15 @@ class PursuitCfg:
     max_yaw_rate: float = 0.8  # rad/s
     slow_radius: float = 0.8  # m: the speed falls linearly to zero at the goal inside this distance
     stop_radius: float = 0.15  # m: no turning this close to the goal, where the bearing is ill-defined
+    # Speed scales with cos^p of the bearing; p = 2 has the robot turn nearly in place before it walks
+    # towards a point beside or behind it (the model walks forward far better than sideways).
+    alignment_power: int = 2
 
 
 def pursuit_command(target_xy: np.ndarray, goal_distance: float, cfg: PursuitCfg) -> tuple[float, float]:
-    """(forward m/s, yaw rate rad/s) towards ``target_xy`` given in the robot frame.
-
-    Speed scales with cos^2 of the bearing, so the robot turns nearly in place before it walks towards a
-    point beside or behind it (the model walks forward far better than sideways).
-    """
+    """(forward m/s, yaw rate rad/s) towards ``target_xy`` given in the robot frame."""
     bearing = math.atan2(float(target_xy[1]), float(target_xy[0]))
-    speed = cfg.cruise * max(0.0, math.cos(bearing)) ** 2 * min(1.0, goal_distance / cfg.slow_radius)
+    alignment = max(0.0, math.cos(bearing)) ** cfg.alignment_power
+    speed = cfg.cruise * alignment * min(1.0, goal_distance / cfg.slow_radius)
     yaw_rate = 0.0 if goal_distance < cfg.stop_radius else cfg.turn_gain * bearing
     return speed, float(np.clip(yaw_rate, -cfg.max_yaw_rate, cfg.max_yaw_rate))

@@ -72,3 +72,19 @@ def test_sampler_rejects_bad_warm_starts(untrained_policy):
         untrained_policy.plan(history, init=np.zeros((16, LAYOUT.dim + LAYOUT.action_dim)), start_step=10)
     with pytest.raises(ValueError, match="init"):
         untrained_policy.plan(history, start_step=3)
+
+
+def test_the_cost_that_guided_the_last_plan_is_kept_with_it(untrained_policy, backend):
+    from bm_gym.guidance.costs import JoystickCost
+    from bm_gym.guidance.tasks import VelocityTask
+
+    controller = DiffusionController(untrained_policy, ControllerCfg(actions_per_plan=2))
+    state = backend.reset()
+    controller.reset(state)
+    controller.act(state)
+    assert controller.last_cost is None  # unguided
+    controller.set_task(VelocityTask(0.5, 0.0, 0.2))
+    state = backend.step(controller.act(state))  # second action of the unguided plan
+    assert controller.last_cost is None
+    controller.act(state)  # a new, guided plan
+    assert controller.last_cost == JoystickCost(0.5, 0.0, 0.2)

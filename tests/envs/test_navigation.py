@@ -66,10 +66,10 @@ def test_straight_line_baseline_turns_towards_the_goal_and_walks_when_aligned():
 
 
 def test_navigate_mode_sends_the_course_goal_as_a_routed_world_waypoint():
+    from bm_gym.envs.navigation import make_waypoint_navigation_env
     from bm_gym.guidance.tasks import NavigateTask
-    from tools.eval_nav import navigate_env
 
-    env = navigate_env({"control_steps": 2})
+    env = make_waypoint_navigation_env(control_steps=2)
     obs, _ = env.reset(seed=10_000)
     goal = env.unwrapped.goal
     assert math.hypot(*goal) > 4.0  # courses put goals 4-6 m away; the waypoint box is +-8 m, so none clip
