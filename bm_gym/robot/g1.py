@@ -6,6 +6,7 @@ importing ``mjlab`` because its ``__init__`` pulls in warp and tyro, which bm_gy
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import re
@@ -112,6 +113,13 @@ def joint_index_map(names: list[str] | tuple[str, ...]) -> np.ndarray:
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate joint names in {list(names)}")
     return np.array([lookup[n] for n in names], dtype=np.int64)
+
+
+@functools.cache
+def joint_limits() -> np.ndarray:
+    """[29, 2] position limits (rad) of the actuated joints from the MJCF, in :data:`JOINT_NAMES` order."""
+    model = build_spec().compile()
+    return np.array([model.jnt_range[model.joint(n).id] for n in JOINT_NAMES])
 
 
 def build_spec() -> mujoco.MjSpec:

@@ -83,6 +83,9 @@ class SimBackend(Protocol):
     def set_pd_gains(self, joint_names: list[str], stiffness: np.ndarray, damping: np.ndarray) -> None:
         """Nominal PD gains per joint (randomization scales these)."""
 
+    def pd_gains(self, joint_names: list[str] | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The nominal (stiffness, damping) of the named joints, as last set."""
+
     def set_randomization(self, cfg: DomainRandomizationCfg | None) -> None: ...
 
     def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray) -> None:

@@ -215,6 +215,11 @@ class MujocoBackend:
         self._nominal_kd[idx] = damping
         self._write_gains(self._nominal_kp, self._nominal_kd)
 
+    def pd_gains(self, joint_names: list[str] | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The nominal (un-randomized) PD gains of the named joints."""
+        idx = g1.joint_index_map(joint_names)
+        return self._nominal_kp[idx].copy(), self._nominal_kd[idx].copy()
+
     def _write_gains(self, kp: np.ndarray, kd: np.ndarray) -> None:
         self.model.actuator_gainprm[self._act_ids, 0] = kp
         self.model.actuator_biasprm[self._act_ids, 1] = -kp

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -11,6 +13,9 @@ import numpy as np
 
 from bm_gym.robot import g1
 from bm_gym.utils.math import quat_conj, quat_mul, quat_slerp
+
+#: Longest motion accepted, in output frames (4 h at 50 Hz): beyond it a frame rate is almost surely wrong.
+MAX_FRAMES = 720_000
 
 
 @dataclass(frozen=True)
@@ -43,16 +48,18 @@ def load_motion(
 ) -> MotionClip:
     """Load a motion file and resample it to ``target_fps``.
 
-    CSV rows are root xyz, root quaternion (x, y, z, w), then joint angles; ``fps`` is required for CSV
-    (no header carries it) and ``joint_names`` defaults to the G1's MuJoCo order. npz files must name
+    CSV rows are root xyz, root quaternion (x, y, z, w), then joint angles; no header carries the frame
+    rate, so ``fps`` comes from the argument or from the file name (``..._60hz.csv``, ``..._30fps.csv``, as
+    Unitree names its clips); ``joint_names`` defaults to the G1's MuJoCo (= Unitree motor) order. npz files must name
     their joints (``joint_names`` array or argument) because exporters differ in joint order.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"motion file not found: {path}")
     if path.suffix == ".csv":
+        fps = fps if fps is not None else _fps_from_name(path)
         if fps is None:
-            raise ValueError(f"{path}: a CSV motion carries no frame rate; pass fps=")
+            raise ValueError(f"{path}: a CSV motion carries no frame rate; pass fps= (--motion-fps)")
         root_pos, root_quat, joint_pos, names = _read_csv(path, joint_names)
     elif path.suffix == ".npz":
         fps, root_pos, root_quat, joint_pos, names = _read_npz(path, fps, joint_names)
@@ -60,8 +67,14 @@ def load_motion(
         raise ValueError(f"{path}: unsupported motion format {path.suffix!r} (expected .csv or .npz)")
     if len(root_pos) < 2:
         raise ValueError(f"{path}: a motion needs at least 2 frames, got {len(root_pos)}")
-    if not fps or fps <= 0:
+    if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"{path}: invalid frame rate {fps}")
+    frames_out = (len(root_pos) - 1) / fps * target_fps + 1
+    if frames_out > MAX_FRAMES:
+        raise ValueError(
+            f"{path}: {len(root_pos)} frames at {fps} fps last {(len(root_pos) - 1) / fps:.0f} s, more than the "
+            f"{MAX_FRAMES / target_fps / 3600:.0f} h a motion may last; is the frame rate right?"
+        )
     for name, arr in (("root position", root_pos), ("root quaternion", root_quat), ("joint angles", joint_pos)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{path}: {name} contain NaN or inf")
@@ -76,6 +89,11 @@ def load_motion(
         raise ValueError(f"{path}: motion lacks G1 joints {absent}")
     joint_pos = joint_pos[:, np.argsort(order)]
     return _resample(float(fps), root_pos, root_quat, joint_pos, target_fps)
+
+
+def _fps_from_name(path: Path) -> float | None:
+    match = re.search(r"(\d+(?:\.\d+)?)_?(hz|fps)", path.stem, flags=re.IGNORECASE)
+    return float(match.group(1)) if match else None
 
 
 def _read_csv(path: Path, joint_names: list[str] | None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,22 @@ from bm_gym.stage1.observations import ObservationBuilder, ObsInputs
 
 
 class Stage1Policy:
-    """Maps simulator state (+ velocity command or motion frame) to joint targets in simulator order."""
+    """Maps simulator state (+ velocity command or motion frame) to joint targets in simulator order.
 
-    def __init__(self, actor: Actor, conventions: PolicyConventions, motion: MotionClip | None = None) -> None:
+    Velocity commands outside the policy's ``commands.base_velocity.ranges`` are clamped to them, as
+    Unitree's deploy code does (``clamp_commands=False`` passes them through); the first clamp warns once.
+    """
+
+    def __init__(
+        self,
+        actor: Actor,
+        conventions: PolicyConventions,
+        motion: MotionClip | None = None,
+        clamp_commands: bool = True,
+    ) -> None:
         if actor.action_dim != len(conventions.joint_names):
             raise ValueError(
-                f"policy outputs {actor.action_dim} actions but its conventions name "
+                f"{conventions.source}: the policy outputs {actor.action_dim} actions but its conventions name "
                 f"{len(conventions.joint_names)} joints"
             )
         self.actor = actor
@@ -31,7 +42,10 @@ class Stage1Policy:
         self._default_targets = np.array(g1.DEFAULT_JOINT_POS)  # joints the policy does not drive hold this
         self.needs_motion = any(t.name.startswith("motion_") for t in conventions.obs_terms)
         if self.needs_motion and motion is None:
-            raise ValueError("this is a tracking policy: pass its reference motion (motion=...)")
+            raise ValueError(f"{conventions.source}: this is a tracking policy: pass its reference motion (motion=...)")
+        self._command_low, self._command_high = _command_bounds(conventions.command_ranges)
+        self.clamp_commands = clamp_commands
+        self._clamp_warned = False
         self.last_action = np.zeros(actor.action_dim, dtype=np.float32)
         self.frame = 0
 
@@ -43,39 +57,43 @@ class Stage1Policy:
         motion: str | Path | MotionClip | None = None,
         motion_fps: float | None = None,
         activation: str = "elu",
+        clamp_commands: bool = True,
     ) -> Stage1Policy:
-        """Load from a folder (policy.onnx or *.pt, deploy.yaml, optional motion.csv/npz) or a single file.
+        """Load from a policy folder or a single policy file.
 
-        Conventions come from, in order: the ``conventions`` argument, ONNX metadata, a ``deploy.yaml``
-        beside the policy file.
+        A folder may be laid out flat (``policy.onnx`` or ``*.pt``, ``deploy.yaml``, ``motion.csv|npz``) or as
+        Unitree's ``unitree_rl_lab`` exports it (``exported/policy.onnx``, ``params/deploy.yaml``,
+        ``params/*.csv``). Conventions come from, in order: the ``conventions`` argument, ONNX metadata, a
+        ``deploy.yaml`` beside the policy file or in ``params/``.
         """
         path = Path(path)
-        folder = path if path.is_dir() else path.parent
+        if not path.exists():
+            raise FileNotFoundError(f"Stage 1 policy not found: {path} does not exist")
+        root = path if path.is_dir() else _policy_root(path)
         if path.is_dir():
-            candidates = sorted(path.glob("*.onnx")) or sorted(path.glob("*.pt"))
-            if not candidates:
-                raise FileNotFoundError(f"{path} holds no *.onnx or *.pt policy")
-            path = candidates[0]
-            if motion is None:
-                found = sorted(folder.glob("motion.csv")) + sorted(folder.glob("motion.npz"))
-                motion = found[0] if found else None
+            path = _find_policy_file(path)
         actor: Actor = OnnxActor(path) if path.suffix == ".onnx" else RslRlActor(path, activation)
         if isinstance(conventions, PolicyConventions):
             conv = conventions
         elif conventions is not None:
             conv = from_deploy_yaml(conventions)
         elif "joint_names" in actor.metadata:
-            conv = from_onnx_metadata(actor.metadata)
-        elif (folder / "deploy.yaml").is_file():
-            conv = from_deploy_yaml(folder / "deploy.yaml")
+            conv = from_onnx_metadata(actor.metadata, source=f"{path} (ONNX metadata)")
         else:
-            raise FileNotFoundError(
-                f"no deployment conventions for {path}: it has no ONNX metadata and {folder} has no deploy.yaml"
-            )
+            found = [f for f in (path.parent / "deploy.yaml", root / "deploy.yaml", root / "params" / "deploy.yaml")
+                     if f.is_file()]  # fmt: skip
+            if not found:
+                raise FileNotFoundError(
+                    f"no deployment conventions for {path}: it has no ONNX metadata and there is no deploy.yaml "
+                    f"in {path.parent} or {root / 'params'}"
+                )
+            conv = from_deploy_yaml(found[0])
+        needs_motion = any(t.name.startswith("motion_") for t in conv.obs_terms)
+        if needs_motion and motion is None:
+            motion = _find_motion(root)
         if isinstance(motion, (str, Path)):
-            needs = any(t.name.startswith("motion_") for t in conv.obs_terms)
-            motion = load_motion(motion, fps=motion_fps) if needs else None
-        return cls(actor, conv, motion)
+            motion = load_motion(motion, fps=motion_fps) if needs_motion else None
+        return cls(actor, conv, motion, clamp_commands=clamp_commands)
 
     def apply_gains(self, backend: SimBackend) -> None:
         """Set the simulator's PD gains to the ones this policy was trained with."""
@@ -83,6 +101,7 @@ class Stage1Policy:
 
     def reset(self, frame: int = 0) -> None:
         self.observations.reset()
+        self.actor.reset()
         self.last_action[:] = 0.0
         self.frame = frame
 
@@ -99,6 +118,16 @@ class Stage1Policy:
         command = np.asarray(velocity_command, dtype=np.float64)
         if command.shape != (3,) or not np.all(np.isfinite(command)):
             raise ValueError(f"velocity command must be 3 finite values (vx, vy, wz), got {velocity_command!r}")
+        if self.clamp_commands:
+            clamped = np.clip(command, self._command_low, self._command_high)
+            if not self._clamp_warned and not np.array_equal(clamped, command):
+                self._clamp_warned = True
+                warnings.warn(
+                    f"velocity command {command.tolist()} clamped to {clamped.tolist()}: outside the policy's command "
+                    f"ranges {self.conventions.command_ranges} ({self.conventions.source}); warned once per policy",
+                    stacklevel=2,
+                )
+            command = clamped
         if self.motion is not None:
             self.frame = min(self.frame, self.motion.num_frames - 1)
         obs = self.observations(ObsInputs(state, self.last_action, command, self.motion, self.frame))
@@ -112,3 +141,45 @@ class Stage1Policy:
     @property
     def motion_finished(self) -> bool:
         return self.motion is not None and self.frame >= self.motion.num_frames
+
+
+_COMMAND_KEYS = ("lin_vel_x", "lin_vel_y", "ang_vel_z")
+
+
+def _command_bounds(ranges: dict[str, tuple[float, float]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis (vx, vy, wz) bounds; an axis the policy states no range for is left unbounded."""
+    ranges = ranges or {}
+    low = np.array([ranges.get(k, (-np.inf, np.inf))[0] for k in _COMMAND_KEYS])
+    high = np.array([ranges.get(k, (-np.inf, np.inf))[1] for k in _COMMAND_KEYS])
+    return low, high
+
+
+def _policy_root(file: Path) -> Path:
+    """The policy folder of a policy file: Unitree keeps it in ``<policy>/exported/``."""
+    return file.parent.parent if file.parent.name == "exported" else file.parent
+
+
+def _find_policy_file(folder: Path) -> Path:
+    """``policy.onnx`` (or the only ONNX / ``.pt`` file) in the folder or its ``exported/`` subfolder."""
+    for where in (folder, folder / "exported"):
+        for pattern in ("*.onnx", "*.pt"):
+            candidates = sorted(where.glob(pattern))
+            preferred = [c for c in candidates if c.stem == "policy"]
+            if preferred or len(candidates) == 1:
+                return (preferred or candidates)[0]
+            if candidates:
+                raise ValueError(
+                    f"{where} holds several {pattern} policies {[c.name for c in candidates]}; pass the file to load"
+                )
+    raise FileNotFoundError(f"{folder} holds no *.onnx or *.pt policy (looked in it and in {folder / 'exported'})")
+
+
+def _find_motion(root: Path) -> Path | None:
+    """The reference motion of a tracking policy: ``motion.csv|npz`` or the only motion in ``params/``."""
+    for name in ("motion.csv", "motion.npz"):
+        if (root / name).is_file():
+            return root / name
+    found = sorted((root / "params").glob("*.csv")) + sorted((root / "params").glob("*.npz"))
+    if len(found) > 1:
+        raise ValueError(f"{root / 'params'} holds several motions {[f.name for f in found]}; pass motion=")
+    return found[0] if found else None

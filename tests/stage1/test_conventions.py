@@ -31,19 +31,74 @@ def test_deploy_yaml_is_read_with_all_terms(velocity_dir):
 def test_joint_ids_map_reorders_by_motor_index(tmp_path, velocity_dir):
     cfg = yaml.safe_load((velocity_dir / "deploy.yaml").read_text())
     cfg["joint_ids_map"] = list(reversed(range(29)))
+    cfg["stiffness"] = [float(i) for i in range(1, 30)]  # motor order: motor i has kp i + 1
     (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(cfg))
-    assert from_deploy_yaml(tmp_path / "deploy.yaml").joint_names == tuple(reversed(g1.JOINT_NAMES))
+    conv = from_deploy_yaml(tmp_path / "deploy.yaml")
+    assert conv.joint_names == tuple(reversed(g1.JOINT_NAMES))
+    # Gains are in motor order: policy joint k (motor 28 - k) gets motor 28 - k's value.
+    np.testing.assert_array_equal(conv.stiffness, np.arange(29, 0, -1))
 
 
-def test_bad_conventions_files_get_clear_errors(tmp_path, velocity_dir):
-    (tmp_path / "broken.yaml").write_text("stiffness: [1, 2\n")
-    with pytest.raises(ValueError, match="cannot read deploy conventions"):
-        from_deploy_yaml(tmp_path / "broken.yaml")
+def _write(tmp_path, cfg, name="deploy.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda c: c.update(stiffness=c["stiffness"][:10]),
+            r"stiffness has 10 values; expected 1 or 29 \(one per motor of the G1, in motor \(SDK\) order\)",
+        ),
+        (
+            lambda c: c.update(default_joint_pos=c["default_joint_pos"][:28]),
+            r"default_joint_pos has 28 values; expected 1 or 29 \(one per policy joint, in policy order\)",
+        ),
+        (lambda c: c["actions"]["JointPositionAction"].update(scale=[0.5, 0.5]), r"actions.JointPositionAction.scale"),
+        (lambda c: c.update(joint_ids_map=list(range(28)) + [29]), r"joint_ids_map .* motor indices 0-28"),
+        (lambda c: c.update(joint_ids_map=[0] * 29), r"joint_ids_map .* names a motor twice"),
+        (lambda c: c.update(joint_names=["left_toe_joint"] + list(g1.JOINT_NAMES[1:])), r"joint_names.*left_toe_joint"),
+        (lambda c: c["observations"]["base_ang_vel"].update(clip=[1.0]), r"observations.base_ang_vel.clip must be"),
+        (lambda c: c["observations"]["base_ang_vel"].update(history_length=-2), r"history_length must be a positive"),
+        (lambda c: c.update(step_dt="fast"), r"step_dt: 'fast' is not a number"),
+        (lambda c: c["damping"].__setitem__(3, float("nan")), r"damping: nan is not a finite number"),
+        (lambda c: c["commands"]["base_velocity"]["ranges"].update(lin_vel_x=[1.0, -1.0]), r"lin_vel_x has low > high"),
+        (lambda c: c.pop("observations"), r"lacks required keys \['observations'\]"),
+    ],
+)
+def test_bad_deploy_yaml_fields_are_named_with_the_file(tmp_path, velocity_dir, edit, message):
     cfg = yaml.safe_load((velocity_dir / "deploy.yaml").read_text())
-    cfg["stiffness"] = cfg["stiffness"][:10]
-    (tmp_path / "short.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ValueError, match="stiffness has 10 entries but the policy has 29 joints"):
-        from_deploy_yaml(tmp_path / "short.yaml")
+    edit(cfg)
+    path = _write(tmp_path, cfg)
+    with pytest.raises(ValueError, match=message) as err:
+        from_deploy_yaml(path)
+    assert str(path) in str(err.value)
+
+
+def test_unreadable_deploy_yaml_is_named(tmp_path):
+    (tmp_path / "broken.yaml").write_text("stiffness: [1, 2\n")
+    with pytest.raises(ValueError, match="cannot read deploy conventions .*broken.yaml"):
+        from_deploy_yaml(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="list.yaml is not a deploy.yaml mapping"):
+        from_deploy_yaml(tmp_path / "list.yaml")
+
+
+def test_python_tags_are_skipped_safely_and_never_constructed(tmp_path, velocity_dir):
+    text = (
+        (velocity_dir / "deploy.yaml")
+        .read_text()
+        .replace("joint_ids: null", "joint_ids: !!python/object/apply:os.system ['touch pwned']")
+    )
+    path = tmp_path / "deploy.yaml"
+    path.write_text(text)
+    conv = from_deploy_yaml(path)  # the tagged value sits under a key the loader does not use
+    assert conv.joint_names == g1.JOINT_NAMES and not (tmp_path / "pwned").exists()
+    path.write_text(text.replace("step_dt: 0.02", "step_dt: !!python/object/apply:builtins.float ['0.02']"))
+    with pytest.raises(ValueError, match="step_dt holds a value with the unsupported YAML tag"):
+        from_deploy_yaml(path)
 
 
 def _metadata(names, conv):
@@ -94,7 +149,7 @@ def test_unknown_joint_names_in_metadata_are_named(velocity_dir):
     names[5] = "left_toe_joint"
     meta = _metadata(names, {"default": conv.default_joint_pos, "scale": conv.action_scale,
                              "kp": conv.stiffness, "kd": conv.damping})  # fmt: skip
-    with pytest.raises(KeyError, match="left_toe_joint"):
+    with pytest.raises(ValueError, match="ONNX metadata: joint names: unknown G1 joint names \\['left_toe_joint'\\]"):
         from_onnx_metadata(meta)
 
 

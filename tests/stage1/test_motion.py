@@ -49,3 +49,18 @@ def test_malformed_motion_files_get_clear_errors(tmp_path, clip):
     (tmp_path / "m.bvh").write_text("HIERARCHY\n")
     with pytest.raises(ValueError, match="unsupported motion format"):
         load_motion(tmp_path / "m.bvh")
+
+
+def test_frame_rate_must_be_finite_and_the_length_bounded(tmp_path, tracking_dir):
+    rows = (tracking_dir / "motion.csv").read_text().splitlines()[:40]
+    (tmp_path / "clip.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"clip.csv: invalid frame rate nan"):
+        load_motion(tmp_path / "clip.csv", fps=float("nan"))
+    with pytest.raises(ValueError, match=r"clip.csv: 40 frames at 0.0001 fps .* is the frame rate right"):
+        load_motion(tmp_path / "clip.csv", fps=1e-4)
+
+
+def test_csv_frame_rate_from_the_file_name(tmp_path, tracking_dir):
+    rows = (tracking_dir / "motion.csv").read_text().splitlines()[:61]
+    (tmp_path / "G1_Take_102.bvh_60hz.csv").write_text("\n".join(rows) + "\n")
+    assert load_motion(tmp_path / "G1_Take_102.bvh_60hz.csv").duration == pytest.approx(1.0, abs=0.02)
