@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import logging
+import os
+import sys
 from pathlib import Path
 
 from app.simulation import SimulationCfg
@@ -12,7 +16,26 @@ from bm_gym.diffusion import SHIPPED_CHECKPOINT
 from bm_gym.guidance import GuidanceCfg
 
 
-def main() -> None:
+def display_problem() -> str | None:
+    """Why no window can open here (GLFW would abort the process), or None when a display is reachable."""
+    if sys.platform != "linux":
+        return None
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        return "no display: DISPLAY and WAYLAND_DISPLAY are unset"
+    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        try:
+            xlib = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+        except OSError:
+            return None  # cannot check without Xlib; GLFW will say more
+        xlib.XOpenDisplay.restype = ctypes.c_void_p
+        handle = xlib.XOpenDisplay(None)
+        if not handle:
+            return f"cannot connect to the X display {os.environ['DISPLAY']!r}"
+        xlib.XCloseDisplay(ctypes.c_void_p(handle))
+    return None
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="initial guidance scale")
@@ -21,7 +44,13 @@ def main() -> None:
                         help="planned actions executed per plan (1: replan at 50 Hz on fast machines)")  # fmt: skip
     parser.add_argument("--view-fps", type=float, default=AppCfg().view_fps, help="cap on the 3D view's frame rate")
     args = parser.parse_args()
+    problem = display_problem()
+    if problem:
+        print(f"error: the teleop app needs a display ({problem}). On a machine without a screen run it under "
+              "Xvfb: xvfb-run -a python -m app", file=sys.stderr)  # fmt: skip
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sim = SimulationCfg(checkpoint=args.checkpoint, guidance=GuidanceCfg(scale=args.scale),
                         actions_per_plan=args.actions_per_plan)  # fmt: skip
     TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps)).run()
+    return 0

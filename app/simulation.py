@@ -7,6 +7,7 @@ thread-safe setters and reads the latest :class:`Snapshot`; neither side ever wa
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import queue
 import threading
@@ -28,6 +29,7 @@ from bm_gym.obstacles import Obstacle
 from bm_gym.sim import MujocoBackend, has_fallen
 
 MODES = ("joystick", "waypoint", "draw")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Snapshot:
     paused: bool
     recording: bool
     mode: str
+    error: str | None = None  # the last user action or control step that failed, shown until the next reset
 
 
 class Simulation(threading.Thread):
@@ -93,6 +96,7 @@ class Simulation(threading.Thread):
         self._state = self.backend.reset(seed=0)
         self.controller.reset(self._state, seed=0)
         self._fell = False
+        self._error: str | None = None
         self._snapshot = self._make_snapshot(cost=0.0)
 
     # -- UI-facing setters ------------------------------------------------------------------------------
@@ -163,7 +167,14 @@ class Simulation(threading.Thread):
                 next_tick = time.perf_counter()
                 self._publish(cost=self._snapshot.cost)
                 continue
-            self._control_step()
+            try:
+                self._control_step()
+            except Exception as err:  # noqa: BLE001 - the loop must outlive any failure; the UI shows it
+                log.exception("control step failed; pausing")
+                self._error = f"control step failed: {err} (paused; Reset to continue)"
+                with self._lock:
+                    self._paused = True
+                continue
             next_tick += period
             now = time.perf_counter()
             if next_tick > now:
@@ -218,24 +229,34 @@ class Simulation(threading.Thread):
                 kind, uid, payload = self._edits.get_nowait()
             except queue.Empty:
                 return
-            if kind == "put":
-                if uid in self._handles:
-                    self.backend.move_obstacle(self._handles[uid], payload)
-                else:
-                    self._handles[uid] = self.backend.add_obstacle(payload)
-            elif kind == "remove" and uid in self._handles:
-                self.backend.remove_obstacle(self._handles.pop(uid))
-            elif kind == "reset":
-                self._state = self.backend.reset()
-                self.controller.reset(self._state)
-                self._fell = False
-                if self._recorder is not None:
-                    self._recorder.end_episode(fell=False)
-            elif kind == "record":
-                self._recorder = SessionRecorder(payload, self.policy.layout, self.backend.control_dt)
-            elif kind == "stop_record" and self._recorder is not None:
-                self._recorder.close()
-                self._recorder = None
+            try:
+                self._apply_edit(kind, uid, payload)
+            except Exception as err:  # noqa: BLE001 - a failed user action is reported, never fatal
+                log.warning("%s failed: %s", kind, err)
+                self._error = f"{kind} failed: {err}"
+
+    def _apply_edit(self, kind: str, uid: int | None, payload) -> None:
+        if kind == "put":
+            if uid in self._handles:
+                self.backend.move_obstacle(self._handles[uid], payload)
+            else:
+                self._handles[uid] = self.backend.add_obstacle(payload)
+        elif kind == "remove" and uid in self._handles:
+            self.backend.remove_obstacle(self._handles.pop(uid))
+        elif kind == "reset":
+            self._state = self.backend.reset()
+            self.controller.reset(self._state)
+            self._fell = False
+            self._error = None
+            with self._lock:
+                self._paused = False
+            if self._recorder is not None:
+                self._recorder.end_episode(fell=False)
+        elif kind == "record":
+            self._recorder = SessionRecorder(payload, self.policy.layout, self.backend.control_dt)
+        elif kind == "stop_record" and self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
 
     def _publish(self, cost: float) -> None:
         snapshot = self._make_snapshot(cost)
@@ -264,5 +285,5 @@ class Simulation(threading.Thread):
             waypoint=waypoint if mode != "joystick" else None,
             obstacles={ids[h]: o for h, o in self.backend.obstacles().items() if h in ids},
             plan_ms=self.controller.plan_ms[-1] if self.controller.plan_ms else 0.0, cost=cost, control_hz=hz,
-            fell=self._fell, paused=paused, recording=self._recorder is not None, mode=mode,
+            fell=self._fell, paused=paused, recording=self._recorder is not None, mode=mode, error=self._error,
         )  # fmt: skip

@@ -268,6 +268,8 @@ class TeleopApp:
         ui_fps = (len(self._frame_times) - 1) / max(now - self._frame_times[0], 1e-6)
         pad = ", ".join(self.gamepad.names) if self.gamepad.connected else "none (keyboard)"
         flags = " | PAUSED" * snap.paused + " | FELL (press Reset)" * snap.fell + " | REC" * snap.recording
+        flags += f" | ERROR: {snap.error}" if snap.error else ""
+        dpg.set_item_label("pause", "Resume" if snap.paused else "Pause")  # the simulation pauses itself on errors
         dpg.set_value(
             "status",
             f"control {snap.control_hz:4.1f} Hz (target {self.cfg.sim.control_hz:.0f}) | plan {snap.plan_ms:5.1f} ms | "

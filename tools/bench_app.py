@@ -39,14 +39,14 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         snap = app.sim.snapshot()
         if "start" not in marks and elapsed > args.warmup:
-            marks["start"] = (time.perf_counter(), snap.time, len(app.sim.controller.plan_ms), app.frames,
+            marks["start"] = (time.perf_counter(), snap.time, app.sim.controller.plans, app.frames,
                               app.view.frames_rendered)  # fmt: skip
         if elapsed > args.warmup + args.seconds:
             if args.screenshot and "shot" not in marks:
                 app.screenshot(args.screenshot)
                 marks["shot"] = (0, 0, app.frames, 0, 0)
                 return False
-            marks["end"] = (time.perf_counter(), snap.time, len(app.sim.controller.plan_ms), app.frames,
+            marks["end"] = (time.perf_counter(), snap.time, app.sim.controller.plans, app.frames,
                             app.view.frames_rendered)  # fmt: skip
             return "shot" not in marks or app.frames > marks["shot"][2] + 3
         return False
@@ -56,7 +56,7 @@ def main() -> None:
     teleop.run(until)
     (t0, sim0, plans0, ui0, view0), (t1, sim1, plans1, ui1, view1) = marks["start"], marks["end"]
     wall = t1 - t0
-    plan_ms = teleop.sim.controller.plan_ms[plans0:plans1]
+    plan_ms = list(teleop.sim.controller.plan_ms)[-(plans1 - plans0) :]
     control_hz = (sim1 - sim0) / 0.02 / wall
     print(
         f"actions per plan {args.actions_per_plan}, over {wall:.0f} s wall: control {control_hz:.1f} Hz (target 50), "

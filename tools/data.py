@@ -13,6 +13,7 @@ import sys
 import time
 
 from bm_gym.data import CollectCfg, Collector, DatasetError, validate
+from bm_gym.data.collect import CollectionLocked
 from bm_gym.sim import DomainRandomizationCfg
 from tools.paths import VELOCITY_POLICY
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary)
         print(f"this run added {added} of {cfg.episodes} episodes in {elapsed:.0f} s")
         return 0
-    except (DatasetError, ValueError, FileNotFoundError) as err:
+    except (DatasetError, ValueError, OSError, CollectionLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

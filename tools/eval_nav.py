@@ -4,6 +4,9 @@
     python -m tools.eval_nav --agent runs/nav_ppo/latest.zip --episodes 20
     python -m tools.eval_nav --agent navigate --episodes 20   # no agent: the env's routed waypoint mode
 
+Security: a saved SB3 agent is loaded with ``PPO.load``, which unpickles Python objects stored in the .zip and
+so can run code. Evaluate only agent files you made or trust.
+
 Both run on the same seeded courses (seeds 10_000 + i, disjoint from training) and the same env settings;
 prints goals reached, collisions, falls and mean time to goal.
 """
@@ -62,7 +65,9 @@ def run_episode(job: tuple[str, int, dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", default="baseline", help="'baseline', 'navigate' or a saved SB3 PPO .zip")
+    parser.add_argument("--agent", default="baseline",
+                        help="'baseline', 'navigate' or a saved SB3 PPO .zip; SB3 unpickles Python objects from "
+                             "the .zip (PPO.load), so load only agents you trust")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--control-steps", type=int, default=10)

@@ -9,11 +9,14 @@ Writes runs/<name>/checkpoint/ (safetensors + config.json), train_state.pt (resu
 from __future__ import annotations
 
 import argparse
+import sys
 
-from bm_gym.diffusion.training import TrainCfg, Trainer
+from bm_gym.data import DatasetError
+from bm_gym.diffusion.policy import CheckpointError
+from bm_gym.diffusion.training import TrainCfg, Trainer, TrainingError
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = TrainCfg(data="", out="")
     parser.add_argument("--data", required=True)
@@ -28,15 +31,27 @@ def main() -> None:
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        return _train(args)
+    except (ValueError, DatasetError, CheckpointError, TrainingError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
     cfg = TrainCfg(
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         ema_decay=args.ema_decay, checkpoint_every_s=args.checkpoint_every_s, val_every=args.val_every,
         device=args.device, threads=args.threads, seed=args.seed,
     )  # fmt: skip
-    checkpoint = Trainer(cfg).run()
+    trainer = Trainer(cfg)
+    if trainer.step:
+        print(f"resuming {cfg.out} from step {trainer.step}", flush=True)
+    checkpoint = trainer.run()
     print(f"checkpoint: {checkpoint}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

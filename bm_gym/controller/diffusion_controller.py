@@ -29,6 +29,10 @@ class ControllerCfg:
     warm_start_step: int = 0
 
 
+#: Plan latencies kept in ``DiffusionController.plan_ms`` (200 s of replanning at 50 Hz).
+PLAN_MS_WINDOW = 10_000
+
+
 class DiffusionController:
     """Turns simulator states into joint targets with a :class:`DiffusionPolicy`; usable without Gymnasium."""
 
@@ -49,7 +53,9 @@ class DiffusionController:
         self._plan: np.ndarray | None = None
         self._plan_origin: np.ndarray | None = None  # encoded (world-frame) state the current plan started from
         self._plan_step = 0
-        self.plan_ms: list[float] = []
+        # Latest plan latencies (a bounded window: a teleop session runs for hours) and the total count.
+        self.plan_ms: deque[float] = deque(maxlen=PLAN_MS_WINDOW)
+        self.plans = 0
         self.last_plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
         self.last_cost: TaskCost | None = None  # the cost that guided last_plan (same frame)
         self.task: Task | None = None  # what guidance steers towards; None samples the unguided prior
@@ -102,6 +108,7 @@ class DiffusionController:
             self._plan = self.policy.plan(window, self._generator, guide, init=warm, start_step=step)
             self._plan_origin = s
             self.plan_ms.append((time.perf_counter() - start) * 1000)
+            self.plans += 1
             self.last_plan = self._plan
             self._plan_step = 0
         action = self._plan[self._plan_step, self.layout.dim :].astype(np.float64)

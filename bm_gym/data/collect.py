@@ -7,7 +7,9 @@ the episodes in flight; rerunning the same command resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import multiprocessing as mp
 import time
@@ -18,11 +20,15 @@ import numpy as np
 from tqdm import tqdm
 
 from bm_gym.data.dataset import window_stats
-from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
+from bm_gym.data.hdf5 import Episode, atomic_write_text, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import StateLayout
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
 from bm_gym.stage1 import Stage1Policy
+from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
+
+#: Settings that may change between runs of one collection: how many episodes, how fast, and where the folder is.
+RESUMABLE_CHANGES = ("episodes", "workers", "merge_every_s", "out")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,25 @@ class CollectCfg:
     merge_every_s: float = 180.0
     stats_history: int = 4
     stats_horizon: int = 16
+
+    def __post_init__(self) -> None:
+        name = "CollectCfg"
+        positive_int(name, "episodes", self.episodes)
+        positive_int(name, "workers", self.workers)
+        positive_finite(name, "episode_s", self.episode_s)
+        steps = round(self.episode_s / MujocoBackendCfg().control_dt)
+        window = self.stats_history + self.stats_horizon + 1
+        require(steps >= window, name, "episode_s", self.episode_s,
+                f"at least {window * MujocoBackendCfg().control_dt:.2f} s ({window} control steps: one training "
+                f"window of {self.stats_history} + 1 + {self.stats_horizon} steps)")  # fmt: skip
+        low, high = self.action_noise
+        require(is_finite(low) and is_finite(high) and 0 <= low <= high, name, "action_noise", self.action_noise,
+                "(low, high) with 0 <= low <= high")  # fmt: skip
+        require(is_finite(self.noise_free_share) and 0 <= self.noise_free_share <= 1, name, "noise_free_share",
+                self.noise_free_share, "in [0, 1]")  # fmt: skip
+        positive_finite(name, "merge_every_s", self.merge_every_s)
+        if self.motion_fps is not None:
+            positive_finite(name, "motion_fps", self.motion_fps)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)
@@ -105,16 +130,20 @@ class EpisodeRunner:
 _runner: EpisodeRunner | None = None
 
 
-def _init_worker(cfg: CollectCfg) -> None:
+def _run_and_save(args: tuple[CollectCfg, int, str]) -> tuple[int, int, bool]:
+    """Worker task. The runner is built on first use, not in a pool initializer: an initializer that raises
+    makes ``multiprocessing.Pool`` respawn workers forever, while a task's exception reaches the parent."""
     global _runner
-    _runner = EpisodeRunner(cfg)
-
-
-def _run_and_save(args: tuple[int, str]) -> tuple[int, int, bool]:
-    index, shard = args
+    cfg, index, shard = args
+    if _runner is None:
+        _runner = EpisodeRunner(cfg)
     episode = _runner.run(index)
     write_shard(Path(shard), episode)
     return index, len(episode), episode.fell
+
+
+class CollectionLocked(RuntimeError):
+    """Another collector is writing the same dataset."""
 
 
 class Collector:
@@ -126,43 +155,59 @@ class Collector:
     def shard_path(self, index: int) -> Path:
         return self.shards / f"episode_{index:06d}.h5"
 
+    def check(self) -> Stage1Policy:
+        """Everything that can be wrong before a rollout starts: the output path and the policy (loaded here)."""
+        if self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a directory; give a dataset file such as {self.out / 'data.h5'}")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        return Stage1Policy.load(self.cfg.policy, motion_fps=self.cfg.motion_fps)
+
     def _check_resume(self) -> None:
         """Refuse to mix episodes from a different configuration into the same dataset."""
         record = self.shards / "collect_cfg.json"
+        now = json.loads(self.cfg.to_json())
         if record.exists():
-            before = json.loads(record.read_text())
-            now = json.loads(self.cfg.to_json())
-            changed = {
-                k: (before.get(k), now[k]) for k in now if k not in ("episodes", "workers") and before.get(k) != now[k]
-            }
+            try:
+                before = json.loads(record.read_text())
+                if not isinstance(before, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as err:
+                raise ValueError(
+                    f"{record} is unreadable ({err}); it records the settings of the episodes in {self.shards}: "
+                    "delete the folder to start over"
+                ) from err
+            fixed = [k for k in now if k not in RESUMABLE_CHANGES]
+            changed = {k: (before.get(k), now[k]) for k in fixed if before.get(k) != now[k]}
             if changed:
                 raise ValueError(f"{self.shards} was collected with other settings {changed}; use another --out")
         self.shards.mkdir(parents=True, exist_ok=True)
-        record.write_text(self.cfg.to_json())
+        atomic_write_text(record, self.cfg.to_json())
 
     def pending(self) -> list[int]:
         return [i for i in range(self.cfg.episodes) if not self.shard_path(i).exists()]
 
     def run(self, progress: bool = True) -> int:
         """Collect every missing episode, then write the dataset; returns how many episodes this run added."""
-        self._check_resume()
-        for stale in self.shards.glob("*.tmp"):
-            stale.unlink()  # episodes that were in flight when a previous run was killed
-        todo = self.pending()
-        last_merge = time.monotonic()
-        bar = tqdm(total=self.cfg.episodes, initial=self.cfg.episodes - len(todo), unit="ep", disable=not progress)
-        if todo:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(self.cfg.workers, initializer=_init_worker, initargs=(self.cfg,)) as pool:
-                for _index, _length, _fell in pool.imap_unordered(
-                    _run_and_save, [(i, str(self.shard_path(i))) for i in todo]
-                ):
-                    bar.update()
-                    if time.monotonic() - last_merge > self.cfg.merge_every_s:
-                        self.merge()
-                        last_merge = time.monotonic()
-        bar.close()
-        self.merge()
+        self.check()
+        self.shards.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(self.shards / ".lock", self.out):
+            self._check_resume()
+            for stale in self.shards.glob("*.tmp"):
+                stale.unlink()  # episodes that were in flight when a previous run was killed
+            todo = self.pending()
+            last_merge = time.monotonic()
+            bar = tqdm(total=self.cfg.episodes, initial=self.cfg.episodes - len(todo), unit="ep", disable=not progress)
+            if todo:
+                ctx = mp.get_context("spawn")
+                with ctx.Pool(min(self.cfg.workers, len(todo))) as pool:
+                    tasks = [(self.cfg, i, str(self.shard_path(i))) for i in todo]
+                    for _index, _length, _fell in pool.imap_unordered(_run_and_save, tasks):
+                        bar.update()
+                        if time.monotonic() - last_merge > self.cfg.merge_every_s:
+                            self.merge()
+                            last_merge = time.monotonic()
+            bar.close()
+            self.merge()
         return len(todo)
 
     def merge(self) -> None:
@@ -183,3 +228,18 @@ class Collector:
         }
         write_dataset(self.out, episodes, attrs, stats, {"history": self.cfg.stats_history,
                                                          "horizon": self.cfg.stats_horizon})  # fmt: skip
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path, out: Path):
+    """Hold an exclusive advisory lock on ``path`` (released by the OS if the process dies)."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CollectionLocked(f"another collector is writing {out} (it holds {path}); wait for it or use "
+                                   "another --out") from None  # fmt: skip
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -9,11 +9,13 @@ Layout (schema 1)::
     /stats            state_mean/std [S], action_mean/std [A] over canonicalized windows of
                       non-fallen episodes; attrs: history, horizon
 
-A killed writer never leaves a corrupt file: everything is written to ``<name>.tmp`` and renamed.
+A killed writer never leaves a corrupt file: everything is written to ``<name>.tmp`` and renamed. Every array
+carries an HDF5 Fletcher-32 checksum, verified whenever it is read: flipped bits raise instead of loading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -61,15 +63,37 @@ def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file so that a reader sees the old content or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_episode_group(group: h5py.Group, episode: Episode) -> None:
     for name in EPISODE_ARRAYS:
-        group.create_dataset(name, data=getattr(episode, name))
+        group.create_dataset(name, data=getattr(episode, name), fletcher32=True)
     group.attrs.update(fell=episode.fell, seed=episode.seed, length=len(episode))
 
 
 def read_episode_group(group: h5py.Group, index: int) -> Episode:
     return Episode(index, *(group[name][()] for name in EPISODE_ARRAYS), bool(group.attrs["fell"]),
                    int(group.attrs["seed"]))  # fmt: skip
+
+
+@contextlib.contextmanager
+def _reading(path: Path | str, what: str = ""):
+    """Turn h5py's low-level errors (checksum mismatch, truncated file, damaged metadata) into DatasetError."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
+        where = f" ({what})" if what else ""
+        raise DatasetError(f"{path}{where} is corrupt or unreadable: {err}") from err
 
 
 def write_shard(path: Path, episode: Episode) -> None:
@@ -81,11 +105,8 @@ def write_shard(path: Path, episode: Episode) -> None:
 
 
 def read_shard(path: Path, index: int) -> Episode:
-    try:
-        with h5py.File(path, "r") as f:
-            return read_episode_group(f["episode"], index)
-    except (OSError, KeyError) as err:
-        raise DatasetError(f"episode shard {path} is unreadable: {err}") from err
+    with _reading(path, "episode shard"), h5py.File(path, "r") as f:
+        return read_episode_group(f["episode"], index)
 
 
 def write_dataset(
@@ -105,7 +126,7 @@ def write_dataset(
             write_episode_group(group.create_group(f"{episode.index:06d}"), episode)
         s = f.create_group("stats")
         for name, value in stats.items():
-            s.create_dataset(name, data=value)
+            s.create_dataset(name, data=value, fletcher32=True)
         s.attrs.update(stats_attrs)
     _commit(tmp, path)
 
@@ -120,6 +141,7 @@ class DatasetSummary:
     state_dim: int
     action_dim: int
     source_policy: str
+    checksummed: bool = True  # every array carries a Fletcher-32 checksum (files written before it did not)
 
     @property
     def hours(self) -> float:
@@ -130,6 +152,7 @@ class DatasetSummary:
             f"{self.path}: {self.episodes} episodes, {self.steps} steps ({self.hours:.2f} h at "
             f"{1 / self.control_dt:.0f} Hz), {self.fallen} fell ({self.fallen / max(self.episodes, 1):.1%}); "
             f"state {self.state_dim}, action {self.action_dim}; source {self.source_policy}"
+            + ("" if self.checksummed else "; no checksums (written by an older bm_gym)")
         )
 
 
@@ -141,7 +164,11 @@ def open_dataset(path: str | Path) -> h5py.File:
         f = h5py.File(path, "r")
     except OSError as err:
         raise DatasetError(f"{path} is not a readable HDF5 file (corrupt or truncated?): {err}") from err
-    version = f.attrs.get("schema_version")
+    try:
+        version = f.attrs.get("schema_version")
+    except (OSError, KeyError, RuntimeError) as err:
+        f.close()
+        raise DatasetError(f"{path} has damaged metadata: {err}") from err
     if version != SCHEMA_VERSION:
         f.close()
         raise DatasetError(f"{path} has schema_version {version!r}; this bm_gym reads {SCHEMA_VERSION}")
@@ -149,13 +176,15 @@ def open_dataset(path: str | Path) -> h5py.File:
 
 
 def validate(path: str | Path) -> DatasetSummary:
-    """Check every episode and the stats; raise :class:`DatasetError` naming the first problem."""
-    with open_dataset(path) as f:
+    """Check every episode (values and checksums) and the stats; raise :class:`DatasetError` naming the first
+    problem."""
+    with open_dataset(path) as f, _reading(path):
         for key in ("control_dt", "state_layout", "source_policy"):
             if key not in f.attrs:
                 raise DatasetError(f"{path}: missing root attribute {key!r}")
         layout = StateLayout.from_json(f.attrs["state_layout"])
         steps = fallen = 0
+        checksummed = True
         episodes = f.get("episodes")
         if episodes is None or len(episodes) == 0:
             raise DatasetError(f"{path}: no episodes")
@@ -166,6 +195,7 @@ def validate(path: str | Path) -> DatasetSummary:
             for array, width in expected.items():
                 if array not in group:
                     raise DatasetError(f"{path}: episode {name} lacks {array!r}")
+                checksummed &= bool(group[array].fletcher32)
                 data = group[array][()]
                 if data.shape != (length, width):
                     raise DatasetError(
@@ -173,6 +203,8 @@ def validate(path: str | Path) -> DatasetSummary:
                     )
                 if not np.all(np.isfinite(data)):
                     raise DatasetError(f"{path}: episode {name} {array} contains NaN or inf")
+            if "motion_frames" not in group or group["motion_frames"][()].shape != (length,):
+                raise DatasetError(f"{path}: episode {name} motion_frames is missing or not of length {length}")
             steps += length
             fallen += bool(group.attrs["fell"])
         if "stats" not in f:
@@ -183,15 +215,24 @@ def validate(path: str | Path) -> DatasetSummary:
             if value is None or value.shape != (width,) or not np.all(np.isfinite(value)):
                 raise DatasetError(f"{path}: stats/{name} missing, of wrong shape or not finite")
         return DatasetSummary(Path(path), len(episodes), fallen, steps, float(f.attrs["control_dt"]), layout.dim,
-                              layout.action_dim, str(f.attrs["source_policy"]))  # fmt: skip
+                              layout.action_dim, str(f.attrs["source_policy"]), checksummed)  # fmt: skip
 
 
 def load_episodes(path: str | Path, include_fallen: bool = False) -> tuple[list[Episode], dict, dict[str, np.ndarray]]:
-    """All episodes (optionally without fallen ones), root attributes and stats, read into memory."""
-    with open_dataset(path) as f:
+    """All episodes (optionally without fallen ones), root attributes and stats, read into memory and checked:
+    every value finite, every stat of the right size, std positive."""
+    with open_dataset(path) as f, _reading(path):
         episodes = [read_episode_group(g, int(name)) for name, g in f["episodes"].items()]
         attrs = dict(f.attrs)
         stats = {k: v[()] for k, v in f["stats"].items()} | dict(f["stats"].attrs)
+    for e in episodes:
+        for name in ("states", "actions", "applied_actions", "commands"):
+            if not np.all(np.isfinite(getattr(e, name))):
+                raise DatasetError(f"{path}: episode {e.index:06d} {name} contains NaN or inf")
+    for name in ("state_mean", "state_std", "action_mean", "action_std"):
+        value = stats.get(name)
+        if value is None or not np.all(np.isfinite(value)) or (name.endswith("std") and np.any(value <= 0)):
+            raise DatasetError(f"{path}: stats/{name} is missing, not finite or not positive")
     if not include_fallen:
         episodes = [e for e in episodes if not e.fell]
     return episodes, attrs, stats

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bm_gym.utils.checks import is_finite, positive_int, require
+
 
 @dataclass(frozen=True)
 class DenoiserCfg:
@@ -17,6 +19,13 @@ class DenoiserCfg:
     history: int = 4  # N past (state, action) pairs; the present state makes N+1 memory tokens
     horizon: int = 16  # H future steps predicted
 
+    def __post_init__(self) -> None:
+        for name in ("d_model", "heads", "layers", "ff_mult", "history", "horizon"):
+            positive_int("DenoiserCfg", name, getattr(self, name))
+        require(self.d_model % self.heads == 0, "DenoiserCfg", "d_model", self.d_model,
+                f"a multiple of heads ({self.heads})")  # fmt: skip
+        require(is_finite(self.dropout) and 0 <= self.dropout < 1, "DenoiserCfg", "dropout", self.dropout, "in [0, 1)")
+
 
 @dataclass(frozen=True)
 class DiffusionCfg:
@@ -26,6 +35,13 @@ class DiffusionCfg:
     beta_schedule: str = "squaredcos_cap_v2"
     sampler: str = "ddim"  # "ddim" (fast, deterministic) or "ddpm" (every training step, stochastic)
     sample_steps: int = 10  # DDIM steps at inference
+
+    def __post_init__(self) -> None:
+        positive_int("DiffusionCfg", "train_timesteps", self.train_timesteps)
+        positive_int("DiffusionCfg", "sample_steps", self.sample_steps)
+        require(self.sample_steps <= self.train_timesteps, "DiffusionCfg", "sample_steps", self.sample_steps,
+                f"at most train_timesteps ({self.train_timesteps})")  # fmt: skip
+        require(self.sampler in ("ddim", "ddpm"), "DiffusionCfg", "sampler", self.sampler, "'ddim' or 'ddpm'")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ Checkpoint folder: ``model.safetensors`` (weights), ``ema.safetensors`` (EMA wei
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -110,53 +113,137 @@ class DiffusionPolicy:
     def save(
         self, folder: str | Path, ema_state: dict[str, torch.Tensor] | None = None, extra: dict | None = None
     ) -> None:
+        """Weights as safetensors and ``config.json`` with a sha256 of each weight file (checked at load)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, folder / "model.safetensors")
+        files = {"model.safetensors": self.model.state_dict()}
         if ema_state is not None:
-            save_file({k: v.contiguous() for k, v in ema_state.items()}, folder / "ema.safetensors")
+            files["ema.safetensors"] = ema_state
+        for name, state in files.items():
+            save_file({k: v.contiguous() for k, v in state.items()}, folder / name)
+            _fsync(folder / name)
         config = {
             "format_version": FORMAT_VERSION,
             "model": dataclasses.asdict(self.cfg),
             "state_layout": json.loads(self.layout.to_json()),
             "normalization": {k: v.tolist() for k, v in dataclasses.asdict(self.normalizer).items()},
+            "sha256": {name: file_sha256(folder / name) for name in files},
             **(extra or {}),
         }
         (folder / "config.json").write_text(json.dumps(config, indent=1))
+        _fsync(folder / "config.json")
 
     @classmethod
     def load(
         cls, folder: str | Path, use_ema: bool = True, expected_layout: StateLayout | None = None
     ) -> DiffusionPolicy:
+        """Load and check a checkpoint folder: config structure, file hashes, finite weights and statistics."""
         folder = Path(folder)
+        if not folder.is_dir():
+            raise CheckpointError(f"no checkpoint folder at {folder}")
         try:
             config = json.loads((folder / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CheckpointError(f"{folder}: unreadable config.json ({err})") from err
+        where = f"{folder / 'config.json'}"
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{where}: expected a JSON object, got {type(config).__name__}")
         if config.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(
-                f"{folder}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}"
-            )
-        layout_spec = config["state_layout"]
-        layout = StateLayout(tuple(layout_spec["joint_names"]), tuple(layout_spec["body_names"]))
+            version = config.get("format_version")
+            raise CheckpointError(f"{where}: format_version {version!r}, expected {FORMAT_VERSION}")
+        missing = [k for k in ("model", "state_layout", "normalization") if not isinstance(config.get(k), dict)]
+        if missing:
+            raise CheckpointError(f"{where}: missing or malformed keys {missing}")
+        try:
+            layout = StateLayout.from_json(json.dumps(config["state_layout"]))
+            m = config["model"]
+            cfg = ModelCfg(DenoiserCfg(**m["denoiser"]), DiffusionCfg(**m["diffusion"]), float(m["action_loss_weight"]))
+            norm = Normalizer(**{k: np.asarray(v, dtype=np.float32) for k, v in config["normalization"].items()})
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{where}: malformed model, state_layout or normalization ({err!r})") from err
         if expected_layout is not None and layout != expected_layout:
             raise CheckpointError(f"{folder}: {describe_layout_difference(layout, expected_layout)}")
-        try:
-            StateLayout.from_json(json.dumps(layout_spec))
-        except ValueError as err:
-            raise CheckpointError(f"{folder}: {err}") from err
-        m = config["model"]
-        cfg = ModelCfg(DenoiserCfg(**m["denoiser"]), DiffusionCfg(**m["diffusion"]), m["action_loss_weight"])
-        norm = Normalizer(**{k: np.asarray(v, dtype=np.float32) for k, v in config["normalization"].items()})
+        _check_normalizer(norm, layout, where)
+        _verify_hashes(folder, config.get("sha256"), where)
         model = TrajectoryDenoiser(cfg.denoiser, layout.dim, layout.action_dim)
         weights = folder / (
             "ema.safetensors" if use_ema and (folder / "ema.safetensors").exists() else "model.safetensors"
         )
         try:
-            model.load_state_dict(load_file(weights))
+            state = load_file(weights)
+            model.load_state_dict(state)
         except Exception as err:  # safetensors raises its own error types for corrupt files
             raise CheckpointError(f"{weights}: cannot load weights ({err})") from err
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(f"{weights}: non-finite values in {bad[:5]}{' ...' if len(bad) > 5 else ''}")
         return cls(cfg, layout, norm, model)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _verify_hashes(folder: Path, hashes: object, where: str) -> None:
+    """Every weight file must match the sha256 recorded at save time; older checkpoints without hashes are
+    checked by loading each weight file instead (so a damaged unused file is still noticed)."""
+    names = sorted(p.name for p in folder.glob("*.safetensors"))
+    if "model.safetensors" not in names:
+        raise CheckpointError(f"{folder}: model.safetensors is missing")
+    if hashes is None:
+        for name in names:
+            try:
+                load_file(folder / name)
+            except Exception as err:  # noqa: BLE001 - safetensors' own error types
+                raise CheckpointError(f"{folder / name}: cannot load weights ({err})") from err
+        return
+    if not isinstance(hashes, dict):
+        raise CheckpointError(f"{where}: sha256 must map file names to hashes")
+    for name, expected in hashes.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing (listed in {where})")
+        if file_sha256(path) != expected:
+            raise CheckpointError(f"{path} does not match its sha256 in {where}: the file is damaged")
+
+
+def _check_normalizer(norm: Normalizer, layout: StateLayout, where: str) -> None:
+    for name, size in (("state_mean", layout.dim), ("state_std", layout.dim), ("action_mean", layout.action_dim),
+                       ("action_std", layout.action_dim)):  # fmt: skip
+        value = getattr(norm, name)
+        if value.shape != (size,) or not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{where}: normalization.{name} must be {size} finite values")
+        if name.endswith("std") and np.any(value <= 0):
+            raise CheckpointError(f"{where}: normalization.{name} has zero or negative entries")
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """Put ``new`` in place of ``final`` so that a kill at any moment leaves a complete folder at ``final`` or
+    at ``final.old`` (which :func:`recover_checkpoint_folder` moves back)."""
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover_checkpoint_folder(final: Path) -> None:
+    """Finish an interrupted :func:`replace_folder`: restore ``final.old`` if ``final`` is missing."""
+    old = final.with_name(final.name + ".old")
+    if old.exists() and not final.exists():
+        os.replace(old, final)
 
 
 def describe_layout_difference(stored: StateLayout, expected: StateLayout) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from bm_gym.data.dataset import ExpertWindowDataset
+from bm_gym.data.hdf5 import atomic_write_text
 from bm_gym.diffusion.config import PRESETS, ModelCfg
 from bm_gym.diffusion.model import TrajectoryDenoiser
-from bm_gym.diffusion.policy import DiffusionPolicy, Normalizer
+from bm_gym.diffusion.policy import DiffusionPolicy, Normalizer, recover_checkpoint_folder, replace_folder
 from bm_gym.diffusion.process import TrajectoryDiffusion
+from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,23 @@ class TrainCfg:
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
 
+    def __post_init__(self) -> None:
+        name = "TrainCfg"
+        for field in ("steps", "batch_size", "val_every", "val_batches"):
+            positive_int(name, field, getattr(self, field))
+        positive_int(name, "warmup_steps", self.warmup_steps, minimum=0)
+        positive_int(name, "threads", self.threads, minimum=0)
+        positive_finite(name, "lr", self.lr)
+        positive_finite(name, "weight_decay", self.weight_decay, allow_zero=True)
+        require(is_finite(self.ema_decay) and 0 <= self.ema_decay < 1, name, "ema_decay", self.ema_decay, "in [0, 1)")
+        require(is_finite(self.val_fraction) and 0 < self.val_fraction < 1, name, "val_fraction", self.val_fraction,
+                "in (0, 1)")  # fmt: skip
+        positive_finite(name, "checkpoint_every_s", self.checkpoint_every_s)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); nothing of the failing step was saved."""
+
 
 class Trainer:
     """Runs (or resumes) one training run in ``cfg.out``: ``train_state.pt`` to resume, ``checkpoint/`` to use."""
@@ -60,6 +80,11 @@ class Trainer:
         d = self.model_cfg.denoiser
         self.train_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "train", cfg.val_fraction)
         self.val_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "val", cfg.val_fraction)
+        if len(self.train_set) < cfg.batch_size:
+            raise ValueError(
+                f"--batch-size {cfg.batch_size} is larger than the {len(self.train_set)} training windows of "
+                f"{cfg.data}; use a smaller batch or more data"
+            )
         layout = self.train_set.layout
         self.model = TrajectoryDenoiser(d, layout.dim, layout.action_dim).to(cfg.device)
         self.ema = (
@@ -85,21 +110,34 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------------
 
     def _resume(self) -> None:
+        recover_checkpoint_folder(self.out / "checkpoint")
         path = self.out / "train_state.pt"
         if not path.exists():
-            (self.out / "train_cfg.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=1))
+            atomic_write_text(self.out / "train_cfg.json", json.dumps(dataclasses.asdict(self.cfg), indent=1))
             return
-        state = torch.load(path, map_location=self.cfg.device, weights_only=False)
-        if state["cfg"]["preset"] != self.cfg.preset or state["cfg"]["data"] != self.cfg.data:
-            raise ValueError(f"{self.out} holds a run with preset/data {state['cfg']['preset']}/{state['cfg']['data']}")
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step = state["step"]
-        self.elapsed_before = state["elapsed_s"]
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code.
+            state = torch.load(path, map_location=self.cfg.device, weights_only=True)
+            if state["cfg"]["preset"] != self.cfg.preset or state["cfg"]["data"] != self.cfg.data:
+                raise ValueError(
+                    f"{self.out} holds a run with preset/data {state['cfg']['preset']}/{state['cfg']['data']}; "
+                    "use another --out"
+                )
+            self.model.load_state_dict(state["model"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.step = int(state["step"])
+            self.elapsed_before = float(state["elapsed_s"])
+            torch.set_rng_state(state["torch_rng"])
+        except ValueError:
+            raise
+        except Exception as err:  # truncated file, unpickling refused, keys or shapes that do not fit
+            raise ValueError(
+                f"cannot resume from {path}: {err}. It is written atomically, so this file was damaged or made "
+                "by something else; remove it to start the run over"
+            ) from err
 
     def save(self) -> None:
         """Resumable state (atomic) and a usable checkpoint folder."""
@@ -114,20 +152,20 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }
         tmp = self.out / "train_state.pt.tmp"
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.out / "train_state.pt")
         policy = DiffusionPolicy(self.model_cfg, self.train_set.layout, self.normalizer, self.model)
         ema_state = self.ema.module.state_dict() if self.ema is not None else None
         extra = {"training": {"steps": self.step, "elapsed_s": round(self.elapsed_s), "data": self.cfg.data,
                               "train_cfg": dataclasses.asdict(self.cfg)}}  # fmt: skip
         tmp_dir = self.out / "checkpoint.tmp"
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
         policy.save(tmp_dir, ema_state, extra)
-        final = self.out / "checkpoint"
-        if final.exists():
-            for f in final.iterdir():
-                f.unlink()
-            final.rmdir()
-        os.replace(tmp_dir, final)
+        replace_folder(tmp_dir, self.out / "checkpoint")
 
     @property
     def elapsed_s(self) -> float:
@@ -172,9 +210,19 @@ class Trainer:
                 history, future = next(batches)
             loss, parts = self.diffusion.loss(self.model, history.to(cfg.device), future.to(cfg.device),
                                               self.model_cfg.action_loss_weight)  # fmt: skip
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"non-finite loss {loss.item()} at step {self.step + 1} (state {parts['state'].item()}, action "
+                    f"{parts['action'].item()}); batch inputs finite: {bool(torch.isfinite(history).all())} / "
+                    f"{bool(torch.isfinite(future).all())}. Nothing of this step was saved: the last checkpoint in "
+                    f"{self.out} is intact; lower --lr or check {cfg.data}"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            if not torch.isfinite(grad_norm):
+                raise TrainingError(f"non-finite gradient at step {self.step + 1} (loss {loss.item()}); nothing of "
+                                    f"this step was saved: the last checkpoint in {self.out} is intact")  # fmt: skip
             self.optimizer.step()
             self.scheduler.step()
             if self.ema is not None:

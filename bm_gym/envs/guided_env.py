@@ -7,7 +7,8 @@ Action (``command="waypoint"``): Box [x, y] in m, in the robot frame at the time
 NaN/inf or a wrong shape raises ``ValueError`` before anything reaches the sampler.
 
 Obstacles the controller avoids (the obstacle map) come per episode through
-``reset(options={"obstacles": [...]})`` or at any step through ``env.unwrapped.set_obstacles([...])``;
+``reset(options={"obstacles": [...]})`` or at any step through ``env.unwrapped.set_obstacles([...])``
+(at most ``GuidedEnvCfg.obstacle_pool``, default 24, cylinders and as many boxes; more raise, changing nothing);
 they are placed in the simulation and added to the guidance cost. A waypoint command walks a grid route round
 them (:class:`bm_gym.guidance.tasks.NavigateTask`). A goal for the observation and for
 wrappers comes through ``reset(options={"goal": (x, y)})`` (world frame).
@@ -44,6 +45,7 @@ from bm_gym.guidance.sdf import ObstacleField
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, has_fallen
+from bm_gym.utils.checks import positive_finite, positive_int, require
 
 VELOCITY_LOW = np.array([-0.5, -0.5, -1.0], dtype=np.float32)
 VELOCITY_HIGH = np.array([1.0, 0.5, 1.0], dtype=np.float32)
@@ -65,6 +67,24 @@ class GuidedEnvCfg:
     actions_per_plan: int = 1  # planned actions executed before replanning (1: replan at 50 Hz)
     randomize: bool = False  # domain randomization of the simulated robot
     torch_threads: int | None = 1  # one thread per env suits vectorized use; None keeps torch's default
+    obstacle_pool: int = 24  # obstacles of each shape (cylinders, boxes) the scene holds at once
+
+    def __post_init__(self) -> None:
+        name = "GuidedEnvCfg"
+        require(self.command in ("velocity", "waypoint"), name, "command", self.command, "'velocity' or 'waypoint'")
+        require(self.waypoint_frame in ("robot", "world"), name, "waypoint_frame", self.waypoint_frame,
+                "'robot' or 'world'")  # fmt: skip
+        positive_finite(name, "waypoint_range", self.waypoint_range)
+        positive_int(name, "control_steps", self.control_steps)
+        positive_finite(name, "max_episode_s", self.max_episode_s)
+        positive_int(name, "rays", self.rays)
+        positive_finite(name, "ray_range", self.ray_range)
+        positive_finite(name, "obstacle_weight", self.obstacle_weight, allow_zero=True)
+        require(isinstance(self.guidance, GuidanceCfg), name, "guidance", self.guidance, "a GuidanceCfg")
+        positive_int(name, "actions_per_plan", self.actions_per_plan)
+        if self.torch_threads is not None:
+            positive_int(name, "torch_threads", self.torch_threads)
+        positive_int(name, "obstacle_pool", self.obstacle_pool)
 
 
 class GuidedG1Env(gym.Env):
@@ -76,10 +96,6 @@ class GuidedG1Env(gym.Env):
         cfg = cfg or GuidedEnvCfg()
         if overrides:  # gym.make("BeyondMimicGuided-G1-v0", command="waypoint", ...) sets config fields
             cfg = _replace(cfg, overrides)
-        if cfg.command not in ("velocity", "waypoint"):
-            raise ValueError(f"command must be 'velocity' or 'waypoint', got {cfg.command!r}")
-        if cfg.waypoint_frame not in ("robot", "world"):
-            raise ValueError(f"waypoint_frame must be 'robot' or 'world', got {cfg.waypoint_frame!r}")
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         if cfg.torch_threads:
@@ -87,7 +103,7 @@ class GuidedG1Env(gym.Env):
         self.cfg, self.render_mode = cfg, render_mode
         self.policy = DiffusionPolicy.load(cfg.checkpoint, expected_layout=StateLayout())
         randomization = DomainRandomizationCfg() if cfg.randomize else None
-        self.backend = MujocoBackend(MujocoBackendCfg(randomization=randomization))
+        self.backend = MujocoBackend(MujocoBackendCfg(randomization=randomization, obstacle_pool=cfg.obstacle_pool))
         self.controller = DiffusionController(
             self.policy, ControllerCfg(actions_per_plan=cfg.actions_per_plan, guidance=cfg.guidance)
         )
@@ -118,14 +134,16 @@ class GuidedG1Env(gym.Env):
     # -- obstacles and goal ---------------------------------------------------------------------------
 
     def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...]) -> None:
-        """Replace the obstacle map: placed in the simulation and avoided by the controller from the next step."""
+        """Replace the obstacle map: placed in the simulation and avoided by the controller from the next step.
+
+        All or nothing: a bad obstacle, or more of one shape than ``GuidedEnvCfg.obstacle_pool``, raises before
+        the simulation or the map changes.
+        """
         obstacles = tuple(obstacles)
         for o in obstacles:
             if not isinstance(o, (Cylinder, Box)):
                 raise TypeError(f"obstacles must be bm_gym.obstacles.Cylinder or Box, got {type(o).__name__}")
-        self.backend.clear_obstacles()
-        for o in obstacles:
-            self.backend.add_obstacle(o)
+        self.backend.set_obstacles(obstacles)
         self._obstacles = obstacles
         self._field = ObstacleField(list(obstacles))
 

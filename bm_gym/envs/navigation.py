@@ -37,7 +37,7 @@ def make_navigation_env(flatten: bool = True, residual: bool = False, **env_cfg:
     return FlattenObservation(env) if flatten else env
 
 
-class ResidualOnBaseline(gym.ActionWrapper):
+class ResidualOnBaseline(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """Action in [-1, 1]^3 scaled by ``RESIDUAL_RANGE`` and added to the straight-line baseline command.
 
     An untrained agent (mean action 0) is the baseline; learning only has to find the detours.
@@ -46,7 +46,8 @@ class ResidualOnBaseline(gym.ActionWrapper):
     RESIDUAL_RANGE = np.array([0.6, 0.5, 1.0], dtype=np.float32)
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ActionWrapper.__init__(self, env)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
         self._goal = np.zeros(2)
 

@@ -13,7 +13,7 @@ import numpy as np
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 
 
-class RandomObstacleCourse(gym.Wrapper):
+class RandomObstacleCourse(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Each reset draws a goal ``distance`` m away and obstacles around the straight path to it, from the
     env's seeded generator; passes them through ``reset(options=...)`` (explicit options win).
 
@@ -22,7 +22,10 @@ class RandomObstacleCourse(gym.Wrapper):
 
     def __init__(self, env: gym.Env, distance: tuple[float, float] = (4.0, 6.0), max_heading: float = math.pi,
                  obstacles: tuple[int, int] = (2, 5), clearance: float = 0.8) -> None:  # fmt: skip
-        super().__init__(env)
+        # Recorded so that gymnasium can rebuild the wrapper stack (env specs, check_env).
+        gym.utils.RecordConstructorArgs.__init__(self, distance=distance, max_heading=max_heading, obstacles=obstacles,
+                                                 clearance=clearance)  # fmt: skip
+        gym.Wrapper.__init__(self, env)
         self.distance, self.max_heading, self.obstacles, self.clearance = distance, max_heading, obstacles, clearance
         self._rng: np.random.Generator | None = None
 
@@ -54,7 +57,7 @@ def sample_course(rng: np.random.Generator, distance=(4.0, 6.0), max_heading=mat
     return goal, obstacles
 
 
-class NavigationReward(gym.Wrapper):
+class NavigationReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Reward for getting closer to the goal, a bonus for arriving, penalties for collisions and falls.
 
     Requires a goal (``reset(options={"goal": ...})`` or :class:`RandomObstacleCourse`). Terminates on
@@ -71,7 +74,11 @@ class NavigationReward(gym.Wrapper):
         fall_penalty: float = 10.0,
         time_penalty: float = 0.01,
     ) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, goal_radius=goal_radius, progress=progress, arrival_bonus=arrival_bonus,
+            collision_penalty=collision_penalty, fall_penalty=fall_penalty, time_penalty=time_penalty,
+        )  # fmt: skip
+        gym.Wrapper.__init__(self, env)
         self.goal_radius, self.progress, self.arrival_bonus = goal_radius, progress, arrival_bonus
         self.collision_penalty, self.fall_penalty, self.time_penalty = collision_penalty, fall_penalty, time_penalty
         self._distance = math.inf

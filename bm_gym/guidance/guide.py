@@ -8,6 +8,7 @@ import torch
 
 from bm_gym.data.state import StateLayout
 from bm_gym.guidance.costs import TaskCost, Trajectory
+from bm_gym.utils.checks import positive_finite, positive_int
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,13 @@ class GuidanceCfg:
     through_model: bool = False  # True: differentiate the cost through the denoiser (d J(x0(x_t)) / d x_t)
     guided_steps: int | None = 5  # guide only the last k denoising steps (None: all); 5 of 10 halves the cost
     max_grad_norm: float | None = 10.0  # per-plan clip of the guidance step, keeps barriers from exploding
+
+    def __post_init__(self) -> None:
+        positive_finite("GuidanceCfg", "scale", self.scale, allow_zero=True)  # 0 turns guidance off
+        if self.guided_steps is not None:
+            positive_int("GuidanceCfg", "guided_steps", self.guided_steps, minimum=0)
+        if self.max_grad_norm is not None:
+            positive_finite("GuidanceCfg", "max_grad_norm", self.max_grad_norm)
 
 
 class CostGuide:

@@ -91,6 +91,11 @@ class SimBackend(Protocol):
     def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray) -> None:
         """Add a velocity impulse to the root (world-frame linear, body-frame angular)."""
 
+    obstacle_capacity: dict[str, int]  # obstacles of each shape the scene holds at once
+
+    def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...]) -> list[int]:
+        """Replace every obstacle, all or nothing: more than the capacity raises before anything changes."""
+
     def add_obstacle(self, obstacle: Obstacle) -> int:
         """Place an obstacle while the simulation runs; returns its handle."""
 

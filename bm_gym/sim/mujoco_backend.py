@@ -31,6 +31,21 @@ class MujocoBackendCfg:
         return self.sim_dt * self.decimation
 
 
+class ObstaclePoolFull(ValueError):
+    """More obstacles of one shape than the simulator's pool holds."""
+
+
+def check_obstacle_capacity(obstacles, capacity: dict[str, int]) -> None:
+    """Raise :class:`ObstaclePoolFull` if ``obstacles`` need more slots of a shape than ``capacity`` has."""
+    for kind, slots in capacity.items():
+        wanted = sum(1 for o in obstacles if _kind(o) == kind)
+        if wanted > slots:
+            raise ObstaclePoolFull(
+                f"{wanted} {kind} obstacles requested but the simulator holds at most {slots} of each shape; "
+                "nothing was changed (raise MujocoBackendCfg.obstacle_pool / GuidedEnvCfg.obstacle_pool)"
+            )
+
+
 _HIDDEN_Z = -50.0  # parked pool geoms live far below the floor with collisions off
 
 
@@ -277,12 +292,26 @@ class MujocoBackend:
 
     # -- obstacles ----------------------------------------------------------------------------------
 
+    @property
+    def obstacle_capacity(self) -> dict[str, int]:
+        """How many obstacles of each shape the scene holds at once (``MujocoBackendCfg.obstacle_pool``)."""
+        return {kind: len(bodies) for kind, bodies in self._pool.items()}
+
+    def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...]) -> list[int]:
+        """Replace every obstacle, all or nothing: too many for the pool raises before anything changes."""
+        check_obstacle_capacity(obstacles, self.obstacle_capacity)
+        self.clear_obstacles()
+        return [self.add_obstacle(o) for o in obstacles]
+
     def add_obstacle(self, obstacle: Obstacle) -> int:
         kind = _kind(obstacle)
         used = {body for k, body, _ in self._handles.values() if k == kind}
         free = [b for b in self._pool[kind] if b not in used]
         if not free:
-            raise RuntimeError(f"all {self.cfg.obstacle_pool} {kind} obstacle slots are in use")
+            raise ObstaclePoolFull(
+                f"all {self.cfg.obstacle_pool} {kind} obstacle slots are in use; remove one first or make a "
+                "backend with a larger MujocoBackendCfg(obstacle_pool=...)"
+            )
         handle = self._next_handle
         self._next_handle += 1
         self._handles[handle] = (kind, free[0], obstacle)

@@ -28,3 +28,69 @@ def test_waypoint_behind_a_drawn_obstacle_is_routed_round_it_while_running():
     finally:
         sim.stop()
         sim.join(timeout=5)
+
+
+def test_the_simulation_thread_survives_failing_user_actions_and_reset_recovers(monkeypatch):
+    sim = Simulation()
+    sim.start()
+    try:
+        for uid in range(26):  # the pool holds 24 cylinders
+            sim.put_obstacle(uid, Cylinder(3.0 + 0.5 * uid, 3.0, 0.2))
+        time.sleep(1.0)
+        snap = sim.snapshot()
+        assert snap.error is not None and "24 cylinder obstacle slots are in use" in snap.error
+        assert len(snap.obstacles) == 24
+        t0 = snap.time
+        time.sleep(0.5)
+        assert sim.snapshot().time > t0, "still stepping after the failed edit"
+
+        fail_once = {"left": 1}
+        real_act = sim.controller.act
+
+        def act(state):
+            if fail_once["left"]:
+                fail_once["left"] -= 1
+                raise FloatingPointError("the diffusion policy produced non-finite joint targets")
+            return real_act(state)
+
+        monkeypatch.setattr(sim.controller, "act", act)
+        time.sleep(0.5)
+        snap = sim.snapshot()
+        assert snap.paused and "control step failed: the diffusion policy produced non-finite" in snap.error
+        sim.reset()
+        time.sleep(1.0)
+        snap = sim.snapshot()
+        assert snap.error is None and not snap.paused and snap.time > 0.5
+    finally:
+        sim.stop()
+        sim.join(timeout=5)
+    assert not sim.is_alive()
+
+
+def test_plan_latencies_are_a_bounded_window(monkeypatch):
+    import bm_gym.controller.diffusion_controller as module
+    from bm_gym.controller import DiffusionController
+    from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+    from bm_gym.sim import MujocoBackend
+
+    monkeypatch.setattr(module, "PLAN_MS_WINDOW", 5)
+    controller = DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT))
+    backend = MujocoBackend()
+    state = backend.reset(seed=0)
+    controller.reset(state)
+    for _ in range(8):
+        state = backend.step(controller.act(state))
+    assert controller.plans == 8 and len(controller.plan_ms) == 5
+
+
+def test_the_app_says_it_needs_a_display_instead_of_aborting():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run([sys.executable, "-m", "app"], cwd=Path(__file__).resolve().parents[2], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "needs a display" in result.stderr and "xvfb-run" in result.stderr

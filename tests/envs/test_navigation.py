@@ -17,6 +17,15 @@ def test_navigation_env_passes_sb3_check_env():
     env.close()
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_navigation_env_passes_gymnasium_check_env(residual):
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_navigation_env(residual=residual, **FAST)
+    check_env(env)  # with the whole wrapper stack: every wrapper records its constructor arguments
+    env.close()
+
+
 def test_courses_are_seeded_and_keep_start_and_goal_clear():
     for seed in range(30):
         goal, obstacles = sample_course(np.random.default_rng(seed))

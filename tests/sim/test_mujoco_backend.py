@@ -5,7 +5,7 @@ import pytest
 
 from bm_gym.obstacles import Box, Cylinder
 from bm_gym.robot import g1
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, PushCfg, RootPose
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, ObstaclePoolFull, PushCfg, RootPose
 
 STAND = np.array(g1.DEFAULT_JOINT_POS)
 
@@ -57,8 +57,13 @@ def test_obstacle_pool_exhaustion_and_invalid_obstacles_raise():
     sim.reset()
     sim.add_obstacle(Cylinder(5, 5, 0.2))
     sim.add_obstacle(Cylinder(6, 5, 0.2))
-    with pytest.raises(RuntimeError, match="slots are in use"):
+    with pytest.raises(ObstaclePoolFull, match="slots are in use"):
         sim.add_obstacle(Cylinder(7, 5, 0.2))
+    before = sim.obstacles()
+    with pytest.raises(ObstaclePoolFull, match="3 cylinder obstacles requested"):
+        sim.set_obstacles([Cylinder(1, 1, 0.2)] * 3)
+    assert sim.obstacles() == before  # all or nothing
+    assert sim.obstacle_capacity == {"box": 2, "cylinder": 2}
     with pytest.raises(ValueError, match="positive"):
         Cylinder(0, 0, -1.0)
     with pytest.raises(ValueError, match="non-finite"):

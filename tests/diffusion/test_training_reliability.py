@@ -1,0 +1,154 @@
+"""Training and checkpoints under bad input and kill -9: stop with the cause named, never half-written, never unsafe."""
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from bm_gym.diffusion import CheckpointError, DiffusionPolicy
+from bm_gym.diffusion.training import TrainCfg, Trainer, TrainingError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(small_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainCfg(data=str(small_dataset), out=str(out), steps=2, batch_size=8, val_every=100, val_fraction=0.3)
+    return Trainer(cfg).run(progress=False)
+
+
+def _copy(checkpoint: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(checkpoint, tmp_path / "ckpt"))
+
+
+def _edit_config(folder: Path, edit) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config = edit(config) or config
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: [1, 2], r"config.json: expected a JSON object, got list"),
+        (lambda c: c.pop("normalization") and None, r"missing or malformed keys \['normalization'\]"),
+        (lambda c: c["model"]["diffusion"].update(sample_steps=0), r"sample_steps must be an integer >= 1, got 0"),
+        (lambda c: c["model"].pop("denoiser") and None, r"malformed model, state_layout or normalization"),
+        (lambda c: c["normalization"]["state_std"].__setitem__(4, 0.0), r"normalization.state_std has zero"),
+        (
+            lambda c: c["normalization"]["action_mean"].__setitem__(0, float("nan")),
+            r"normalization.action_mean must be 29 finite values",
+        ),
+    ],
+)
+def test_bad_checkpoint_configs_are_refused_with_the_key_named(checkpoint, tmp_path, edit, message):
+    folder = _copy(checkpoint, tmp_path)
+    _edit_config(folder, edit)
+    with pytest.raises(CheckpointError, match=message):
+        DiffusionPolicy.load(folder)
+
+
+def test_damaged_or_non_finite_weights_are_refused(checkpoint, tmp_path):
+    folder = _copy(checkpoint, tmp_path)
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit in the raw weights, which the EMA load would never read
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model.safetensors does not match its sha256"):
+        DiffusionPolicy.load(folder)  # loads ema.safetensors by default: the raw file is still checked
+    folder = _copy(checkpoint, tmp_path / "nan")
+    weights = load_file(folder / "ema.safetensors")
+    name = next(iter(weights))
+    weights[name][0] = float("nan")
+    save_file(weights, folder / "ema.safetensors")
+    _edit_config(folder, lambda c: c.pop("sha256") and None)  # an older checkpoint without hashes
+    with pytest.raises(CheckpointError, match=rf"ema.safetensors: non-finite values in \['{name}'\]"):
+        DiffusionPolicy.load(folder)
+
+
+def test_batch_larger_than_the_dataset_is_a_clear_error(small_dataset, tmp_path):
+    cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / "run"), batch_size=100_000)
+    with pytest.raises(ValueError, match=r"--batch-size 100000 is larger than the \d+ training windows"):
+        Trainer(cfg)
+
+
+def test_non_finite_loss_stops_training_with_the_step_named(small_dataset, tmp_path, monkeypatch):
+    cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / "run"), steps=10, batch_size=8, val_every=100,
+                   val_fraction=0.3)  # fmt: skip
+    trainer = Trainer(cfg)
+    trainer.save()  # a checkpoint from before the failure
+    loss = trainer.diffusion.loss
+
+    def poisoned(model, history, future, weight):
+        value, parts = loss(model, history, future, weight)
+        return (value * float("nan"), parts) if trainer.step == 4 else (value, parts)
+
+    monkeypatch.setattr(trainer.diffusion, "loss", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss nan at step 5"):
+        trainer.run(progress=False)
+    policy = DiffusionPolicy.load(tmp_path / "run" / "checkpoint")  # the earlier checkpoint is intact and finite
+    assert all(torch.isfinite(p).all() for p in policy.model.parameters())
+
+
+def test_truncated_train_state_names_the_file(small_dataset, tmp_path):
+    cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / "run"), steps=2, batch_size=8, val_every=100,
+                   val_fraction=0.3)  # fmt: skip
+    Trainer(cfg).run(progress=False)
+    state = tmp_path / "run" / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"cannot resume from .*train_state.pt"):
+        Trainer(cfg)
+
+
+class _Planted:
+    def __reduce__(self):
+        return (os.system, ("touch PLANTED",))
+
+
+def test_a_planted_pickle_in_the_run_folder_runs_no_code(small_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / "train_state.pt", "wb") as f:
+        pickle.dump({"cfg": _Planted()}, f)
+    cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / "run"), batch_size=8, val_fraction=0.3)
+    with pytest.raises(ValueError, match="cannot resume"):
+        Trainer(cfg)
+    assert not (tmp_path / "PLANTED").exists()
+
+
+def test_kill_9_during_training_then_rerun_resumes_and_no_checkpoint_is_half_written(small_dataset, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tools.train", "--data", str(small_dataset), "--out", str(out), "--steps", "400",
+           "--batch-size", "8", "--checkpoint-every-s", "0.05", "--val-every", "1000", "--threads", "1"]  # fmt: skip
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # kill at random moments, most of them inside a checkpoint write
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (out / "train_state.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(float(rng.uniform(0.2, 1.0)))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        # Whatever the moment, a complete checkpoint exists (possibly still named checkpoint.old) and loads.
+        folder = out / "checkpoint" if (out / "checkpoint").exists() else out / "checkpoint.old"
+        DiffusionPolicy.load(folder)
+        step = torch.load(out / "train_state.pt", weights_only=True)["step"]
+        assert 0 < step < 400
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming {out} from step" in rerun.stdout
+    resumed_from = int(rerun.stdout.split("from step")[1].split()[0])
+    assert resumed_from >= step
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["training"]["steps"] == 400
+    assert not (out / "checkpoint.old").exists() and not (out / "checkpoint.tmp").exists()
