@@ -78,7 +78,10 @@ class Simulation(threading.Thread):
         self.cfg = cfg or SimulationCfg()
         torch.set_num_threads(self.cfg.threads)
         self.backend = MujocoBackend()
-        self.policy = DiffusionPolicy.load(self.cfg.checkpoint, expected_layout=StateLayout())
+        # Fused plans, their graphs exported in the background: the loop never waits seconds for one.
+        self.policy = DiffusionPolicy.load(self.cfg.checkpoint, expected_layout=StateLayout()).use_fused(
+            background=True
+        )
         self.controller = DiffusionController(
             self.policy, ControllerCfg(actions_per_plan=self.cfg.actions_per_plan, guidance=self.cfg.guidance)
         )

@@ -18,7 +18,8 @@ def _register_envs() -> None:
     from bm_gym.envs import ENV_ID
 
     if ENV_ID not in registry:
-        register(id=ENV_ID, entry_point="bm_gym.envs.guided_env:GuidedG1Env")
+        register(id=ENV_ID, entry_point="bm_gym.envs.guided_env:GuidedG1Env",
+                 vector_entry_point="bm_gym.envs.vector_env:make_vector_env")  # fmt: skip
 
 
 _register_envs()

@@ -1,6 +1,7 @@
-"""Env steps/s of BeyondMimicGuided-G1-v0 (guided controller inside): one env, and vectors across the cores.
+"""Env steps/s of BeyondMimicGuided-G1-v0 (guided controller inside): one env, Gymnasium / SB3 vectors of single
+envs across the cores, and the batched vector env (one plan for all N robots) at several N.
 
-    python -m tools.bench_env --steps 100 --envs 2
+    python -m tools.bench_env --steps 100 --envs 2 --vector-envs 2 4 8 16
 
 Each env step runs ``--control-steps`` 50 Hz control steps (default 10 = 0.2 s) with a velocity command and
 two obstacles in the guidance cost. Reports env steps/s and the simulated-time rate (x real time).
@@ -41,6 +42,9 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=2)
     parser.add_argument("--control-steps", type=int, default=10)
     parser.add_argument("--actions-per-plan", type=int, default=1)
+    parser.add_argument(
+        "--vector-envs", type=int, nargs="*", default=[2, 4, 8, 16], help="N for the batched vector env"
+    )
     args = parser.parse_args()
     env_dt = args.control_steps * 0.02
     rows = []
@@ -67,6 +71,14 @@ def main() -> None:
     rows.append(("SB3 SubprocVecEnv (navigation wrappers)", n, rate * n))
     sb3.close()
 
+    for n in args.vector_envs:
+        vec = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
+                           control_steps=args.control_steps, actions_per_plan=args.actions_per_plan)  # fmt: skip
+        batch = np.repeat(COMMAND[None], n, axis=0)
+        rate = timed(lambda v=vec, b=batch: v.step(b), lambda v=vec: v.reset(seed=0, options=OPTIONS), args.steps)
+        rows.append(("batched vector env (make_vec, vector_entry_point)", n, rate * n))
+        vec.close()
+
     print(f"{args.control_steps} control steps per env step ({env_dt:.2f} s), actions_per_plan {args.actions_per_plan}")
     print("| setup | envs | env steps/s | sim time / real time |\n|---|---|---|---|")
     for name, envs, steps_per_s in rows:
@@ -74,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main()  # (spawned workers import this module: keep the guard)

@@ -24,6 +24,7 @@ class ControllerCfg:
     seed: int = 0
     guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
     onnxruntime: bool = True  # gradient-free denoiser passes in ONNX Runtime (2x faster on the CPU than torch)
+    fused: bool = True  # whole plans in one ONNX Runtime call when the task allows (bm_gym.guidance.fused)
     # Warm start: begin each plan from the previous one (advanced, re-framed, noised) at this denoising step,
     # skipping the ones before it; 0 samples from pure noise (see docs/benchmarks.md for what it changes).
     warm_start_step: int = 0
@@ -33,10 +34,28 @@ class ControllerCfg:
 PLAN_MS_WINDOW = 10_000
 
 
-class DiffusionController:
-    """Turns simulator states into joint targets with a :class:`DiffusionPolicy`; usable without Gymnasium."""
+@dataclass
+class _Robot:
+    """What the controller keeps per robot: its history, noise generator, task and current plan."""
 
-    def __init__(self, policy: DiffusionPolicy, cfg: ControllerCfg | None = None) -> None:
+    states: deque
+    actions: deque
+    generator: torch.Generator
+    task: Task | None = None
+    guidance: GuidanceCfg | None = None  # this robot's settings, None: the controller's
+    plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
+    plan_origin: np.ndarray | None = None  # encoded (world-frame) state the plan started from
+    cost: TaskCost | None = None  # the cost that guided ``plan``
+
+
+class DiffusionController:
+    """Turns simulator states into joint targets with a :class:`DiffusionPolicy`; usable without Gymnasium.
+
+    One controller drives ``num_robots`` robots with one batched plan per replanning step (each robot with its
+    own history, task and noise generator); the single robot is ``num_robots=1`` and :meth:`act`.
+    """
+
+    def __init__(self, policy: DiffusionPolicy, cfg: ControllerCfg | None = None, num_robots: int = 1) -> None:
         self.policy = policy
         self.cfg = cfg or ControllerCfg()
         if not 1 <= self.cfg.actions_per_plan <= policy.horizon:
@@ -44,77 +63,134 @@ class DiffusionController:
         steps = len(policy.diffusion.sample_scheduler.timesteps)
         if not 0 <= self.cfg.warm_start_step < steps:
             raise ValueError(f"warm_start_step must be in 0..{steps - 1}, got {self.cfg.warm_start_step}")
+        if num_robots < 1:
+            raise ValueError(f"num_robots must be at least 1, got {num_robots}")
         self.layout = policy.layout
+        if self.cfg.fused and policy.fused is None:
+            policy.use_fused()
         if self.cfg.onnxruntime and policy.fast_forward is None:
             policy.use_onnxruntime()
-        self._states: deque[np.ndarray] = deque(maxlen=policy.history)
-        self._actions: deque[np.ndarray] = deque(maxlen=policy.history)
-        self._generator = torch.Generator().manual_seed(self.cfg.seed)
-        self._plan: np.ndarray | None = None
-        self._plan_origin: np.ndarray | None = None  # encoded (world-frame) state the current plan started from
+        self.robots = [
+            _Robot(deque(maxlen=policy.history), deque(maxlen=policy.history),
+                   torch.Generator().manual_seed(self.cfg.seed + i))
+            for i in range(num_robots)
+        ]  # fmt: skip
         self._plan_step = 0
         # Latest plan latencies (a bounded window: a teleop session runs for hours) and the total count.
         self.plan_ms: deque[float] = deque(maxlen=PLAN_MS_WINDOW)
         self.plans = 0
-        self.last_plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
-        self.last_cost: TaskCost | None = None  # the cost that guided last_plan (same frame)
-        self.task: Task | None = None  # what guidance steers towards; None samples the unguided prior
 
-    def set_task(self, task: Task | None, guidance: GuidanceCfg | None = None) -> None:
-        """Change the task (and optionally the guidance settings) between any two control steps."""
-        self.task = task
-        if guidance is not None:
-            self.cfg = dataclasses.replace(self.cfg, guidance=guidance)
+    @property
+    def num_robots(self) -> int:
+        return len(self.robots)
 
-    def reset(self, state: RobotState, seed: int | None = None) -> None:
-        """Start a new episode: the history is the current state held with standing targets."""
+    # The single robot's view (robot 0).
+    @property
+    def task(self) -> Task | None:
+        """What guidance steers robot 0 towards; None samples the unguided prior."""
+        return self.robots[0].task
+
+    @property
+    def last_plan(self) -> np.ndarray | None:
+        """Robot 0's current plan [H, S+A] (physical units, frame of the robot when planned)."""
+        return self.robots[0].plan
+
+    @property
+    def last_cost(self) -> TaskCost | None:
+        """The cost that guided robot 0's current plan (same frame)."""
+        return self.robots[0].cost
+
+    def set_task(self, task: Task | None, guidance: GuidanceCfg | None = None, robot: int | None = None) -> None:
+        """Change the task (and optionally the guidance settings) between any two control steps.
+
+        ``robot`` None: the controller's setting for every robot (the single-robot case); else one robot's.
+        """
+        if robot is None:
+            for r in self.robots:
+                r.task = task
+            if guidance is not None:
+                self.cfg = dataclasses.replace(self.cfg, guidance=guidance)
+        else:
+            self.robots[robot].task = task
+            if guidance is not None:
+                self.robots[robot].guidance = guidance
+
+    def reset(self, state: RobotState, seed: int | None = None, robot: int = 0) -> None:
+        """Start a new episode for ``robot``: its history is the current state held with standing targets."""
+        r = self.robots[robot]
         if seed is not None:
-            self._generator.manual_seed(seed)
+            r.generator.manual_seed(seed)
         s = self.layout.encode(state)
-        self._states.clear()
-        self._actions.clear()
+        r.states.clear()
+        r.actions.clear()
         for _ in range(self.policy.history):
-            self._states.append(s)
-            self._actions.append(np.array(g1.DEFAULT_JOINT_POS, dtype=np.float32))
-        self._plan = None
-        self.plan_ms.clear()
+            r.states.append(s)
+            r.actions.append(np.array(g1.DEFAULT_JOINT_POS, dtype=np.float32))
+        r.plan = r.cost = None
+        if self.num_robots == 1:
+            self.plan_ms.clear()
 
-    def history_window(self, state: RobotState) -> tuple[np.ndarray, np.ndarray]:
+    def history_window(self, state: RobotState, robot: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The model input [N+1, S+A] (canonicalized, physical units) and the encoded present state."""
+        r = self.robots[robot]
         s = self.layout.encode(state)
-        states = self.layout.canonicalize(np.stack([*self._states, s]), present=self.policy.history)
-        actions = np.concatenate([np.stack(self._actions), np.zeros((1, self.layout.action_dim), np.float32)])
+        states = self.layout.canonicalize(np.stack([*r.states, s]), present=self.policy.history)
+        actions = np.concatenate([np.stack(r.actions), np.zeros((1, self.layout.action_dim), np.float32)])
         return np.concatenate([states, actions], axis=1), s
 
-    def _warm_start(self, s_now: np.ndarray) -> np.ndarray | None:
+    def _warm_start(self, s_now: np.ndarray, robot: int = 0) -> np.ndarray | None:
         """The previous plan advanced by the steps executed since, in the frame of the robot now."""
-        if not self.cfg.warm_start_step or self._plan is None:
+        r = self.robots[robot]
+        if not self.cfg.warm_start_step or r.plan is None:
             return None
         d, executed = self.layout.dim, self._plan_step
-        plan = np.concatenate([self._plan[executed:], np.repeat(self._plan[-1:], executed, axis=0)])
-        now_in_plan_frame = self.layout.canonicalize(np.stack([self._plan_origin, s_now]), present=0)[1]
+        plan = np.concatenate([r.plan[executed:], np.repeat(r.plan[-1:], executed, axis=0)])
+        now_in_plan_frame = self.layout.canonicalize(np.stack([r.plan_origin, s_now]), present=0)[1]
         states = self.layout.canonicalize(np.concatenate([plan[:, :d], now_in_plan_frame[None]]), present=len(plan))
         return np.concatenate([states[:-1], plan[:, d:]], axis=1)
 
     def act(self, state: RobotState) -> np.ndarray:
-        """Joint position targets (simulator joint order) for this control step."""
-        window, s = self.history_window(state)
-        if self._plan is None or self._plan_step >= self.cfg.actions_per_plan:
+        """Joint position targets (simulator joint order) for this control step of the single robot."""
+        if self.num_robots != 1:
+            raise ValueError(f"this controller drives {self.num_robots} robots: use act_batch")
+        return self.act_batch([state])[0]
+
+    def act_batch(self, states: list[RobotState], active: np.ndarray | None = None) -> np.ndarray:
+        """Joint position targets [B, J] for every robot, planning all of them in one batch when it is time.
+
+        ``active`` (bool [B]) marks the robots whose targets will be applied; the others (an env being reset,
+        a robot that fell) are planned along, for a fixed batch shape, but keep their history and noise
+        generator untouched, so each robot's run is the same in any batch.
+        """
+        if len(states) != self.num_robots:
+            raise ValueError(f"expected {self.num_robots} states, got {len(states)}")
+        active = np.ones(self.num_robots, bool) if active is None else np.asarray(active, bool)
+        windows, encoded = zip(*(self.history_window(s, i) for i, s in enumerate(states)), strict=True)
+        replan = self._plan_step >= self.cfg.actions_per_plan or any(r.plan is None for r in self.robots)
+        if replan:
             start = time.perf_counter()
-            self.last_cost = None if self.task is None else self.task.cost(state)
-            guide = None if self.last_cost is None else self.policy.guide(self.last_cost, self.cfg.guidance)
-            warm = self._warm_start(s)
-            step = self.cfg.warm_start_step if warm is not None else 0
-            self._plan = self.policy.plan(window, self._generator, guide, init=warm, start_step=step)
-            self._plan_origin = s
+            guides, warm = [], []
+            all_planned = all(r.plan is not None for r in self.robots)
+            for i, (r, state, s) in enumerate(zip(self.robots, states, encoded, strict=True)):
+                r.cost = None if r.task is None else r.task.cost(state)
+                guides.append(None if r.cost is None else self.policy.guide(r.cost, r.guidance or self.cfg.guidance))
+                warm.append(self._warm_start(s, i) if all_planned else None)
+            init = np.stack(warm) if all(w is not None for w in warm) else None
+            generators = [r.generator if on else torch.Generator().manual_seed(0)
+                          for r, on in zip(self.robots, active, strict=True)]  # fmt: skip
+            plans = self.policy.plan(np.stack(windows), generators, guides, init=init,
+                                     start_step=self.cfg.warm_start_step if init is not None else 0)  # fmt: skip
+            for r, plan, s in zip(self.robots, plans, encoded, strict=True):
+                r.plan, r.plan_origin = plan, s
             self.plan_ms.append((time.perf_counter() - start) * 1000)
             self.plans += 1
-            self.last_plan = self._plan
             self._plan_step = 0
-        action = self._plan[self._plan_step, self.layout.dim :].astype(np.float64)
+        actions = np.stack([r.plan[self._plan_step, self.layout.dim :] for r in self.robots]).astype(np.float64)
         self._plan_step += 1
-        if not np.all(np.isfinite(action)):
+        if not np.all(np.isfinite(actions)):
             raise FloatingPointError("the diffusion policy produced non-finite joint targets")
-        self._states.append(s)
-        self._actions.append(action.astype(np.float32))
-        return action
+        for r, s, a, on in zip(self.robots, encoded, actions, active, strict=True):
+            if on:
+                r.states.append(s)
+                r.actions.append(a.astype(np.float32))
+        return actions

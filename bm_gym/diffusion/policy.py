@@ -23,7 +23,8 @@ from bm_gym.diffusion.model import TrajectoryDenoiser
 from bm_gym.diffusion.onnx_runtime import OnnxDenoiser
 from bm_gym.diffusion.process import TrajectoryDiffusion
 from bm_gym.guidance.costs import TaskCost
-from bm_gym.guidance.guide import CostGuide, GuidanceCfg
+from bm_gym.guidance.fused import FusedSampler, pack_cost
+from bm_gym.guidance.guide import BatchGuide, CostGuide, GuidanceCfg
 
 FORMAT_VERSION = 1
 
@@ -58,6 +59,7 @@ class DiffusionPolicy:
         self.cfg, self.layout, self.normalizer, self.model = cfg, layout, normalizer, model.eval()
         self.diffusion = TrajectoryDiffusion(cfg.diffusion)
         self.fast_forward: OnnxDenoiser | None = None
+        self.fused: FusedSampler | None = None
         self._mean = torch.from_numpy(normalizer.mean)
         self._std = torch.from_numpy(normalizer.std)
 
@@ -80,6 +82,13 @@ class DiffusionPolicy:
         self.fast_forward = OnnxDenoiser(self.model, threads)
         return self
 
+    def use_fused(self, threads: int = 1, background: bool = False) -> DiffusionPolicy:
+        """Plan in one ONNX Runtime call per plan (:mod:`bm_gym.guidance.fused`) whenever the task allows; returns
+        self. Plans it cannot make (custom costs, grids, warm starts, DDPM) still take the reference path, as do
+        all plans of a case whose graph is being built when ``background`` (for real-time loops)."""
+        self.fused = FusedSampler(self, threads, background=background)
+        return self
+
     def guide(self, cost: TaskCost, cfg: GuidanceCfg | None = None) -> CostGuide:
         """A guide that steers this policy's samples down ``cost`` (evaluated in physical units)."""
         return CostGuide(cost, self.layout, self._mean, self._std, cfg)
@@ -87,24 +96,51 @@ class DiffusionPolicy:
     def plan(
         self,
         history: np.ndarray,
-        generator: torch.Generator | None = None,
-        guide: CostGuide | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        guide: CostGuide | list[CostGuide | None] | None = None,
         init: np.ndarray | None = None,
         start_step: int = 0,
     ) -> np.ndarray:
         """history [N+1, S+A] or [B, N+1, S+A] (physical units, present action ignored) -> future [.., H, S+A].
 
-        ``init`` ([.., H, S+A], physical units, present frame) warm-starts sampling at step ``start_step``.
+        For a batch, ``generator`` and ``guide`` may be lists with one entry per robot: each robot's starting
+        noise comes from its own generator (so a robot plans the same whatever batch it is in) and each is
+        steered by its own guide. ``init`` ([.., H, S+A], physical units, present frame) warm-starts sampling at
+        step ``start_step``.
         """
         h = torch.as_tensor(history, dtype=torch.float32)
         single = h.ndim == 2
         h = self.normalize(h[None] if single else h)
         h[:, -1, self.layout.dim :] = 0.0  # the present action is not known yet
+        b = h.shape[0]
+        guides = guide if isinstance(guide, list) else [guide] * b
+        generators = generator if isinstance(generator, list) else None
+        if len(guides) != b or (generators is not None and len(generators) != b):
+            raise ValueError(f"{b} histories need {b} guides and generators, got {len(guides)} and "
+                             f"{len(generators) if generators is not None else 1}")  # fmt: skip
+        shape = (1, self.horizon, self.layout.dim + self.layout.action_dim)
+        if generators is not None:
+            noise = torch.cat([torch.randn(shape, generator=g) for g in generators])
+        else:
+            noise = torch.randn((b, *shape[1:]), generator=generator)
+        if init is None and self.fused is not None:
+            costs = [None if g is None else pack_cost(g.cost) for g in guides]
+            cfgs = [None if g is None else g.cfg for g in guides]
+            fused = (
+                self.fused.sample(h.numpy(), noise.numpy(), costs, cfgs) if self.fused.supports(costs, cfgs) else None
+            )
+            if fused is not None:
+                future = self.denormalize(torch.from_numpy(fused)).numpy()
+                return future[0] if single else future
         x_init = None
         if init is not None:
             x_init = self.normalize(torch.as_tensor(init, dtype=torch.float32))
             x_init = x_init[None] if single and x_init.ndim == 2 else x_init
-        sample = self.diffusion.sample(self.model, h, generator, guide, self.fast_forward, x_init, start_step)
+        batch_guide = None
+        if any(g is not None for g in guides):
+            batch_guide = guides[0] if b == 1 or all(g is guides[0] for g in guides) else BatchGuide(guides)
+        first = generators[0] if generators is not None else generator  # DDPM's per-step noise
+        sample = self.diffusion.sample(self.model, h, first, batch_guide, self.fast_forward, x_init, start_step, noise)
         future = self.denormalize(sample).detach().cpu().numpy()
         return future[0] if single else future
 

@@ -65,6 +65,7 @@ class TrajectoryDiffusion:
         fast_forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         init: torch.Tensor | None = None,
         start_step: int = 0,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Denoise from Gaussian noise to a future trajectory [B, H, S+A] (normalized units).
 
@@ -72,12 +73,13 @@ class TrajectoryDiffusion:
         With a guide, each step's predicted clean trajectory moves down the task cost's gradient before
         the scheduler update (classifier guidance on x0; ``through_model`` differentiates via the denoiser).
         Warm start: ``init`` (e.g. the previous plan) is noised to the level of denoising step ``start_step``
-        and the steps before it are skipped (SDEdit-style).
+        and the steps before it are skipped (SDEdit-style). ``noise`` gives the starting Gaussian sample instead
+        of drawing it from ``generator`` (batched robots draw theirs each from its own generator).
         """
         b = history.shape[0]
         shape = (b, model.cfg.horizon, model.state_dim + model.action_dim)
         timesteps = self.sample_scheduler.timesteps
-        x = torch.randn(shape, generator=generator, device=history.device)
+        x = torch.randn(shape, generator=generator, device=history.device) if noise is None else noise
         if init is not None:
             if not 0 <= start_step < len(timesteps):
                 raise ValueError(f"start_step must be in 0..{len(timesteps) - 1}, got {start_step}")
@@ -91,7 +93,7 @@ class TrajectoryDiffusion:
             t = timesteps[i]
             timestep = torch.full((b,), int(t), device=history.device)
             if guide is not None and guide.active(i, len(timesteps)):
-                x0, update = self._guidance_update(model, forward, x, timestep, history, guide)
+                x0, update = self._guidance_update(model, forward, x, timestep, history, guide, i, len(timesteps))
                 # Shift the next sample, as classifier guidance shifts the reverse-step mean (Diffuser-style).
                 # Shifting only x0 would barely move x_{t-1} at high noise: DDIM's update nearly cancels it.
                 # The next denoising step then sees the steered states and re-derives consistent actions.
@@ -103,16 +105,17 @@ class TrajectoryDiffusion:
         return x
 
     @staticmethod
-    def _guidance_update(model, forward, x, timestep, history, guide: CostGuide) -> tuple[torch.Tensor, torch.Tensor]:
+    def _guidance_update(model, forward, x, timestep, history, guide: CostGuide, step: int, steps: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """The predicted clean trajectory and the guidance step (cost gradient, scaled and clipped)."""
         with torch.enable_grad():
             if guide.cfg.through_model:
                 x_in = x.detach().requires_grad_(True)
                 x0 = model(x_in, timestep, history)
                 gradient = torch.autograd.grad(guide.evaluate(x0).sum(), x_in)[0]
-                return x0.detach(), guide.step(gradient)
+                return x0.detach(), guide.step(gradient, step, steps)
             with torch.no_grad():
                 x0 = forward(x, timestep, history)
             x0_in = x0.detach().requires_grad_(True)
             gradient = torch.autograd.grad(guide.evaluate(x0_in).sum(), x0_in)[0]
-            return x0, guide.step(gradient)
+            return x0, guide.step(gradient, step, steps)

@@ -87,6 +87,134 @@ class GuidedEnvCfg:
         positive_int(name, "obstacle_pool", self.obstacle_pool)
 
 
+class EnvLogic:
+    """One env's spaces, obstacle map, goal, commands, observation and info: what :class:`GuidedG1Env` and the
+    vector env (:mod:`bm_gym.envs.vector_env`) share. It owns no simulator and no controller."""
+
+    def __init__(self, cfg: GuidedEnvCfg) -> None:
+        self.cfg = cfg
+        if cfg.command == "velocity":
+            self.action_space = spaces.Box(VELOCITY_LOW, VELOCITY_HIGH, dtype=np.float32)
+        else:
+            r = cfg.waypoint_range
+            self.action_space = spaces.Box(-r, r, shape=(2,), dtype=np.float32)
+        self.observation_space = spaces.Dict(
+            {
+                "robot": spaces.Box(-np.inf, np.inf, shape=(11,), dtype=np.float32),
+                "goal": spaces.Box(
+                    np.array([-GOAL_CLIP, -GOAL_CLIP, 0], np.float32), np.array([GOAL_CLIP, GOAL_CLIP, 1], np.float32)
+                ),
+                "obstacles": spaces.Box(0.0, cfg.ray_range, shape=(cfg.rays,), dtype=np.float32),
+            }
+        )
+        angles = np.arange(cfg.rays) * 2 * math.pi / cfg.rays
+        self._ray_dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        self._ray_steps = np.linspace(0.0, cfg.ray_range, round(cfg.ray_range / 0.05) + 1)[1:]
+        self.goal: tuple[float, float] | None = None
+        self.field = ObstacleField()
+        self.obstacles: tuple[Obstacle, ...] = ()
+        self.state: RobotState | None = None
+        self.episode_collisions = 0
+
+    @staticmethod
+    def checked_obstacles(obstacles) -> tuple[Obstacle, ...]:
+        obstacles = tuple(obstacles)
+        for o in obstacles:
+            if not isinstance(o, (Cylinder, Box)):
+                raise TypeError(f"obstacles must be bm_gym.obstacles.Cylinder or Box, got {type(o).__name__}")
+        return obstacles
+
+    def set_obstacle_map(self, obstacles: tuple[Obstacle, ...]) -> None:
+        self.obstacles = obstacles
+        self.field = ObstacleField(list(obstacles))
+
+    def set_goal(self, goal: tuple[float, float] | None) -> None:
+        if goal is not None:
+            goal = (float(goal[0]), float(goal[1]))
+            if not all(math.isfinite(v) for v in goal):
+                raise ValueError(f"goal must be finite, got {goal}")
+        self.goal = goal
+
+    def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        options = options or {}
+        unknown = set(options) - {"obstacles", "goal"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'obstacles' and/or 'goal'")
+        return options
+
+    def check_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape:
+            raise ValueError(
+                f"{self.cfg.command} command must have shape {self.action_space.shape}, got {a.shape}: {action!r}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{self.cfg.command} command contains NaN or inf: {action!r}")
+        return np.clip(a, self.action_space.low, self.action_space.high)  # documented: out-of-range values clip
+
+    def task(self, command: np.ndarray) -> Task:
+        state = self.state
+        if self.cfg.command == "velocity":
+            task: Task = VelocityTask(*map(float, command))
+        else:
+            x, y = map(float, command)
+            if self.cfg.waypoint_frame == "robot":
+                c, s = math.cos(state.yaw), math.sin(state.yaw)
+                x, y = state.root_pos[0] + c * x - s * y, state.root_pos[1] + s * x + c * y
+            # Routed round the obstacles (Eq. 8 alone stalls in front of them, and with actions_per_plan=2
+            # reached 3 / 20 open-ground goals against NavigateTask's 20 / 20).
+            return NavigateTask(x, y, obstacles=self.obstacles, obstacle_weight=self.cfg.obstacle_weight)
+        if self.obstacles:
+            task = CombinedTask(((1.0, task), (self.cfg.obstacle_weight, AvoidObstaclesTask(self.obstacles))))
+        return task
+
+    def observation(self) -> dict[str, np.ndarray]:
+        s = self.state
+        c, sn = math.cos(s.yaw), math.sin(s.yaw)
+        vx, vy = s.root_lin_vel_w[0], s.root_lin_vel_w[1]
+        yaw_rate = s.root_ang_vel_b[2]  # close to the world yaw rate while upright
+        robot = np.array(
+            [s.root_pos[2], *s.projected_gravity, c * vx + sn * vy, -sn * vx + c * vy, yaw_rate,
+             s.root_pos[0], s.root_pos[1], c, sn],
+            dtype=np.float32,
+        )  # fmt: skip
+        goal = np.zeros(3, dtype=np.float32)
+        if self.goal is not None:
+            dx, dy = self.goal[0] - s.root_pos[0], self.goal[1] - s.root_pos[1]
+            goal[:2] = np.clip([c * dx + sn * dy, -sn * dx + c * dy], -GOAL_CLIP, GOAL_CLIP)
+            goal[2] = 1.0
+        return {"robot": robot, "goal": goal, "obstacles": self._ray_ranges()}
+
+    def _ray_ranges(self) -> np.ndarray:
+        """Free range along each ray: the first sample point inside an obstacle (SDF <= 0), else ``ray_range``."""
+        ranges = np.full(self.cfg.rays, self.cfg.ray_range, dtype=np.float32)
+        if self.field.empty:
+            return ranges
+        s = self.state
+        c, sn = math.cos(s.yaw), math.sin(s.yaw)
+        dirs = self._ray_dirs @ np.array([[c, sn], [-sn, c]])  # robot frame -> world frame
+        points = s.root_pos[:2] + dirs[:, None, :] * self._ray_steps[None, :, None]  # [R, P, 2]
+        with torch.no_grad():
+            inside = (self.field.distance(torch.as_tensor(points, dtype=torch.float32)) <= 0).numpy()
+        hit = inside.any(axis=1)
+        ranges[hit] = self._ray_steps[inside[hit].argmax(axis=1)]
+        return ranges
+
+    def info(self, fell: bool, collisions: int) -> dict[str, Any]:
+        """Deterministic per step (plan latencies are in ``controller.plan_ms``, not here)."""
+        s = self.state
+        return {
+            "time": s.time,
+            "root_xy": s.root_pos[:2].copy(),
+            "fell": fell,
+            "collisions": collisions,  # control steps with robot-obstacle contact during this env step
+            "episode_collisions": self.episode_collisions,
+        }
+
+    def truncated(self, fell: bool) -> bool:
+        return not fell and self.state.time >= self.cfg.max_episode_s - 1e-9
+
+
 class GuidedG1Env(gym.Env):
     """The G1 in MuJoCo driven by the guided diffusion controller; see the module docstring for spaces."""
 
@@ -108,27 +236,8 @@ class GuidedG1Env(gym.Env):
             self.policy, ControllerCfg(actions_per_plan=cfg.actions_per_plan, guidance=cfg.guidance)
         )
         self.metadata = {**self.metadata, "render_fps": round(1.0 / (cfg.control_steps * self.backend.control_dt))}
-        if cfg.command == "velocity":
-            self.action_space = spaces.Box(VELOCITY_LOW, VELOCITY_HIGH, dtype=np.float32)
-        else:
-            r = cfg.waypoint_range
-            self.action_space = spaces.Box(-r, r, shape=(2,), dtype=np.float32)
-        self.observation_space = spaces.Dict(
-            {
-                "robot": spaces.Box(-np.inf, np.inf, shape=(11,), dtype=np.float32),
-                "goal": spaces.Box(
-                    np.array([-GOAL_CLIP, -GOAL_CLIP, 0], np.float32), np.array([GOAL_CLIP, GOAL_CLIP, 1], np.float32)
-                ),
-                "obstacles": spaces.Box(0.0, cfg.ray_range, shape=(cfg.rays,), dtype=np.float32),
-            }
-        )
-        angles = np.arange(cfg.rays) * 2 * math.pi / cfg.rays
-        self._ray_dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        self._ray_steps = np.linspace(0.0, cfg.ray_range, round(cfg.ray_range / 0.05) + 1)[1:]
-        self.goal: tuple[float, float] | None = None
-        self._field = ObstacleField()
-        self._obstacles: tuple[Obstacle, ...] = ()
-        self._state: RobotState | None = None
+        self.logic = EnvLogic(cfg)
+        self.action_space, self.observation_space = self.logic.action_space, self.logic.observation_space
         self._window = None
 
     # -- obstacles and goal ---------------------------------------------------------------------------
@@ -139,61 +248,54 @@ class GuidedG1Env(gym.Env):
         All or nothing: a bad obstacle, or more of one shape than ``GuidedEnvCfg.obstacle_pool``, raises before
         the simulation or the map changes.
         """
-        obstacles = tuple(obstacles)
-        for o in obstacles:
-            if not isinstance(o, (Cylinder, Box)):
-                raise TypeError(f"obstacles must be bm_gym.obstacles.Cylinder or Box, got {type(o).__name__}")
+        obstacles = self.logic.checked_obstacles(obstacles)
         self.backend.set_obstacles(obstacles)
-        self._obstacles = obstacles
-        self._field = ObstacleField(list(obstacles))
+        self.logic.set_obstacle_map(obstacles)
 
     @property
     def obstacles(self) -> tuple[Obstacle, ...]:
-        return self._obstacles
+        return self.logic.obstacles
+
+    @property
+    def goal(self) -> tuple[float, float] | None:
+        return self.logic.goal
 
     def set_goal(self, goal: tuple[float, float] | None) -> None:
         """World-frame goal reported in the observation (wrappers reward progress to it); None clears it."""
-        if goal is not None:
-            goal = (float(goal[0]), float(goal[1]))
-            if not all(math.isfinite(v) for v in goal):
-                raise ValueError(f"goal must be finite, got {goal}")
-        self.goal = goal
+        self.logic.set_goal(goal)
 
     # -- gymnasium API ----------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"obstacles", "goal"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'obstacles' and/or 'goal'")
+        options = self.logic.check_options(options)
         self.set_obstacles(options.get("obstacles", ()))
         self.set_goal(options.get("goal"))
         episode_seed = int(self.np_random.integers(2**31))
-        self._state = self.backend.reset(seed=episode_seed)
-        self.controller.reset(self._state, seed=episode_seed)
+        state = self.backend.reset(seed=episode_seed)
+        self.controller.reset(state, seed=episode_seed)
         self.controller.set_task(None)
-        self._collisions = 0
-        return self._observation(), self._info(fell=False, collisions=0)
+        self.logic.state, self.logic.episode_collisions = state, 0
+        return self.logic.observation(), self.logic.info(fell=False, collisions=0)
 
     def step(self, action):
-        if self._state is None:
+        logic = self.logic
+        if logic.state is None:
             raise RuntimeError("call reset() before step()")
-        command = self._check_action(action)
-        self.controller.set_task(self._task(command))
+        command = logic.check_action(action)
+        self.controller.set_task(logic.task(command))
         collisions, fell = 0, False
         for _ in range(self.cfg.control_steps):
-            self._state = self.backend.step(self.controller.act(self._state))
-            collisions += int(self._state.obstacle_contact)
-            if has_fallen(self._state):
+            logic.state = self.backend.step(self.controller.act(logic.state))
+            collisions += int(logic.state.obstacle_contact)
+            if has_fallen(logic.state):
                 fell = True
                 break
-        self._collisions += collisions
-        truncated = not fell and self._state.time >= self.cfg.max_episode_s - 1e-9
-        info = self._info(fell, collisions)
+        logic.episode_collisions += collisions
+        info = logic.info(fell, collisions)
         if self.render_mode == "human":
             self.render()
-        return self._observation(), 0.0, fell, truncated, info
+        return logic.observation(), 0.0, fell, logic.truncated(fell), info
 
     def render(self):
         if self.render_mode is None:
@@ -212,77 +314,6 @@ class GuidedG1Env(gym.Env):
 
             pygame.display.quit()
             self._window = None
-
-    # -- internals --------------------------------------------------------------------------------------
-
-    def _check_action(self, action) -> np.ndarray:
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != self.action_space.shape:
-            raise ValueError(
-                f"{self.cfg.command} command must have shape {self.action_space.shape}, got {a.shape}: {action!r}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{self.cfg.command} command contains NaN or inf: {action!r}")
-        return np.clip(a, self.action_space.low, self.action_space.high)  # documented: out-of-range values clip
-
-    def _task(self, command: np.ndarray) -> Task:
-        state = self._state
-        if self.cfg.command == "velocity":
-            task: Task = VelocityTask(*map(float, command))
-        else:
-            x, y = map(float, command)
-            if self.cfg.waypoint_frame == "robot":
-                c, s = math.cos(state.yaw), math.sin(state.yaw)
-                x, y = state.root_pos[0] + c * x - s * y, state.root_pos[1] + s * x + c * y
-            # Routed round the obstacles (Eq. 8 alone stalls in front of them, and with actions_per_plan=2
-            # reached 3 / 20 open-ground goals against NavigateTask's 20 / 20).
-            return NavigateTask(x, y, obstacles=self._obstacles, obstacle_weight=self.cfg.obstacle_weight)
-        if self._obstacles:
-            task = CombinedTask(((1.0, task), (self.cfg.obstacle_weight, AvoidObstaclesTask(self._obstacles))))
-        return task
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        s = self._state
-        c, sn = math.cos(s.yaw), math.sin(s.yaw)
-        vx, vy = s.root_lin_vel_w[0], s.root_lin_vel_w[1]
-        yaw_rate = s.root_ang_vel_b[2]  # close to the world yaw rate while upright
-        robot = np.array(
-            [s.root_pos[2], *s.projected_gravity, c * vx + sn * vy, -sn * vx + c * vy, yaw_rate,
-             s.root_pos[0], s.root_pos[1], c, sn],
-            dtype=np.float32,
-        )  # fmt: skip
-        goal = np.zeros(3, dtype=np.float32)
-        if self.goal is not None:
-            dx, dy = self.goal[0] - s.root_pos[0], self.goal[1] - s.root_pos[1]
-            goal[:2] = np.clip([c * dx + sn * dy, -sn * dx + c * dy], -GOAL_CLIP, GOAL_CLIP)
-            goal[2] = 1.0
-        return {"robot": robot, "goal": goal, "obstacles": self._ray_ranges()}
-
-    def _ray_ranges(self) -> np.ndarray:
-        """Free range along each ray: the first sample point inside an obstacle (SDF <= 0), else ``ray_range``."""
-        ranges = np.full(self.cfg.rays, self.cfg.ray_range, dtype=np.float32)
-        if self._field.empty:
-            return ranges
-        s = self._state
-        c, sn = math.cos(s.yaw), math.sin(s.yaw)
-        dirs = self._ray_dirs @ np.array([[c, sn], [-sn, c]])  # robot frame -> world frame
-        points = s.root_pos[:2] + dirs[:, None, :] * self._ray_steps[None, :, None]  # [R, P, 2]
-        with torch.no_grad():
-            inside = (self._field.distance(torch.as_tensor(points, dtype=torch.float32)) <= 0).numpy()
-        hit = inside.any(axis=1)
-        ranges[hit] = self._ray_steps[inside[hit].argmax(axis=1)]
-        return ranges
-
-    def _info(self, fell: bool, collisions: int) -> dict[str, Any]:
-        """Deterministic per step (plan latencies are in ``controller.plan_ms``, not here)."""
-        s = self._state
-        return {
-            "time": s.time,
-            "root_xy": s.root_pos[:2].copy(),
-            "fell": fell,
-            "collisions": collisions,  # control steps with robot-obstacle contact during this env step
-            "episode_collisions": self._collisions,
-        }
 
     def _show(self, frame: np.ndarray) -> None:
         import pygame  # only for render_mode="human"

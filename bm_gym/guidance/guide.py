@@ -42,10 +42,44 @@ class CostGuide:
         """Cost per plan [B] of a normalized trajectory."""
         return self.cost(Trajectory(self.layout, x0_normalized * self.std + self.mean))
 
-    def step(self, gradient: torch.Tensor) -> torch.Tensor:
+    def step(
+        self, gradient: torch.Tensor, step_index: int | None = None, total_steps: int | None = None
+    ) -> torch.Tensor:
         """The (clipped, scaled) update subtracted from the predicted clean trajectory."""
         update = self.cfg.scale * gradient
         if self.cfg.max_grad_norm is not None:
             norm = update.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
             update = update * torch.clamp(self.cfg.max_grad_norm / norm, max=1.0)
         return update
+
+
+class BatchGuide:
+    """One guide per robot of a batched plan (None: that robot samples unguided); the reference autograd path.
+
+    Each robot's cost sees only its own trajectory and its own guidance settings apply to its update.
+    """
+
+    def __init__(self, guides: list[CostGuide | None]) -> None:
+        self.guides = guides
+
+    def active(self, step_index: int, total_steps: int) -> bool:
+        return any(g is not None and g.active(step_index, total_steps) for g in self.guides)
+
+    @property
+    def cfg(self) -> GuidanceCfg:
+        """Settings shared by the batch's sampling loop (``through_model``): the first guide's."""
+        return next(g.cfg for g in self.guides if g is not None)
+
+    def evaluate(self, x0_normalized: torch.Tensor) -> torch.Tensor:
+        return torch.cat([
+            g.evaluate(x0_normalized[i : i + 1]) if g is not None else x0_normalized[i : i + 1].sum(dim=(1, 2)) * 0.0
+            for i, g in enumerate(self.guides)
+        ])  # fmt: skip
+
+    def step(self, gradient: torch.Tensor, step_index: int, total_steps: int) -> torch.Tensor:
+        parts = [
+            g.step(gradient[i : i + 1]) if g is not None and g.active(step_index, total_steps)
+            else torch.zeros_like(gradient[i : i + 1])
+            for i, g in enumerate(self.guides)
+        ]  # fmt: skip
+        return torch.cat(parts)

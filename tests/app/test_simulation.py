@@ -30,6 +30,16 @@ def test_waypoint_behind_a_drawn_obstacle_is_routed_round_it_while_running():
         sim.join(timeout=5)
 
 
+def _wait_for(sim, condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snap = sim.snapshot()
+        if condition(snap):
+            return snap
+        time.sleep(0.05)
+    return sim.snapshot()
+
+
 def test_the_simulation_thread_survives_failing_user_actions_and_reset_recovers(monkeypatch):
     sim = Simulation()
     sim.start()
@@ -54,13 +64,11 @@ def test_the_simulation_thread_survives_failing_user_actions_and_reset_recovers(
             return real_act(state)
 
         monkeypatch.setattr(sim.controller, "act", act)
-        time.sleep(0.5)
-        snap = sim.snapshot()
+        snap = _wait_for(sim, lambda s: s.paused)
         assert snap.paused and "control step failed: the diffusion policy produced non-finite" in snap.error
         sim.reset()
-        time.sleep(1.0)
-        snap = sim.snapshot()
-        assert snap.error is None and not snap.paused and snap.time > 0.5
+        snap = _wait_for(sim, lambda s: not s.paused and s.time > 0.5)
+        assert snap.error is None
     finally:
         sim.stop()
         sim.join(timeout=5)

@@ -1,0 +1,433 @@
+"""The whole guided sampler in one ONNX Runtime call: every DDIM step, its update and the cost gradient.
+
+Why: on the CPU a guided plan of the shipped model spent most of its 16-19 ms in per-op overhead: ten
+ONNX Runtime calls, diffusers' scheduler step in Python, and a few hundred tiny autograd ops per guided step
+(docs/benchmarks.md, issue 14). Here the cost library's gradients are written in closed form (the chain rule
+through the integrated root path, the body positions and the obstacle SDF, done by hand), so the sampler is
+one traceable torch module: its ten denoiser passes, the DDIM updates and the guidance steps export to a
+single graph, run once per plan for any batch of robots, each with its own task parameters.
+
+The costs it covers are the library's (``JoystickCost``, ``WaypointCost``, ``ObstacleCost`` over cylinders
+and boxes, and weighted sums of them: what ``VelocityTask``, ``WaypointTask``, ``AvoidObstaclesTask``,
+``NavigateTask``, ``RoutedWaypointTask`` and ``CombinedTask`` build). Anything else (occupancy grids, costs of
+your own, guidance through the denoiser, DDPM, warm starts) takes the autograd path of
+:meth:`TrajectoryDiffusion.sample`, which stays the reference: tests check both give the same plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import threading
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from bm_gym.data.state import StateLayout
+from bm_gym.guidance.costs import JoystickCost, ObstacleCost, TaskCost, WaypointCost, WeightedSum
+from bm_gym.guidance.guide import GuidanceCfg
+
+#: Per-robot scalar parameters, in this order (one row of the ``params`` input).
+PARAMS = (
+    "joy_w", "joy_vx", "joy_vy", "joy_wz", "joy_vel_w", "joy_yaw_w",
+    "wp_w", "wp_x", "wp_y", "wp_power", "wp_sharpness", "wp_pull_w", "wp_heading_w", "wp_fade",
+    "obs_w", "obs_margin", "obs_delta", "obs_influence",
+    "scale", "max_grad_norm",
+)  # fmt: skip
+_P = {name: i for i, name in enumerate(PARAMS)}
+_FAR = 1e6  # signed distance of an empty obstacle slot
+
+
+@dataclass
+class CostParams:
+    """One robot's cost in the closed-form library: term weights and settings, obstacles in the plan frame."""
+
+    values: np.ndarray  # [len(PARAMS)] float32, scale and max_grad_norm left at 0 (set per guidance config)
+    circles: np.ndarray  # [Mc, 3] x, y, radius
+    boxes: np.ndarray  # [Mb, 5] x, y, half_x, half_y, yaw
+
+
+def pack_cost(cost: TaskCost) -> CostParams | None:
+    """The cost as closed-form parameters, or None when it is outside the library (then use autograd)."""
+    values = np.zeros(len(PARAMS), np.float32)
+    shapes: dict[str, np.ndarray] = {"circles": np.zeros((0, 3), np.float32), "boxes": np.zeros((0, 5), np.float32)}
+    seen: set[str] = set()
+
+    def add(term: TaskCost, weight: float) -> bool:
+        if isinstance(term, WeightedSum):
+            return all(add(t, weight * w) for w, t in term.terms)
+        kind = {JoystickCost: "joy", WaypointCost: "wp", ObstacleCost: "obs"}.get(type(term))
+        if kind is None or kind in seen:  # a kind twice would need two parameter rows
+            return False
+        seen.add(kind)
+        values[_P[f"{kind}_w"]] = weight
+        if kind == "joy":
+            values[[_P[k] for k in ("joy_vx", "joy_vy", "joy_wz", "joy_vel_w", "joy_yaw_w")]] = (
+                term.vx, term.vy, term.wz, term.velocity_weight, term.yaw_rate_weight)  # fmt: skip
+        elif kind == "wp":
+            names = ("wp_x", "wp_y", "wp_power", "wp_sharpness", "wp_pull_w", "wp_heading_w", "wp_fade")
+            values[[_P[k] for k in names]] = (term.goal_x, term.goal_y, term.power, term.sharpness, term.pull_weight,
+                                              term.heading_weight, term.heading_fade)  # fmt: skip
+        else:
+            if term.field.grids:
+                return False
+            values[[_P[k] for k in ("obs_margin", "obs_delta", "obs_influence")]] = (
+                term.margin, term.delta, term.influence)  # fmt: skip
+            shapes["circles"] = term.field.circles.numpy().astype(np.float32)
+            shapes["boxes"] = term.field.boxes.numpy().astype(np.float32)
+        return True
+
+    if not add(cost, 1.0):
+        return None
+    for kind, names in _NEUTRAL.items():  # unused terms get harmless settings: no division by zero in the graph
+        if kind not in seen:
+            values[[_P[n] for n in names]] = list(names.values())
+    return CostParams(values, shapes["circles"], shapes["boxes"])
+
+
+#: Settings of an unused (zero-weight) term.
+_NEUTRAL = {
+    "wp": {"wp_power": 1.0, "wp_sharpness": 4.0, "wp_fade": 1.0},
+    "obs": {"obs_margin": 0.2, "obs_delta": 0.1, "obs_influence": 0.3},
+}
+
+
+def neutral_params() -> np.ndarray:
+    """The parameter row of a robot planned without guidance."""
+    values = np.zeros(len(PARAMS), np.float32)
+    for names in _NEUTRAL.values():
+        values[[_P[n] for n in names]] = list(names.values())
+    return values
+
+
+def _empty_obstacles(batch: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Obstacle slots holding nothing: zero-size shapes far away."""
+    circles = np.zeros((batch, slots, 3), np.float32)
+    boxes = np.zeros((batch, slots, 5), np.float32)
+    circles[..., :2] = boxes[..., :2] = _FAR
+    return circles, boxes
+
+
+def _revcumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.flip(torch.cumsum(torch.flip(x, [dim]), dim), [dim])
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Which parts of the library a graph computes (fixed when it is traced; absent parts cost nothing)."""
+
+    joystick: bool = True
+    waypoint: bool = True
+    circles: bool = True
+    boxes: bool = True
+
+    @classmethod
+    def of(cls, costs: list[CostParams | None]) -> Terms:
+        used = [c for c in costs if c is not None]
+        return cls(
+            joystick=any(c.values[_P["joy_w"]] != 0 for c in used),
+            waypoint=any(c.values[_P["wp_w"]] != 0 for c in used),
+            circles=any(c.values[_P["obs_w"]] != 0 and len(c.circles) for c in used),
+            boxes=any(c.values[_P["obs_w"]] != 0 and len(c.boxes) for c in used),
+        )
+
+
+def cost_gradient(
+    x: torch.Tensor, p: torch.Tensor, circles: torch.Tensor, boxes: torch.Tensor, layout: StateLayout, dt: float,
+    terms: Terms = Terms(),
+) -> torch.Tensor:  # fmt: skip
+    """d cost / d x for trajectories ``x`` [B, H, D] in physical units; ``p`` [B, len(PARAMS)], obstacles padded
+    with far-away slots. The same values as autograd through :mod:`bm_gym.guidance.costs` (see the tests)."""
+    f = layout.fields
+    B, H, _ = x.shape
+    col = lambda name: p[:, _P[name]][:, None]  # noqa: E731  [B, 1]
+    vel, yaw_rate = x[..., f["lin_vel_h"]], x[..., f["ang_vel_h"]][..., 2]
+    vx, vy = vel[..., 0], vel[..., 1]
+    cs = x[..., f["root_yaw_cs"]]
+    rel = x[..., f["body_pos_h"]].reshape(B, H, len(layout.body_names), 3)[..., :2]
+    # Forward pieces (Trajectory): integrated heading and path.
+    py = torch.cumsum(yaw_rate * dt, dim=1)
+    c, s = torch.cos(py), torch.sin(py)
+    pxy = torch.cumsum(torch.stack([c * vx - s * vy, s * vx + c * vy], dim=-1) * dt, dim=1)
+    inv_h = 1.0 / H
+    g_vx, g_vy, g_yr = torch.zeros_like(vx), torch.zeros_like(vy), torch.zeros_like(yaw_rate)
+    g_pxy, g_py = torch.zeros_like(pxy), torch.zeros_like(py)
+    g_cs = torch.zeros_like(cs)
+    g_rel = torch.zeros_like(rel)
+
+    if terms.joystick:  # mean over the horizon of weighted squared errors
+        g_vx = g_vx + col("joy_w") * 2 * col("joy_vel_w") * (vx - col("joy_vx")) * inv_h
+        g_vy = g_vy + col("joy_w") * 2 * col("joy_vel_w") * (vy - col("joy_vy")) * inv_h
+        g_yr = g_yr + col("joy_w") * 2 * col("joy_yaw_w") * (yaw_rate - col("joy_wz")) * inv_h
+
+    if terms.waypoint:  # Eq. 8 variant: pull and heading far away, speed penalty near; gate and fade constant
+        goal = torch.stack([col("wp_x"), col("wp_y")], dim=-1)  # [B, 1, 2]
+        delta = goal - pxy
+        dx, dy = delta[..., 0], delta[..., 1]
+        r2 = dx * dx + dy * dy
+        dist = torch.sqrt(r2 + 1e-6)
+        near = torch.exp(-col("wp_sharpness") * dist)
+        e = torch.atan2(dy, dx) - py
+        e = torch.atan2(torch.sin(e), torch.cos(e))
+        gate = (1 + torch.cos(e)) / 2
+        fade = torch.clamp(dist / col("wp_fade"), max=1.0)
+        speed2 = vx * vx + vy * vy
+        power, k = col("wp_power"), col("wp_sharpness")
+        pull = gate * col("wp_pull_w") * dist**power + fade * col("wp_heading_w") * e * e / 2
+        d_dist = (
+            k * near * pull + (1 - near) * gate * col("wp_pull_w") * power * dist ** (power - 1) - k * near * speed2
+        )
+        d_e = (1 - near) * fade * col("wp_heading_w") * e
+        w = col("wp_w") * inv_h
+        r2_safe = torch.clamp(r2, min=1e-12)
+        g_pxy = g_pxy + torch.stack(
+            [w * (-d_dist * dx / dist + d_e * dy / r2_safe), w * (-d_dist * dy / dist - d_e * dx / r2_safe)], -1
+        )
+        g_py = g_py - w * d_e
+        g_vx = g_vx + w * near * 2 * vx
+        g_vy = g_vy + w * near * 2 * vy
+
+    if terms.circles or terms.boxes:  # relaxed barrier (Eq. 10) on each body's clearance, summed over bodies
+        yaw = torch.atan2(cs[..., 1], cs[..., 0])
+        cy, sy = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
+        bxy = pxy[:, :, None, :] + torch.stack(
+            [cy * rel[..., 0] - sy * rel[..., 1], sy * rel[..., 0] + cy * rel[..., 1]], -1
+        )
+        points = bxy[..., None, :]  # [B, H, K, 1, 2]
+        dists, grads = [], []
+        if terms.circles:
+            cdiff = points - circles[:, None, None, :, :2]  # [B, H, K, Mc, 2]
+            cnorm = torch.sqrt((cdiff * cdiff).sum(-1) + 1e-12)
+            dists.append(cnorm - circles[:, None, None, :, 2])
+            grads.append(cdiff / cnorm[..., None])
+        if terms.boxes:
+            bdiff = points - boxes[:, None, None, :, :2]
+            bc, bs = torch.cos(boxes[..., 4])[:, None, None, :], torch.sin(boxes[..., 4])[:, None, None, :]
+            lx, ly = bc * bdiff[..., 0] + bs * bdiff[..., 1], -bs * bdiff[..., 0] + bc * bdiff[..., 1]
+            qx, qy = lx.abs() - boxes[..., 2][:, None, None, :], ly.abs() - boxes[..., 3][:, None, None, :]
+            ox, oy = torch.clamp(qx, min=0), torch.clamp(qy, min=0)
+            onorm = torch.sqrt(ox * ox + oy * oy)
+            inside = torch.clamp(torch.maximum(qx, qy), max=0)
+            safe = torch.clamp(onorm, min=1e-12)
+            is_inside = (inside < 0).to(x.dtype)
+            x_wins = (qx >= qy).to(x.dtype) * is_inside  # torch's max picks the first of equal values
+            glx = (ox / safe + x_wins) * torch.sign(lx)
+            gly = (oy / safe + (1 - x_wins) * is_inside) * torch.sign(ly)
+            dists.append(onorm + inside)
+            grads.append(torch.stack([bc * glx - bs * gly, bs * glx + bc * gly], dim=-1))
+        all_d = torch.cat(dists, dim=-1) if len(dists) > 1 else dists[0]  # [B, H, K, M]
+        all_g = torch.cat(grads, dim=-2) if len(grads) > 1 else grads[0]  # [B, H, K, M, 2]
+        nearest = torch.argmin(all_d, dim=-1, keepdim=True)
+        sdf = torch.gather(all_d, -1, nearest)[..., 0]
+        sdf_grad = torch.gather(all_g, -2, nearest[..., None].expand(*nearest.shape, 2))[..., 0, :]
+        clearance = sdf - col("obs_margin")[..., None]
+        influence, delta_b = col("obs_influence")[..., None], col("obs_delta")[..., None]
+        clamped = torch.minimum(clearance, influence)
+        slope = torch.where(
+            clamped > delta_b, -1 / torch.clamp(clamped, min=1e-6), (clamped - 2 * delta_b) / delta_b**2
+        )
+        d_clear = slope * (clearance <= influence).to(x.dtype) * (col("obs_w") * inv_h)[..., None]
+        g_bxy = d_clear[..., None] * sdf_grad  # [B, H, K, 2]
+        g_pxy = g_pxy + g_bxy.sum(dim=2)
+        g_rel = torch.stack([cy * g_bxy[..., 0] + sy * g_bxy[..., 1], -sy * g_bxy[..., 0] + cy * g_bxy[..., 1]], -1)
+        g_yaw = (g_bxy[..., 0] * (-sy * rel[..., 0] - cy * rel[..., 1])
+                 + g_bxy[..., 1] * (cy * rel[..., 0] - sy * rel[..., 1])).sum(-1)  # fmt: skip
+        cs2 = torch.clamp(cs[..., 0] ** 2 + cs[..., 1] ** 2, min=1e-12)
+        g_cs = torch.stack([-g_yaw * cs[..., 1] / cs2, g_yaw * cs[..., 0] / cs2], dim=-1)
+
+    if terms.waypoint or terms.circles or terms.boxes:  # back through the path: sums of rotated velocities
+        g_vw = _revcumsum(g_pxy, 1) * dt
+        g_vx = g_vx + c * g_vw[..., 0] + s * g_vw[..., 1]
+        g_vy = g_vy - s * g_vw[..., 0] + c * g_vw[..., 1]
+        g_py = g_py + g_vw[..., 0] * (-s * vx - c * vy) + g_vw[..., 1] * (c * vx - s * vy)
+        g_yr = g_yr + _revcumsum(g_py, 1) * dt
+
+    zero = torch.zeros_like(g_vx)
+    pieces = {
+        "root_yaw_cs": g_cs,
+        "lin_vel_h": torch.stack([g_vx, g_vy, zero], dim=-1),
+        "ang_vel_h": torch.stack([zero, zero, g_yr], dim=-1),
+        "body_pos_h": torch.cat([g_rel, torch.zeros_like(g_rel[..., :1])], -1).reshape(B, H, -1),
+    }
+    out, at = [], 0
+    for name, sl in sorted(f.items(), key=lambda kv: kv[1].start):
+        if sl.start > at:
+            out.append(torch.zeros(B, H, sl.start - at, dtype=x.dtype))
+        out.append(pieces.get(name, torch.zeros(B, H, sl.stop - sl.start, dtype=x.dtype)))
+        at = sl.stop
+    out.append(torch.zeros(B, H, x.shape[-1] - at, dtype=x.dtype))  # the action columns: no cost reads them
+    return torch.cat(out, dim=-1)
+
+
+class _Sampler(nn.Module):
+    """DDIM from given noise to a plan, guiding the last ``guided`` steps; traced once per ``guided``."""
+
+    def __init__(self, model: nn.Module, layout: StateLayout, mean, std, coefficients, timesteps, guided: int,
+                 terms: Terms, dt: float) -> None:  # fmt: skip
+        super().__init__()
+        self.model, self.layout, self.guided, self.terms, self.dt = model, layout, guided, terms, dt
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.coefficients = coefficients  # [(c_x, c_x0)] per step
+        self.timesteps = timesteps
+
+    def forward(self, history, noise, params, circles, boxes, guide_mask):
+        x = noise
+        steps = len(self.timesteps)
+        for i, (t, (c_x, c_0)) in enumerate(zip(self.timesteps, self.coefficients, strict=True)):
+            x0 = self.model.forward_for_export(x, torch.zeros_like(x[:, 0, 0], dtype=torch.long) + t, history)
+            update = 0.0
+            if i >= steps - self.guided:
+                physical = x0 * self.std + self.mean
+                grad = cost_gradient(physical, params, circles, boxes, self.layout, self.dt, self.terms) * self.std
+                update = params[:, _P["scale"]][:, None, None] * grad
+                norm = torch.clamp(update.flatten(1).norm(dim=1), min=1e-12)[:, None, None]
+                update = update * torch.clamp(params[:, _P["max_grad_norm"]][:, None, None] / norm, max=1.0)
+                update = update * guide_mask[:, i - (steps - self.guided)][:, None, None]
+            x = c_x * x + c_0 * x0 - update
+        return x
+
+
+class FusedSampler:
+    """Plans a batch of robots, each with its own history, noise and (library) cost, in one ORT call.
+
+    Graphs are exported with static shapes (batch size, guided steps, obstacle slots rounded up to a power of
+    two) and cached: static shapes let ONNX Runtime fold every shape computation, and sizing the obstacle
+    slots to the obstacles present keeps the barrier's arrays small (48 padded slots cost 1 ms per guided
+    step on the project machine; 2 slots a tenth of that).
+    """
+
+    def __init__(self, policy, threads: int = 1, max_obstacles: int = 64, spin: bool = False,
+                 background: bool = False) -> None:  # fmt: skip
+        from diffusers import DDIMScheduler
+
+        scheduler = policy.diffusion.sample_scheduler
+        if not isinstance(scheduler, DDIMScheduler) or scheduler.config.get("eta", 0.0):
+            raise ValueError("the fused sampler implements deterministic DDIM; this model samples otherwise")
+        self.policy, self.threads, self.max_obstacles, self.spin = policy, threads, max_obstacles, spin
+        self.timesteps = [int(t) for t in scheduler.timesteps]
+        stride = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+        alphas = scheduler.alphas_cumprod
+        self.coefficients = []
+        for t in self.timesteps:
+            a_t = float(alphas[t])
+            a_prev = float(alphas[t - stride]) if t - stride >= 0 else float(scheduler.final_alpha_cumprod)
+            c_x = math.sqrt(1 - a_prev) / math.sqrt(1 - a_t)
+            self.coefficients.append((c_x, math.sqrt(a_prev) - c_x * math.sqrt(a_t)))
+        self._sessions: dict[tuple, ort.InferenceSession] = {}
+        self._digest: str | None = None
+        # background: a graph not built yet is built in a thread and the caller plans another way meanwhile
+        # (exporting takes 1-4 s, which a 50 Hz loop such as the app's must not wait for).
+        self.background = background
+        self._building: set[tuple] = set()
+        self._lock = threading.Lock()
+
+    def _session(self, guided: int, batch: int, circle_slots: int, box_slots: int, terms: Terms
+                 ) -> ort.InferenceSession | None:  # fmt: skip
+        key = (guided, batch, circle_slots, box_slots, terms)
+        if key in self._sessions:
+            return self._sessions[key]
+        if not self.background:
+            return self._build(key)
+        with self._lock:
+            if key not in self._building:
+                self._building.add(key)
+                threading.Thread(target=self._build, args=(key,), name="fused-graph-export", daemon=True).start()
+        return None
+
+    def _build(self, key: tuple) -> ort.InferenceSession:
+        graph = _GRAPHS.get((self._fingerprint(), key))
+        if graph is None:
+            graph = _GRAPHS[(self._fingerprint(), key)] = self._export(*key)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
+        # Spinning idle workers steal the cores from the simulation and from other processes.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._sessions[key] = session
+        return session
+
+    def _fingerprint(self) -> str:
+        """Identifies the model a graph was exported from (weights, normalization, schedule)."""
+        if self._digest is None:
+            digest = hashlib.sha256()
+            for tensor in [*self.policy.model.state_dict().values(), self.policy._mean, self.policy._std]:
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+            digest.update(repr((self.timesteps, self.coefficients)).encode())
+            self._digest = digest.hexdigest()
+        return self._digest
+
+    def _export(self, guided: int, batch: int, circle_slots: int, box_slots: int, terms: Terms) -> bytes:
+        p = self.policy
+        module = _Sampler(p.model.eval(), p.layout, p._mean, p._std, self.coefficients, self.timesteps, guided,
+                          terms, dt=0.02).eval()  # fmt: skip
+        d = p.layout.dim + p.layout.action_dim
+        circles, _ = _empty_obstacles(batch, circle_slots)
+        _, boxes = _empty_obstacles(batch, box_slots)
+        example = (torch.zeros(batch, p.history + 1, d), torch.zeros(batch, p.horizon, d),
+                   torch.from_numpy(np.repeat(neutral_params()[None], batch, 0)), torch.from_numpy(circles),
+                   torch.from_numpy(boxes), torch.ones(batch, max(guided, 1)))  # fmt: skip
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():  # (not no_grad: it switches attention to an unexportable fast path)
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, example, buffer, input_names=list(_INPUTS), output_names=["plan"],
+                              opset_version=17, dynamo=False)  # fmt: skip
+        return buffer.getvalue()
+
+    def supports(self, costs: list[CostParams | None], cfgs: list[GuidanceCfg | None]) -> bool:
+        """Whether these robots' costs and guidance settings can take the fused path."""
+        for cost, cfg in zip(costs, cfgs, strict=True):
+            if cfg is None:
+                continue
+            if cost is None or cfg.through_model:
+                return False
+            if len(cost.circles) > self.max_obstacles or len(cost.boxes) > self.max_obstacles:
+                return False
+        return True
+
+    def sample(self, history: np.ndarray, noise: np.ndarray, costs: list[CostParams | None],
+               cfgs: list[GuidanceCfg | None]) -> np.ndarray | None:  # fmt: skip
+        """history [B, N+1, D] and noise [B, H, D] (normalized) -> plan [B, H, D] (normalized); None while the
+        graph for this case is still being built in the background."""
+        b, steps = len(costs), len(self.timesteps)
+        guided = [0 if cfg is None or cost is None or cfg.scale == 0 else min(cfg.guided_steps or steps, steps)
+                  for cost, cfg in zip(costs, cfgs, strict=True)]  # fmt: skip
+        g = max(guided)
+        slots = lambda kind: _bucket(max((len(getattr(c, kind)) for c in costs if c is not None), default=0))  # noqa: E731
+        mc, mb = (slots("circles"), slots("boxes")) if g else (1, 1)
+        params = np.repeat(neutral_params()[None], b, axis=0)
+        circles, _ = _empty_obstacles(b, mc)
+        _, boxes = _empty_obstacles(b, mb)
+        mask = np.zeros((b, max(g, 1)), np.float32)
+        for i, (cost, cfg) in enumerate(zip(costs, cfgs, strict=True)):
+            if not guided[i]:
+                continue
+            params[i] = cost.values
+            params[i, _P["scale"]] = cfg.scale
+            params[i, _P["max_grad_norm"]] = np.inf if cfg.max_grad_norm is None else cfg.max_grad_norm
+            circles[i, : len(cost.circles)] = cost.circles
+            boxes[i, : len(cost.boxes)] = cost.boxes
+            mask[i, g - guided[i] :] = 1.0
+        feed = dict(zip(_INPUTS, (history.astype(np.float32, copy=False), noise.astype(np.float32, copy=False),
+                                  params, circles, boxes, mask), strict=True))  # fmt: skip
+        session = self._session(g, b, mc, mb, Terms.of(costs) if g else Terms())
+        if session is None:
+            return None
+        inputs = {i.name for i in session.get_inputs()}  # an unguided graph takes only history and noise
+        return session.run(None, {k: v for k, v in feed.items() if k in inputs})[0]
+
+
+_INPUTS = ("history", "noise", "params", "circles", "boxes", "guide_mask")
+#: Exported graphs by (model fingerprint, graph key), shared by every sampler of the process: envs and apps that
+#: load the same checkpoint export each graph once.
+_GRAPHS: dict[tuple[str, tuple], bytes] = {}
+
+
+def _bucket(count: int) -> int:
+    """Obstacle slots for ``count`` obstacles: the next power of two (at least 1), so few graphs cover all."""
+    return 1 << max(count - 1, 0).bit_length()
