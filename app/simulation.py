@@ -38,9 +38,9 @@ class SimulationCfg:
     guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
     obstacle_weight: float = 1.0
     control_hz: float = 50.0
-    # Replan every 2nd control step: joint targets still go out at 50 Hz, and on 2 CPU cores shared with
-    # software rendering a plan takes 25-30 ms, so replanning every step held only ~31 Hz.
-    actions_per_plan: int = 2
+    # Replan every control step: with the fused plan (about 10 ms here, beside software rendering on the same
+    # 2 cores) the loop holds 50 Hz; on the reference path (25-30 ms) it held only ~31 Hz, and 2 was the default.
+    actions_per_plan: int = 1
     max_lag_steps: int = 2  # how far behind real time the loop may fall and still catch up
     threads: int = 1  # torch threads for planning; the other core renders and runs the UI
 

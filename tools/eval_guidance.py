@@ -40,6 +40,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
             guidance=guidance,
             actions_per_plan=opts["actions_per_plan"],
             warm_start_step=opts["warm_start_step"],
+            fused=opts["fused"],
         ),  # fmt: skip
     )
     if scenario == "waypoint":
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     parser.add_argument("--scenario", choices=["waypoint", "joystick", "obstacles"], required=True)
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + episodes - 1")
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale)
     parser.add_argument("--through-model", action="store_true")
     parser.add_argument("--guided-steps", type=int, default=GuidanceCfg().guided_steps, help="0: all")
@@ -76,13 +78,14 @@ def main() -> None:
     parser.add_argument("--warm-start-step", type=int, default=0, help="start plans from the previous one here")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--reference", action="store_true", help="plan on the reference (autograd) path, not fused")
     args = parser.parse_args()
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario == "waypoint" else "navigate"),
             "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,
-            "warm_start_step": args.warm_start_step}  # fmt: skip
-    jobs = [(opts, args.scenario, seed) for seed in range(args.episodes)]
+            "warm_start_step": args.warm_start_step, "fused": not args.reference}  # fmt: skip
+    jobs = [(opts, args.scenario, seed) for seed in range(args.first_seed, args.first_seed + args.episodes)]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:
         for r in pool.imap_unordered(_episode, jobs):

@@ -16,14 +16,20 @@ your own, guidance through the denoiser, DDPM, warm starts) takes the autograd p
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import hashlib
 import io
 import math
+import multiprocessing
+import os
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -296,10 +302,10 @@ class _Sampler(nn.Module):
 class FusedSampler:
     """Plans a batch of robots, each with its own history, noise and (library) cost, in one ORT call.
 
-    Graphs are exported with static shapes (batch size, guided steps, obstacle slots rounded up to a power of
-    two) and cached: static shapes let ONNX Runtime fold every shape computation, and sizing the obstacle
-    slots to the obstacles present keeps the barrier's arrays small (48 padded slots cost 1 ms per guided
-    step on the project machine; 2 slots a tenth of that).
+    Graphs are exported per (guided steps, batch size, cost terms present), with static shapes but for the
+    number of obstacles, and cached: static shapes let ONNX Runtime fold the shape computations (half the
+    nodes), and obstacle arrays sized to the obstacles present keep the barrier cheap (48 padded slots cost
+    1 ms per guided step on the project machine; 2 slots a tenth of that) without a graph per count.
     """
 
     def __init__(self, policy, threads: int = 1, max_obstacles: int = 64, spin: bool = False,
@@ -327,29 +333,39 @@ class FusedSampler:
         self._building: set[tuple] = set()
         self._lock = threading.Lock()
 
-    def _session(self, guided: int, batch: int, circle_slots: int, box_slots: int, terms: Terms
-                 ) -> ort.InferenceSession | None:  # fmt: skip
-        key = (guided, batch, circle_slots, box_slots, terms)
+    def _session(self, guided: int, batch: int, terms: Terms) -> ort.InferenceSession | None:
+        key = (guided, batch, terms)
         if key in self._sessions:
             return self._sessions[key]
         if not self.background:
             return self._build(key)
+        cached = _read_cache(self._fingerprint(), key)
+        if cached is not None:
+            return self._build(key, cached)
         with self._lock:
             if key not in self._building:
                 self._building.add(key)
-                threading.Thread(target=self._build, args=(key,), name="fused-graph-export", daemon=True).start()
+                # Traced in another process: tracing holds the GIL for seconds, which would stall the caller.
+                future = _exporter().submit(_export_graph, self._spec(*key))
+                future.add_done_callback(lambda f, k=key: self._build(k, f.result()))
         return None
 
-    def _build(self, key: tuple) -> ort.InferenceSession:
-        graph = _GRAPHS.get((self._fingerprint(), key))
+    def _build(self, key: tuple, graph: bytes | None = None) -> ort.InferenceSession:
+        shared = (self._fingerprint(), key, self.threads, self.spin)
+        if shared in _SESSIONS:  # another sampler of the same model made it (sessions are thread-safe to run)
+            self._sessions[key] = _SESSIONS[shared]
+            return _SESSIONS[shared]
+        graph = graph or _GRAPHS.get((self._fingerprint(), key)) or _read_cache(self._fingerprint(), key)
         if graph is None:
-            graph = _GRAPHS[(self._fingerprint(), key)] = self._export(*key)
+            graph = _export_graph(self._spec(*key))
+        _GRAPHS[(self._fingerprint(), key)] = graph
+        _write_cache(self._fingerprint(), key, graph)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
         # Spinning idle workers steal the cores from the simulation and from other processes.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        self._sessions[key] = session
+        self._sessions[key] = _SESSIONS[shared] = session
         return session
 
     def _fingerprint(self) -> str:
@@ -362,22 +378,13 @@ class FusedSampler:
             self._digest = digest.hexdigest()
         return self._digest
 
-    def _export(self, guided: int, batch: int, circle_slots: int, box_slots: int, terms: Terms) -> bytes:
+    def _spec(self, guided: int, batch: int, terms: Terms) -> dict:
+        """Everything :func:`_export_graph` needs, picklable (weights as tensors), to export in any process."""
         p = self.policy
-        module = _Sampler(p.model.eval(), p.layout, p._mean, p._std, self.coefficients, self.timesteps, guided,
-                          terms, dt=0.02).eval()  # fmt: skip
-        d = p.layout.dim + p.layout.action_dim
-        circles, _ = _empty_obstacles(batch, circle_slots)
-        _, boxes = _empty_obstacles(batch, box_slots)
-        example = (torch.zeros(batch, p.history + 1, d), torch.zeros(batch, p.horizon, d),
-                   torch.from_numpy(np.repeat(neutral_params()[None], batch, 0)), torch.from_numpy(circles),
-                   torch.from_numpy(boxes), torch.ones(batch, max(guided, 1)))  # fmt: skip
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():  # (not no_grad: it switches attention to an unexportable fast path)
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, example, buffer, input_names=list(_INPUTS), output_names=["plan"],
-                              opset_version=17, dynamo=False)  # fmt: skip
-        return buffer.getvalue()
+        return {"cfg": p.model.cfg, "state_dim": p.model.state_dim, "action_dim": p.model.action_dim,
+                "weights": {k: v.detach().cpu() for k, v in p.model.state_dict().items()}, "layout": p.layout,
+                "mean": p._mean.cpu(), "std": p._std.cpu(), "coefficients": self.coefficients,
+                "timesteps": self.timesteps, "guided": guided, "batch": batch, "terms": terms}  # fmt: skip
 
     def supports(self, costs: list[CostParams | None], cfgs: list[GuidanceCfg | None]) -> bool:
         """Whether these robots' costs and guidance settings can take the fused path."""
@@ -398,7 +405,7 @@ class FusedSampler:
         guided = [0 if cfg is None or cost is None or cfg.scale == 0 else min(cfg.guided_steps or steps, steps)
                   for cost, cfg in zip(costs, cfgs, strict=True)]  # fmt: skip
         g = max(guided)
-        slots = lambda kind: _bucket(max((len(getattr(c, kind)) for c in costs if c is not None), default=0))  # noqa: E731
+        slots = lambda kind: max((len(getattr(c, kind)) for c in costs if c is not None), default=0) or 1  # noqa: E731
         mc, mb = (slots("circles"), slots("boxes")) if g else (1, 1)
         params = np.repeat(neutral_params()[None], b, axis=0)
         circles, _ = _empty_obstacles(b, mc)
@@ -415,7 +422,7 @@ class FusedSampler:
             mask[i, g - guided[i] :] = 1.0
         feed = dict(zip(_INPUTS, (history.astype(np.float32, copy=False), noise.astype(np.float32, copy=False),
                                   params, circles, boxes, mask), strict=True))  # fmt: skip
-        session = self._session(g, b, mc, mb, Terms.of(costs) if g else Terms())
+        session = self._session(g, b, Terms.of(costs) if g else Terms())
         if session is None:
             return None
         inputs = {i.name for i in session.get_inputs()}  # an unguided graph takes only history and noise
@@ -423,11 +430,83 @@ class FusedSampler:
 
 
 _INPUTS = ("history", "noise", "params", "circles", "boxes", "guide_mask")
+
+
+def _export_graph(spec: dict) -> bytes:
+    """The ONNX graph of the sampler described by ``spec`` (:meth:`FusedSampler._spec`)."""
+    from bm_gym.diffusion.model import TrajectoryDenoiser
+
+    model = TrajectoryDenoiser(spec["cfg"], spec["state_dim"], spec["action_dim"])
+    model.load_state_dict(spec["weights"])
+    batch, guided, layout = spec["batch"], spec["guided"], spec["layout"]
+    module = _Sampler(model.eval(), layout, spec["mean"], spec["std"], spec["coefficients"], spec["timesteps"],
+                      guided, spec["terms"], dt=0.02).eval()  # fmt: skip
+    d = layout.dim + layout.action_dim
+    circles, boxes = _empty_obstacles(batch, 2)
+    example = (torch.zeros(batch, spec["cfg"].history + 1, d), torch.zeros(batch, spec["cfg"].horizon, d),
+               torch.from_numpy(np.repeat(neutral_params()[None], batch, 0)), torch.from_numpy(circles),
+               torch.from_numpy(boxes), torch.ones(batch, max(guided, 1)))  # fmt: skip
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # (not no_grad: it switches attention to an unexportable fast path)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, buffer, input_names=list(_INPUTS), output_names=["plan"],
+                          dynamic_axes={"circles": {1: "circle_slots"}, "boxes": {1: "box_slots"}},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    return buffer.getvalue()
+
+
+#: Bump when the traced computation changes: cached graphs of other versions are then ignored.
+GRAPH_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are kept between runs: ``$BM_GYM_CACHE`` or ``$XDG_CACHE_HOME/bm_gym`` (~/.cache)."""
+    root = os.environ.get("BM_GYM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bm_gym"
+    return Path(root) / "fused"
+
+
+def _cache_path(fingerprint: str, key: tuple) -> Path:
+    name = hashlib.sha256(repr((GRAPH_VERSION, torch.__version__, fingerprint, key)).encode()).hexdigest()
+    return cache_dir() / f"{name}.onnx"
+
+
+def _read_cache(fingerprint: str, key: tuple) -> bytes | None:
+    path = _cache_path(fingerprint, key)
+    try:
+        data = path.read_bytes()
+        onnx.load_from_string(data)  # a damaged file is ignored (and rewritten), never run
+        return data
+    except Exception:  # noqa: BLE001 - missing, unreadable or not ONNX: export afresh
+        return None
+
+
+def _write_cache(fingerprint: str, key: tuple, graph: bytes) -> None:
+    """Keep the graph for later runs (atomic write; a read-only or full disk only costs the next export)."""
+    path = _cache_path(fingerprint, key)
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(graph)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+_EXPORTER: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _exporter() -> concurrent.futures.ProcessPoolExecutor:
+    """One background process, started on first use, that exports graphs one after another."""
+    global _EXPORTER
+    if _EXPORTER is None:
+        _EXPORTER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        atexit.register(_EXPORTER.shutdown, wait=False, cancel_futures=True)  # a pending export dies with us
+    return _EXPORTER
+
+
 #: Exported graphs by (model fingerprint, graph key), shared by every sampler of the process: envs and apps that
 #: load the same checkpoint export each graph once.
 _GRAPHS: dict[tuple[str, tuple], bytes] = {}
-
-
-def _bucket(count: int) -> int:
-    """Obstacle slots for ``count`` obstacles: the next power of two (at least 1), so few graphs cover all."""
-    return 1 << max(count - 1, 0).bit_length()
+_SESSIONS: dict[tuple, ort.InferenceSession] = {}

@@ -83,3 +83,10 @@ def test_ddim_and_ddpm_samplers_return_finite_trajectories():
         assert out.shape == (2, 16, S + A) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="DiffusionCfg.sampler must be 'ddim' or 'ddpm'"):
         TrajectoryDiffusion(dataclasses.replace(CPU.diffusion, sampler="euler"))
+
+
+def test_the_export_spelling_of_the_forward_is_the_same_function():
+    model = TrajectoryDenoiser(CPU.denoiser, S, A).eval()
+    x, t, history = torch.randn(3, 16, S + A), torch.tensor([45, 10, 0]), torch.randn(3, 5, S + A)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_for_export(x, t, history), model(x, t, history), atol=1e-5, rtol=1e-5)
