@@ -187,7 +187,7 @@ class DiffusionController:
             self._plan_step = 0
         actions = np.stack([r.plan[self._plan_step, self.layout.dim :] for r in self.robots]).astype(np.float64)
         self._plan_step += 1
-        if not np.all(np.isfinite(actions)):
+        if not np.all(np.isfinite(actions[active])):
             raise FloatingPointError("the diffusion policy produced non-finite joint targets")
         for r, s, a, on in zip(self.robots, encoded, actions, active, strict=True):
             if on:

@@ -121,24 +121,35 @@ class GuidedG1VectorEnv(VectorEnv):
             w, k = self._slots[i]
             by_worker.setdefault(w, []).append((i, k, payload))
         for w, items in by_worker.items():
-            self._conns[w].send((command, [(k, payload) for _, k, payload in items]))
+            self._send(w, (command, [(k, payload) for _, k, payload in items]))
         results = {}
         for w, items in by_worker.items():
-            status, value = self._conns[w].recv()
-            if status != "ok":
-                raise RuntimeError(f"simulation worker {w} failed: {value}")
-            results.update({i: v for (i, _, _), v in zip(items, value, strict=True)})
+            results.update({i: v for (i, _, _), v in zip(items, self._receive(w), strict=True)})
         return results
+
+    def _send(self, worker: int, message: tuple) -> None:
+        try:
+            self._conns[worker].send(message)
+        except (OSError, EOFError) as err:
+            code = self._procs[worker].exitcode
+            raise RuntimeError(f"simulation worker {worker} is gone (exit code {code})") from err
+
+    def _receive(self, worker: int) -> Any:
+        try:
+            status, value = self._conns[worker].recv()
+        except (OSError, EOFError) as err:
+            raise RuntimeError(f"simulation worker {worker} died (exit code {self._procs[worker].exitcode})") from err
+        if status != "ok":
+            raise RuntimeError(f"simulation worker {worker} failed: {value}")
+        return value
 
     def set_obstacles(self, env: int, obstacles) -> None:
         """Replace env ``env``'s obstacle map (all or nothing, as ``GuidedG1Env.set_obstacles``)."""
         obstacles = EnvLogic.checked_obstacles(obstacles)
         check_obstacle_capacity(obstacles, self._capacity)
         w, k = self._slots[env]
-        self._conns[w].send(("obstacles", (k, obstacles)))
-        status, value = self._conns[w].recv()
-        if status != "ok":
-            raise RuntimeError(f"simulation worker {w} failed: {value}")
+        self._send(w, ("obstacles", (k, obstacles)))
+        self._receive(w)
         self.logics[env].set_obstacle_map(obstacles)
 
     # -- gymnasium API ----------------------------------------------------------------------------------

@@ -308,14 +308,14 @@ class FusedSampler:
     1 ms per guided step on the project machine; 2 slots a tenth of that) without a graph per count.
     """
 
-    def __init__(self, policy, threads: int = 1, max_obstacles: int = 64, spin: bool = False,
+    def __init__(self, policy, threads: int = 1, max_obstacles: int = 64,
                  background: bool = False) -> None:  # fmt: skip
         from diffusers import DDIMScheduler
 
         scheduler = policy.diffusion.sample_scheduler
         if not isinstance(scheduler, DDIMScheduler) or scheduler.config.get("eta", 0.0):
             raise ValueError("the fused sampler implements deterministic DDIM; this model samples otherwise")
-        self.policy, self.threads, self.max_obstacles, self.spin = policy, threads, max_obstacles, spin
+        self.policy, self.threads, self.max_obstacles = policy, threads, max_obstacles
         self.timesteps = [int(t) for t in scheduler.timesteps]
         stride = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
         alphas = scheduler.alphas_cumprod
@@ -351,7 +351,7 @@ class FusedSampler:
         return None
 
     def _build(self, key: tuple, graph: bytes | None = None) -> ort.InferenceSession:
-        shared = (self._fingerprint(), key, self.threads, self.spin)
+        shared = (self._fingerprint(), key, self.threads)
         if shared in _SESSIONS:  # another sampler of the same model made it (sessions are thread-safe to run)
             self._sessions[key] = _SESSIONS[shared]
             return _SESSIONS[shared]
@@ -363,7 +363,7 @@ class FusedSampler:
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
         # Spinning idle workers steal the cores from the simulation and from other processes.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self._sessions[key] = _SESSIONS[shared] = session
         return session

@@ -89,6 +89,11 @@ class PolicyConventions:
             raise ValueError(f"{self.source}: step_dt must be a positive number of seconds, got {self.step_dt}")
 
     @property
+    def tracks_motion(self) -> bool:
+        """A motion-tracking policy: it observes a reference motion (``motion_*`` terms)."""
+        return any(t.name.startswith("motion_") for t in self.obs_terms)
+
+    @property
     def sim_index(self) -> np.ndarray:
         """For each policy joint, its index in the simulator's (MuJoCo) joint order."""
         return g1.joint_index_map(self.joint_names)

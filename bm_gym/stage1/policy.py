@@ -40,7 +40,7 @@ class Stage1Policy:
         self.observations = ObservationBuilder(conventions, obs_dim=actor.obs_dim)
         self._sim_index = conventions.sim_index
         self._default_targets = np.array(g1.DEFAULT_JOINT_POS)  # joints the policy does not drive hold this
-        self.needs_motion = any(t.name.startswith("motion_") for t in conventions.obs_terms)
+        self.needs_motion = conventions.tracks_motion
         if self.needs_motion and motion is None:
             raise ValueError(f"{conventions.source}: this is a tracking policy: pass its reference motion (motion=...)")
         self._command_low, self._command_high = _command_bounds(conventions.command_ranges)
@@ -88,11 +88,10 @@ class Stage1Policy:
                     f"in {path.parent} or {root / 'params'}"
                 )
             conv = from_deploy_yaml(found[0])
-        needs_motion = any(t.name.startswith("motion_") for t in conv.obs_terms)
-        if needs_motion and motion is None:
+        if conv.tracks_motion and motion is None:
             motion = _find_motion(root)
         if isinstance(motion, (str, Path)):
-            motion = load_motion(motion, fps=motion_fps) if needs_motion else None
+            motion = load_motion(motion, fps=motion_fps) if conv.tracks_motion else None
         return cls(actor, conv, motion, clamp_commands=clamp_commands)
 
     def apply_gains(self, backend: SimBackend) -> None:
