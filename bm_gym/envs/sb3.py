@@ -1,9 +1,10 @@
-"""Stable-Baselines3 on the vector env: ``SB3VecEnv`` adapts a :class:`GuidedG1VectorEnv` to SB3's ``VecEnv``.
+"""Stable-Baselines3 on vector envs: ``SB3VecEnv`` adapts a Gymnasium ``VectorEnv`` (the batched
+:class:`GuidedG1VectorEnv` or a wrapper of it, such as the navigation task) to SB3's ``VecEnv``.
 
 SB3 wants the old vector API: ``reset()`` returns observations only, ``step`` is split into ``step_async`` /
 ``step_wait``, finished envs reset within the same step and keep their last observation in
-``info["terminal_observation"]``, and truncation is reported as ``info["TimeLimit.truncated"]``. The vector
-env runs in Gymnasium's ``same_step`` autoreset mode underneath, which gives exactly that.
+``info["terminal_observation"]``, and truncation is reported as ``info["TimeLimit.truncated"]``. Gymnasium's
+``same_step`` autoreset mode gives exactly that, so the adapted env must use it.
 """
 
 from __future__ import annotations
@@ -12,24 +13,33 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode
+from gymnasium.vector import AutoresetMode, VectorEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from bm_gym.envs.vector_env import GuidedG1VectorEnv
+from bm_gym.envs.vector_env import GuidedG1VectorEnv, env_info
 
 
 class SB3VecEnv(VecEnv):
-    """SB3 ``VecEnv`` over N guided envs planned as one batch; ``flatten`` turns the Dict observation into a Box
-    (as ``gymnasium.wrappers.FlattenObservation`` does for single envs) for ``MlpPolicy``."""
+    """SB3 ``VecEnv`` over a Gymnasium vector env in ``same_step`` autoreset mode (default: N guided envs planned
+    as one batch, built from ``env_kwargs``); ``flatten`` turns a Dict observation into a Box (as
+    ``gymnasium.wrappers.FlattenObservation`` does for single envs) for ``MlpPolicy``."""
 
-    def __init__(self, num_envs: int = 2, flatten: bool = True, **env_kwargs: Any) -> None:
-        self.venv = GuidedG1VectorEnv(num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs)
-        self.flatten = flatten
-        self._dict_space = self.venv.single_observation_space
-        observation_space = spaces.flatten_space(self._dict_space) if flatten else self._dict_space
-        super().__init__(num_envs, observation_space, self.venv.single_action_space)
+    def __init__(self, venv: VectorEnv | None = None, num_envs: int = 2, flatten: bool = True,
+                 **env_kwargs: Any) -> None:  # fmt: skip
+        if venv is None:
+            venv = GuidedG1VectorEnv(num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs)
+        elif env_kwargs:
+            raise TypeError(f"env options {sorted(env_kwargs)} given with an already built vector env")
+        if venv.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
+            raise ValueError(f"SB3VecEnv needs a vector env in same_step autoreset mode, got "
+                             f"{venv.metadata.get('autoreset_mode')}")  # fmt: skip
+        self.venv = venv
+        self.flatten = flatten and isinstance(venv.single_observation_space, spaces.Dict)
+        self._dict_space = venv.single_observation_space
+        observation_space = spaces.flatten_space(self._dict_space) if self.flatten else self._dict_space
+        super().__init__(venv.num_envs, observation_space, venv.single_action_space)
         self._actions: np.ndarray | None = None
-        self._seeds: list[int | None] = [None] * num_envs
+        self._seeds: list[int | None] = [None] * venv.num_envs
         self._options: dict[str, Any] = {}
 
     def _convert(self, obs: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
@@ -42,7 +52,7 @@ class SB3VecEnv(VecEnv):
         seeds = self._seeds if any(s is not None for s in self._seeds) else None
         obs, infos = self.venv.reset(seed=seeds, options=self._options or None)
         self._seeds = [None] * self.num_envs
-        self.reset_infos = [_env_info(infos, i) for i in range(self.num_envs)]
+        self.reset_infos = [env_info(infos, i) for i in range(self.num_envs)]
         return self._convert(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -51,7 +61,7 @@ class SB3VecEnv(VecEnv):
     def step_wait(self):
         obs, rewards, terminated, truncated, infos = self.venv.step(self._actions)
         dones = terminated | truncated
-        out = [_env_info(infos, i) for i in range(self.num_envs)]
+        out = [env_info(infos, i) for i in range(self.num_envs)]
         if dones.any():
             final = self._convert(infos["final_obs"])
             for i in np.flatnonzero(dones):
@@ -87,8 +97,3 @@ class SB3VecEnv(VecEnv):
             return list(range(self.num_envs))
         return [indices] if isinstance(indices, int) else list(indices)
 
-
-def _env_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
-    """Env i's entries of a Gymnasium vector info dict (arrays with ``_key`` masks)."""
-    skip = ("final_obs", "final_info")
-    return {k: v[i] for k, v in infos.items() if not k.startswith("_") and k not in skip and infos[f"_{k}"][i]}

@@ -12,7 +12,9 @@ int seed gives env i the seed ``seed + i``, as Gymnasium's vector envs do, so en
 reset with that seed. Options: ``{"obstacles": ..., "goal": ...}`` apply to every env, or give a list with
 one entry per env; ``"reset_mask"`` (bool [N]) resets only some envs. Autoreset follows Gymnasium 1.x:
 ``next_step`` (default: the step after an episode ends resets that env and ignores its action) or
-``same_step`` (the env resets at once; ``infos["final_obs"]`` / ``infos["final_info"]`` keep the last ones).
+``same_step`` (the env resets at once; ``infos["final_obs"]`` / ``infos["final_info"]`` keep the last ones) or
+``disabled`` (the caller resets ended envs with ``reset_mask``, giving each its own options: how wrappers such
+as :class:`bm_gym.envs.navigation.VectorNavigation` draw a new course per episode).
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def _worker(conn, backend_cfg: MujocoBackendCfg, count: int) -> None:
     torch.set_num_threads(1)
     sims = [MujocoBackend(backend_cfg) for _ in range(count)]
     while True:
-        command, payload = conn.recv()
+        try:
+            command, payload = conn.recv()
+        except (EOFError, OSError):  # the parent is gone without closing us: nothing left to answer
+            return
         try:
             if command == "step":  # payload: [(local index, targets)]
                 result = [sims[i].step(targets) for i, targets in payload]
@@ -110,6 +115,7 @@ class GuidedG1VectorEnv(VectorEnv):
             self._conns.append(parent)
             self._procs.append(proc)
         self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._ended = np.zeros(num_envs, dtype=bool)  # autoreset disabled: ended, not reset yet
         self._closed = False
 
     # -- worker calls -----------------------------------------------------------------------------------
@@ -173,12 +179,16 @@ class GuidedG1VectorEnv(VectorEnv):
             self.logics[i].state, self.logics[i].episode_collisions = states[i], 0
             infos = self._add_info(infos, self.logics[i].info(fell=False, collisions=0), i)
         self._autoreset[mask] = False
+        self._ended[mask] = False
         return self._observations(), infos
 
     def step(self, actions):
         actions = np.asarray(actions)
         if actions.shape[0] != self.num_envs:
             raise ValueError(f"expected actions for {self.num_envs} envs, got shape {actions.shape}")
+        if self._ended.any():
+            raise RuntimeError(f"envs {np.flatnonzero(self._ended).tolist()} ended and autoreset is disabled: reset "
+                               "them with reset(options={'reset_mask': ...}) before stepping again")  # fmt: skip
         infos: dict[str, Any] = {}
         resetting = self._autoreset.copy()
         if resetting.any():  # next-step autoreset: these envs reset now and ignore their action
@@ -231,6 +241,8 @@ class GuidedG1VectorEnv(VectorEnv):
                      "_final_info": done.copy()}  # fmt: skip
         elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset = done
+        else:
+            self._ended = done
         return observations, rewards, terminated, truncated, infos
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -288,6 +300,12 @@ class GuidedG1VectorEnv(VectorEnv):
     def _observations(self) -> dict[str, np.ndarray]:
         per_env = [logic.observation() for logic in self.logics]
         return {key: np.stack([o[key] for o in per_env]) for key in per_env[0]}
+
+
+def env_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
+    """Env i's entries of a Gymnasium vector info dict (arrays with ``_key`` masks), final ones left out."""
+    skip = ("final_obs", "final_info")
+    return {k: v[i] for k, v in infos.items() if not k.startswith("_") and k not in skip and infos[f"_{k}"][i]}
 
 
 def _autoreset_mode(value: str | AutoresetMode) -> AutoresetMode:

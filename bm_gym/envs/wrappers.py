@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -57,11 +58,38 @@ def sample_course(rng: np.random.Generator, distance=(4.0, 6.0), max_heading=mat
     return goal, obstacles
 
 
-class NavigationReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Reward for getting closer to the goal, a bonus for arriving, penalties for collisions and falls.
+@dataclass(frozen=True)
+class NavigationRewardCfg:
+    """Reward for getting closer to the goal, a bonus for arriving, penalties for collisions, falls and time."""
 
-    Requires a goal (``reset(options={"goal": ...})`` or :class:`RandomObstacleCourse`). Terminates on
-    arrival within ``goal_radius``; ``info["success"]`` says whether the episode reached the goal.
+    goal_radius: float = 0.3
+    progress: float = 1.0
+    arrival_bonus: float = 10.0
+    collision_penalty: float = 0.5
+    fall_penalty: float = 10.0
+    time_penalty: float = 0.01
+
+    def __call__(self, previous_distance: float, distance: float, collisions: int, fell: bool) -> tuple[float, bool]:
+        """(reward, success) of one env step that took the robot from ``previous_distance`` to ``distance``."""
+        reward = self.progress * (previous_distance - distance) - self.time_penalty
+        reward -= self.collision_penalty * (collisions > 0)
+        success = distance < self.goal_radius and not fell
+        reward += self.arrival_bonus * success - self.fall_penalty * fell
+        return float(reward), bool(success)
+
+
+def goal_distance(goal: tuple[float, float] | None, info: dict) -> float:
+    """Distance (m) from the robot (``info["root_xy"]``) to ``goal``."""
+    if goal is None:
+        raise RuntimeError("the navigation reward needs a goal: reset(options={'goal': (x, y)}) or a random course")
+    return float(np.hypot(goal[0] - info["root_xy"][0], goal[1] - info["root_xy"][1]))
+
+
+class NavigationReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """:class:`NavigationRewardCfg`'s reward; terminates on arrival within ``goal_radius``.
+
+    Requires a goal (``reset(options={"goal": ...})`` or :class:`RandomObstacleCourse`);
+    ``info["success"]`` says whether the episode reached the goal.
     """
 
     def __init__(
@@ -79,32 +107,19 @@ class NavigationReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             collision_penalty=collision_penalty, fall_penalty=fall_penalty, time_penalty=time_penalty,
         )  # fmt: skip
         gym.Wrapper.__init__(self, env)
-        self.goal_radius, self.progress, self.arrival_bonus = goal_radius, progress, arrival_bonus
-        self.collision_penalty, self.fall_penalty, self.time_penalty = collision_penalty, fall_penalty, time_penalty
+        self.reward_cfg = NavigationRewardCfg(goal_radius, progress, arrival_bonus, collision_penalty, fall_penalty,
+                                              time_penalty)  # fmt: skip
         self._distance = math.inf
-
-    def _goal_distance(self, info: dict) -> float:
-        goal = self.env.unwrapped.goal
-        if goal is None:
-            raise RuntimeError("NavigationReward needs a goal: reset(options={'goal': (x, y)}) or RandomObstacleCourse")
-        return float(np.hypot(goal[0] - info["root_xy"][0], goal[1] - info["root_xy"][1]))
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        self._distance = self._goal_distance(info)
+        self._distance = goal_distance(self.env.unwrapped.goal, info)
         info["success"] = False
         return obs, info
 
     def step(self, action):
         obs, _, terminated, truncated, info = self.env.step(action)
-        distance = self._goal_distance(info)
-        reward = self.progress * (self._distance - distance) - self.time_penalty
-        reward -= self.collision_penalty * (info["collisions"] > 0)
+        distance = goal_distance(self.env.unwrapped.goal, info)
+        reward, info["success"] = self.reward_cfg(self._distance, distance, info["collisions"], info["fell"])
         self._distance = distance
-        info["success"] = distance < self.goal_radius and not info["fell"]
-        if info["success"]:
-            reward += self.arrival_bonus
-            terminated = True
-        if info["fell"]:
-            reward -= self.fall_penalty
-        return obs, float(reward), terminated, truncated, info
+        return obs, reward, terminated or info["success"], truncated, info

@@ -86,3 +86,56 @@ def test_navigate_mode_sends_the_course_goal_as_a_routed_world_waypoint():
     task = env.unwrapped.controller.task
     assert isinstance(task, NavigateTask) and (task.x, task.y) == pytest.approx(goal, abs=1e-5)
     env.close()
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_vector_navigation_matches_single_navigation_envs_with_the_same_seeds(residual):
+    from bm_gym.envs.navigation import make_navigation_vector_env
+
+    vec = make_navigation_vector_env(2, residual=residual, **FAST)
+    singles = [make_navigation_env(flatten=False, residual=residual, **FAST) for _ in range(2)]
+    obs, _ = vec.reset(seed=7)
+    alone = [env.reset(seed=7 + i)[0] for i, env in enumerate(singles)]
+    assert [logic.goal for logic in vec.unwrapped.logics] == [env.unwrapped.goal for env in singles]
+    assert [logic.obstacles for logic in vec.unwrapped.logics] == [env.unwrapped.obstacles for env in singles]
+    actions = np.array([[0.3, 0.0, -0.2], [-0.5, 0.2, 0.4]], np.float32)
+    for _ in range(3):
+        obs, rewards, terminated, _, infos = vec.step(actions)
+        for i, env in enumerate(singles):
+            single_obs, reward, *_ = env.step(actions[i])
+            np.testing.assert_allclose(obs["robot"][i], single_obs["robot"], atol=1e-4)
+            assert rewards[i] == pytest.approx(reward, abs=1e-4)
+    assert vec.single_action_space == singles[0].action_space
+    vec.close()
+    for env in singles:
+        env.close()
+
+
+def test_vector_navigation_resets_an_arrived_env_with_a_new_course_in_the_same_step():
+    from bm_gym.envs.navigation import make_navigation_vector_env
+
+    vec = make_navigation_vector_env(2, **FAST)
+    assert vec.metadata["autoreset_mode"].name == "SAME_STEP"
+    vec.reset(seed=0, options={"goal": [(0.1, 0.0), (5.0, 0.0)]})
+    obs, rewards, terminated, truncated, infos = vec.step(to_unit_action(np.zeros((2, 3))))
+    assert list(terminated) == [True, False] and list(infos["_final_obs"]) == [True, False]
+    assert infos["final_info"]["success"][0] and rewards[0] > 5 and not infos["success"][1]
+    new_goal = vec.unwrapped.logics[0].goal
+    assert 4.0 <= math.hypot(*new_goal) <= 6.0, "a new random course"
+    assert obs["goal"][0, 2] == 1.0 and infos["time"][0] == 0.0 and infos["time"][1] > 0
+    vec.close()
+
+
+def test_sb3_trains_on_the_vector_navigation_env():
+    from stable_baselines3 import PPO
+
+    from bm_gym.envs.navigation import make_navigation_vector_env
+    from bm_gym.envs.sb3 import SB3VecEnv
+
+    env = SB3VecEnv(make_navigation_vector_env(2, residual=True, max_episode_s=0.2, **FAST))
+    assert env.observation_space.shape == (30,) and env.action_space.shape == (3,)
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=16)
+    with pytest.raises(ValueError, match="same_step"):
+        SB3VecEnv(make_navigation_vector_env(2, **FAST).unwrapped)
+    env.close()

@@ -66,6 +66,19 @@ def test_same_step_autoreset_keeps_the_final_observation():
     vec.close()
 
 
+def test_disabled_autoreset_leaves_ended_envs_to_the_caller():
+    vec = GuidedG1VectorEnv(num_envs=2, max_episode_s=0.04, autoreset_mode="disabled", **FAST)
+    vec.reset(seed=0)
+    _, _, _, truncated, infos = vec.step(ACTIONS)
+    assert truncated.all() and "final_obs" not in infos
+    with pytest.raises(RuntimeError, match=r"envs \[0, 1\] ended and autoreset is disabled"):
+        vec.step(ACTIONS)
+    _, infos = vec.reset(options={"reset_mask": np.array([True, True])})
+    _, _, _, truncated, infos = vec.step(ACTIONS)
+    assert truncated.all() and np.allclose(infos["time"], 0.04)
+    vec.close()
+
+
 def test_bad_per_env_options_change_nothing():
     vec = GuidedG1VectorEnv(num_envs=2, **FAST)
     vec.reset(seed=0, options={"obstacles": OBSTACLES})

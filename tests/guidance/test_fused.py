@@ -85,6 +85,18 @@ def test_a_batch_plans_each_robot_as_it_would_alone(fused_policy, histories):
         np.testing.assert_allclose(batch[i], alone, atol=TOLERANCE)
 
 
+def test_a_batch_split_across_threads_plans_as_one_part(fused_policy, histories):
+    """threads=2 runs the batch as two parts (sizes 2 and 1) concurrently: the same plans as one part."""
+    split = DiffusionPolicy.load(SHIPPED_CHECKPOINT).use_fused(threads=2)
+    costs = [COSTS["navigate"], COSTS["waypoint + barrier"], None]
+    plans = []
+    for p in (fused_policy, split):
+        guides = [None if c is None else p.guide(c) for c in costs]
+        plans.append(p.plan(histories, [torch.Generator().manual_seed(20 + i) for i in range(3)], guides))
+    np.testing.assert_allclose(plans[1], plans[0], atol=TOLERANCE)
+    assert sorted(key[1] for key in split.fused._sessions) == [1, 2]  # two parts really ran
+
+
 def test_costs_outside_the_library_take_the_reference_path(policy, fused_policy, histories):
     grid = OccupancyGrid(np.eye(8, dtype=bool), 0.25, origin=(0.5, -1.0))
     cost = ObstacleCost(ObstacleField(grids=[grid]))
