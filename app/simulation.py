@@ -68,6 +68,7 @@ class Snapshot:
     recording: bool
     mode: str
     error: str | None = None  # the last user action or control step that failed, shown until the next reset
+    no_route: bool = False  # the waypoint is walled off from the robot: it stands still and says so
 
 
 class Simulation(threading.Thread):
@@ -289,4 +290,5 @@ class Simulation(threading.Thread):
             obstacles={ids[h]: o for h, o in self.backend.obstacles().items() if h in ids},
             plan_ms=self.controller.plan_ms[-1] if self.controller.plan_ms else 0.0, cost=cost, control_hz=hz,
             fell=self._fell, paused=paused, recording=self._recorder is not None, mode=mode, error=self._error,
+            no_route=isinstance(self.controller.task, NavigateTask) and not self.controller.task.route_exists(s),
         )  # fmt: skip

@@ -269,12 +269,13 @@ class TeleopApp:
         pad = ", ".join(self.gamepad.names) if self.gamepad.connected else "none (keyboard)"
         flags = " | PAUSED" * snap.paused + " | FELL (press Reset)" * snap.fell + " | REC" * snap.recording
         flags += f" | ERROR: {snap.error}" if snap.error else ""
+        warning = "NO ROUTE to the waypoint: standing still | " * snap.no_route  # first: the line may be clipped
         dpg.set_item_label("pause", "Resume" if snap.paused else "Pause")  # the simulation pauses itself on errors
         dpg.set_value(
             "status",
-            f"control {snap.control_hz:4.1f} Hz (target {self.cfg.sim.control_hz:.0f}) | plan {snap.plan_ms:5.1f} ms | "
-            f"3D view {self.view.frames_rendered} frames | UI {ui_fps:4.1f} fps | sim t {snap.time:6.1f} s | "
-            f"mode {snap.mode} | gamepad: {pad} | obstacles {len(snap.obstacles)}{flags}",
+            f"{warning}control {snap.control_hz:4.1f} Hz (target {self.cfg.sim.control_hz:.0f}) | plan "
+            f"{snap.plan_ms:5.1f} ms | 3D view {self.view.frames_rendered} frames | UI {ui_fps:4.1f} fps | sim t "
+            f"{snap.time:6.1f} s | mode {snap.mode} | gamepad: {pad} | obstacles {len(snap.obstacles)}{flags}",
         )
 
     def _update_plots(self) -> None:

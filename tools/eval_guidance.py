@@ -1,8 +1,10 @@
 """Guided control in MuJoCo with a diffusion checkpoint: waypoints, joystick profile, obstacle courses.
 
 python -m tools.eval_guidance --scenario waypoint --episodes 20
+python -m tools.eval_guidance --scenario stay --episodes 20 [--navigator navigate] [--heading]
 python -m tools.eval_guidance --scenario joystick --episodes 3
 python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint] [--actions-per-plan 2]
+python -m tools.eval_guidance --scenario passages --episodes 10
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ import numpy as np
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
-from bm_gym.eval.scenarios import NAVIGATORS, obstacle_course, run_joystick, run_waypoint
+from bm_gym.eval.scenarios import (
+    NAVIGATORS,
+    NavigationCfg,
+    obstacle_course,
+    passage_course,
+    run_joystick,
+    run_stay,
+    run_waypoint,
+)
 from bm_gym.guidance import GuidanceCfg
+from bm_gym.guidance.routing import PursuitCfg, RouteCfg
+from bm_gym.guidance.tasks import ArrivalCfg
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
 
 
@@ -43,12 +55,22 @@ def _episode(job: tuple[dict, str, int]) -> dict:
             fused=opts["fused"],
         ),  # fmt: skip
     )
+    navigation = NavigationCfg(
+        arrival=ArrivalCfg(radius=opts["hold_radius"]),
+        route=RouteCfg(body_radius=opts["route_body_radius"], crowding_cost=opts["route_crowding_cost"]),
+        pursuit=PursuitCfg(min_speed=opts["min_speed"]),
+        margin=opts["margin"],
+    )
     if scenario == "waypoint":
-        result = run_waypoint(backend, controller, seed, guidance, navigator=opts["navigator"])
-    elif scenario == "obstacles":
-        goal, obstacles = obstacle_course(seed)
+        result = run_waypoint(backend, controller, seed, guidance, navigator=opts["navigator"], navigation=navigation)
+    elif scenario == "stay":
+        result = run_stay(backend, controller, seed, guidance, navigator=opts["navigator"], heading=opts["heading"],
+                          navigation=navigation)  # fmt: skip
+    elif scenario in ("obstacles", "passages"):
+        goal, obstacles = (obstacle_course if scenario == "obstacles" else passage_course)(seed)
         result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
-                              obstacle_weight=opts["obstacle_weight"], navigator=opts["navigator"])  # fmt: skip
+                              obstacle_weight=opts["obstacle_weight"], navigator=opts["navigator"],
+                              navigation=navigation)  # fmt: skip
     else:
         result = run_joystick(backend, controller, seed, guidance)
     out = asdict(result)
@@ -59,7 +81,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
-    parser.add_argument("--scenario", choices=["waypoint", "joystick", "obstacles"], required=True)
+    parser.add_argument("--scenario", choices=["waypoint", "stay", "joystick", "obstacles", "passages"], required=True)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + episodes - 1")
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale)
@@ -71,9 +93,36 @@ def main() -> None:
         choices=NAVIGATORS,
         default=None,
         help="how a goal becomes a task (bm_gym.eval.scenarios.NAVIGATORS); default: waypoint for the waypoint "
-        "scenario (Eq. 8), navigate for obstacle courses",
+        "and stay scenarios (Eq. 8), navigate for obstacle courses",
     )
     parser.add_argument("--actions-per-plan", type=int, default=1, help="planned actions executed per plan")
+    parser.add_argument("--heading", action="store_true", help="stay: the goal has a heading to turn to")
+    parser.add_argument(
+        "--hold-radius",
+        type=float,
+        default=ArrivalCfg().radius,
+        help="stay: hold within this distance of the goal (0: approach forever, as before issue 15)",
+    )
+    ablation = parser.add_argument_group("navigation settings (defaults: the library's; issue 15 ablations)")
+    ablation.add_argument("--margin", type=float, default=None, help="one barrier margin for every body (m)")
+    ablation.add_argument(
+        "--route-body-radius",
+        type=float,
+        default=RouteCfg().body_radius,
+        help="routes keep the robot's centre this far from obstacles (0.6: the old route wall)",
+    )
+    ablation.add_argument(
+        "--route-crowding-cost",
+        type=float,
+        default=RouteCfg().crowding_cost,
+        help="extra cost of route cells near obstacles (0: none)",
+    )
+    ablation.add_argument(
+        "--min-speed",
+        type=float,
+        default=PursuitCfg().min_speed,
+        help="NavigateTask's approach speed floor (m/s; 0: none)",
+    )
     parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
     parser.add_argument("--warm-start-step", type=int, default=0, help="start plans from the previous one here")
     parser.add_argument("--workers", type=int, default=2)
@@ -82,7 +131,10 @@ def main() -> None:
     args = parser.parse_args()
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
-            "navigator": args.navigator or ("waypoint" if args.scenario == "waypoint" else "navigate"),
+            "navigator": args.navigator or ("waypoint" if args.scenario in ("waypoint", "stay") else "navigate"),
+            "heading": args.heading, "hold_radius": args.hold_radius, "margin": args.margin,
+            "route_body_radius": args.route_body_radius, "route_crowding_cost": args.route_crowding_cost,
+            "min_speed": args.min_speed,
             "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,
             "warm_start_step": args.warm_start_step, "fused": not args.reference}  # fmt: skip
     jobs = [(opts, args.scenario, seed) for seed in range(args.first_seed, args.first_seed + args.episodes)]
@@ -101,6 +153,16 @@ def main() -> None:
         yaw = np.mean([r["extra"]["yaw_rate_error"] for r in done]) if done else float("nan")
         print(f"\njoystick: {n - falls}/{n} without falling; mean forward-speed error {speed:.3f} m/s, "
               f"yaw-rate error {yaw:.3f} rad/s; median plan {latency:.1f} ms")  # fmt: skip
+    elif args.scenario == "stay":
+        ok = sum(r["success"] for r in results)
+        arrived = [r for r in results if r["extra"].get("arrived_s") is not None and not r["fell"]]
+        drift = max((r["extra"]["max_distance_after_arrival"] for r in arrived), default=float("nan"))
+        line = (f"\nstay: {ok}/{n} arrived and stayed within 0.3 m for 10 s; {len(arrived)} arrived, {falls} fell; "
+                f"largest distance after arrival {drift:.2f} m")  # fmt: skip
+        if args.heading and arrived:
+            errors = [r["extra"]["heading_error"] for r in arrived]
+            line += f"; final heading error median {np.median(errors):.3f} rad, max {max(errors):.3f}"
+        print(line + f"; median plan {latency:.1f} ms")
     else:
         ok = sum(r["success"] for r in results)
         collided = sum(r["collisions"] > 0 for r in results)

@@ -114,6 +114,7 @@ class EnvLogic:
         self.field = ObstacleField()
         self.obstacles: tuple[Obstacle, ...] = ()
         self.state: RobotState | None = None
+        self.current_task: Task | None = None  # what the latest command asked for
         self.episode_collisions = 0
 
     @staticmethod
@@ -156,6 +157,8 @@ class EnvLogic:
         state = self.state
         if self.cfg.command == "velocity":
             task: Task = VelocityTask(*map(float, command))
+            if self.obstacles:
+                task = CombinedTask(((1.0, task), (self.cfg.obstacle_weight, AvoidObstaclesTask(self.obstacles))))
         else:
             x, y = map(float, command)
             if self.cfg.waypoint_frame == "robot":
@@ -163,9 +166,8 @@ class EnvLogic:
                 x, y = state.root_pos[0] + c * x - s * y, state.root_pos[1] + s * x + c * y
             # Routed round the obstacles (Eq. 8 alone stalls in front of them, and with actions_per_plan=2
             # reached 3 / 20 open-ground goals against NavigateTask's 20 / 20).
-            return NavigateTask(x, y, obstacles=self.obstacles, obstacle_weight=self.cfg.obstacle_weight)
-        if self.obstacles:
-            task = CombinedTask(((1.0, task), (self.cfg.obstacle_weight, AvoidObstaclesTask(self.obstacles))))
+            task = NavigateTask(x, y, obstacles=self.obstacles, obstacle_weight=self.cfg.obstacle_weight)
+        self.current_task = task
         return task
 
     def observation(self) -> dict[str, np.ndarray]:
@@ -203,12 +205,15 @@ class EnvLogic:
     def info(self, fell: bool, collisions: int) -> dict[str, Any]:
         """Deterministic per step (plan latencies are in ``controller.plan_ms``, not here)."""
         s = self.state
+        routed = isinstance(self.current_task, NavigateTask)
         return {
             "time": s.time,
             "root_xy": s.root_pos[:2].copy(),
             "fell": fell,
             "collisions": collisions,  # control steps with robot-obstacle contact during this env step
             "episode_collisions": self.episode_collisions,
+            # waypoint commands: the goal is walled off from here (the robot stands still instead of pressing on)
+            "no_route": bool(routed and not self.current_task.route_exists(s)),
         }
 
     def truncated(self, fell: bool) -> bool:

@@ -88,7 +88,7 @@ def residual_command(goal_xy_robot: np.ndarray, action) -> np.ndarray:
 #: The baseline as pure pursuit of the goal itself: turn towards it, walk at up to 0.8 m/s scaled by the
 #: cosine of the bearing, slow down within 1 m; no route, so obstacles on the way stop it.
 BASELINE_PURSUIT = PursuitCfg(cruise=0.8, turn_gain=1.5, max_yaw_rate=float(VELOCITY_HIGH[2]), slow_radius=1.0,
-                              stop_radius=0.0, alignment_power=1)  # fmt: skip
+                              min_speed=0.0, stop_radius=0.0, alignment_power=1)  # fmt: skip
 
 
 def straight_line_command(goal_xy_robot: np.ndarray) -> np.ndarray:

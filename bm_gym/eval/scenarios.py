@@ -1,4 +1,5 @@
-"""Seeded evaluation scenarios for guided control: waypoints, a joystick profile, obstacle courses."""
+"""Seeded evaluation scenarios for guided control: waypoints, staying at a goal, a joystick profile, obstacle
+courses, narrow passages."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 
 from bm_gym.controller import DiffusionController
 from bm_gym.guidance.guide import GuidanceCfg
+from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import (
+    ArrivalCfg,
     AvoidObstaclesTask,
     CombinedTask,
     NavigateTask,
@@ -56,6 +59,35 @@ def obstacle_course(seed: int) -> tuple[tuple[float, float], list[Obstacle]]:
     return goal, obstacles
 
 
+def _wall(x0: float, y0: float, x1: float, y1: float, thickness: float = 0.1) -> Box:
+    """A straight wall from (x0, y0) to (x1, y1)."""
+    length = math.hypot(x1 - x0, y1 - y0)
+    return Box((x0 + x1) / 2, (y0 + y1) / 2, length / 2, thickness / 2, yaw=math.atan2(y1 - y0, x1 - x0), height=1.0)
+
+
+def passage_course(seed: int) -> tuple[tuple[float, float], list[Obstacle]]:
+    """A wall across the way, 10 m long, whose only opening is narrow: even seeds a gap of 0.8-1.2 m, odd seeds
+    a corridor of 1.0-1.3 m by 1.2-2.0 m behind the opening. The goal lies 2 m beyond."""
+    rng = np.random.default_rng(3000 + seed)
+    corridor = seed % 2 == 1
+    width = rng.uniform(1.0, 1.3) if corridor else rng.uniform(0.8, 1.2)
+    centre, wall_x = rng.uniform(-0.8, 0.8), rng.uniform(1.8, 2.4)
+    low, high = centre - width / 2, centre + width / 2  # the opening, wall face to wall face
+    obstacles: list[Obstacle] = [_wall(wall_x, -5.0, wall_x, low), _wall(wall_x, high, wall_x, 5.0)]
+    end = wall_x
+    if corridor:  # side walls 0.1 m thick, their inner faces at the opening's edges
+        end = wall_x + rng.uniform(1.2, 2.0)
+        obstacles += [_wall(wall_x, low - 0.05, end, low - 0.05), _wall(wall_x, high + 0.05, end, high + 0.05)]
+    return (end + 2.0, float(rng.uniform(-0.8, 0.8))), obstacles
+
+
+def walled_in_course(goal: tuple[float, float] = (3.0, 0.0), half: float = 0.8) -> list[Obstacle]:
+    """Four walls round ``goal``: no route leads to it."""
+    x, y = goal
+    corners = [(x - half, y - half), (x + half, y - half), (x + half, y + half), (x - half, y + half)]
+    return [_wall(*a, *b) for a, b in zip(corners, corners[1:] + corners[:1], strict=True)]
+
+
 #: (start s, vx, wz, ramp) keyframes of the joystick profile: ramps interpolate, steps jump.
 JOYSTICK_PROFILE = [
     (0.0, 0.0, 0.0, False), (2.0, 0.0, 0.0, True), (4.0, 0.6, 0.0, False), (9.0, 0.3, 0.5, False),
@@ -89,28 +121,43 @@ def _start(backend: MujocoBackend, controller: DiffusionController, seed: int, o
 NAVIGATORS = ("navigate", "waypoint", "routed-waypoint")
 
 
-def goal_task(goal: tuple[float, float], obstacles=(), navigator: str = "navigate", obstacle_weight: float = 1.0):
-    """The task that walks to ``goal`` around ``obstacles`` with one of :data:`NAVIGATORS`."""
-    obstacles = tuple(obstacles)
+@dataclass(frozen=True)
+class NavigationCfg:
+    """How goal tasks navigate (defaults: the library's); the evaluation's ablation knobs."""
+
+    arrival: ArrivalCfg = field(default_factory=ArrivalCfg)
+    route: RouteCfg = field(default_factory=RouteCfg)
+    pursuit: PursuitCfg = field(default_factory=PursuitCfg)
+    margin: float | None = None  # the barrier's margin for every body; None: each body's own
+
+
+def goal_task(goal: tuple[float, float], obstacles=(), navigator: str = "navigate", obstacle_weight: float = 1.0,
+              yaw: float | None = None, navigation: NavigationCfg | None = None):  # fmt: skip
+    """The task that walks to ``goal`` around ``obstacles`` with one of :data:`NAVIGATORS`, and holds it (turned
+    to ``yaw`` if given) there."""
+    obstacles, nav = tuple(obstacles), navigation or NavigationCfg()
+    routed = {"obstacles": obstacles, "obstacle_weight": obstacle_weight, "yaw": yaw, "arrival": nav.arrival,
+              "route": nav.route, "margin": nav.margin}  # fmt: skip
     if navigator == "navigate":
-        return NavigateTask(*goal, obstacles=obstacles, obstacle_weight=obstacle_weight)
+        return NavigateTask(*goal, pursuit=nav.pursuit, **routed)
     if navigator == "routed-waypoint":
-        return RoutedWaypointTask(*goal, obstacles=obstacles, obstacle_weight=obstacle_weight)
+        return RoutedWaypointTask(*goal, **routed)
     if navigator != "waypoint":
         raise ValueError(f"unknown navigator {navigator!r}; expected one of {NAVIGATORS}")
+    waypoint = WaypointTask(*goal, yaw=yaw, arrival=nav.arrival)
     if not obstacles:
-        return WaypointTask(*goal)
-    return CombinedTask(((1.0, WaypointTask(*goal)), (obstacle_weight, AvoidObstaclesTask(obstacles))))
+        return waypoint
+    return CombinedTask(((1.0, waypoint), (obstacle_weight, AvoidObstaclesTask(obstacles, margin=nav.margin))))
 
 
 def run_waypoint(backend, controller, seed: int, guidance: GuidanceCfg, obstacles=(), timeout_s: float = 25.0,
                  goal: tuple[float, float] | None = None, obstacle_weight: float = 1.0,
-                 navigator: str = "waypoint") -> EpisodeResult:  # fmt: skip
+                 navigator: str = "waypoint", navigation: NavigationCfg | None = None) -> EpisodeResult:  # fmt: skip
     """Walk to a goal (default: seeded, 2-5 m away) around ``obstacles``, steered by ``navigator``."""
     goal = goal or waypoint_goal(seed)
     state = _start(backend, controller, seed, obstacles)
     waypoint = WaypointTask(*goal)
-    task = goal_task(goal, obstacles, navigator, obstacle_weight)
+    task = goal_task(goal, obstacles, navigator, obstacle_weight, navigation=navigation)
     controller.set_task(task, guidance)
     collisions, min_distance = 0, math.inf
     for step in range(round(timeout_s / backend.control_dt)):
@@ -124,6 +171,46 @@ def run_waypoint(backend, controller, seed: int, guidance: GuidanceCfg, obstacle
             return EpisodeResult(seed, collisions == 0, False, collisions, (step + 1) * backend.control_dt,
                                  {"goal": goal, "min_distance": min_distance})  # fmt: skip
     return EpisodeResult(seed, False, False, collisions, timeout_s, {"goal": goal, "min_distance": min_distance})
+
+
+def goal_heading(seed: int) -> float:
+    """A seeded goal heading (rad, world frame) for the stay scenario with headings."""
+    return float(np.random.default_rng(2000 + seed).uniform(-math.pi, math.pi))
+
+
+def run_stay(backend, controller, seed: int, guidance: GuidanceCfg, navigator: str = "waypoint",
+             heading: bool = False, hold_s: float = 10.0, timeout_s: float = 25.0,
+             heading_tolerance: float = 0.15, navigation: NavigationCfg | None = None) -> EpisodeResult:  # fmt: skip
+    """Walk to a seeded goal (as :func:`run_waypoint`) and keep the task ``hold_s`` s after arriving: success if
+    the robot stays within the goal radius all that time (and, with ``heading``, ends within
+    ``heading_tolerance`` rad of the seeded goal heading)."""
+    goal = waypoint_goal(seed)
+    yaw = goal_heading(seed) if heading else None
+    state = _start(backend, controller, seed)
+    controller.set_task(goal_task(goal, navigator=navigator, yaw=yaw, navigation=navigation), guidance)
+    dt = backend.control_dt
+    arrived_at, drift = None, 0.0
+    for step in range(round((timeout_s + hold_s) / dt)):
+        state = backend.step(controller.act(state))
+        t = (step + 1) * dt
+        distance = math.hypot(goal[0] - state.root_pos[0], goal[1] - state.root_pos[1])
+        if has_fallen(state):
+            return EpisodeResult(seed, False, True, 0, t, {"goal": goal, "arrived_s": arrived_at})
+        if arrived_at is None:
+            if distance < GOAL_RADIUS:
+                arrived_at = t
+            elif t >= timeout_s:
+                break
+        else:
+            drift = max(drift, distance)
+            if t >= arrived_at + hold_s:
+                break
+    extra = {"goal": goal, "arrived_s": arrived_at, "max_distance_after_arrival": drift}
+    stayed = arrived_at is not None and drift < GOAL_RADIUS
+    if yaw is not None:
+        extra["goal_yaw"], extra["heading_error"] = yaw, abs(float(wrap_angle(state.yaw - yaw)))
+        stayed = stayed and extra["heading_error"] <= heading_tolerance
+    return EpisodeResult(seed, stayed, False, 0, (step + 1) * dt, extra)
 
 
 def run_joystick(backend, controller, seed: int, guidance: GuidanceCfg, smooth_s: float = 1.0) -> EpisodeResult:

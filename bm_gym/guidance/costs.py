@@ -7,13 +7,16 @@ costs compose by weighted sum (:class:`WeightedSum`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from bm_gym.data.state import StateLayout
 from bm_gym.guidance.sdf import ObstacleField
+from bm_gym.robot import g1
 
 
 class Trajectory:
@@ -28,6 +31,7 @@ class Trajectory:
     def __init__(self, layout: StateLayout, x: torch.Tensor, dt: float = 0.02) -> None:
         f = layout.fields
         self.x = x
+        self.body_names = layout.body_names  # order of the bodies in ``body_xy``
         self.root_xy = x[..., f["root_pos_xy"]]  # [B, H, 2], robot frame at plan time
         cs = x[..., f["root_yaw_cs"]]
         self.yaw = torch.atan2(cs[..., 1], cs[..., 0])  # [B, H], relative to plan time
@@ -128,24 +132,39 @@ def relaxed_barrier(x: torch.Tensor, delta: float) -> torch.Tensor:
     return torch.where(x > delta, -torch.log(safe), quadratic)
 
 
+def body_margins(margin: float | Mapping[str, float] | None, body_names: Sequence[str]) -> np.ndarray:
+    """Per-body clearances [K] for ``body_names``: one value for all, values by body name, or None for the
+    G1's own (:data:`bm_gym.robot.g1.OBSTACLE_MARGINS`)."""
+    if margin is None:
+        margin = g1.OBSTACLE_MARGINS
+    if not isinstance(margin, Mapping):
+        return np.full(len(body_names), float(margin), np.float32)
+    missing = [name for name in body_names if name not in margin]
+    if missing:
+        raise KeyError(f"obstacle margins give no value for the key bodies {missing}")
+    return np.array([margin[name] for name in body_names], np.float32)
+
+
 @dataclass
 class ObstacleCost:
     """Relaxed log barrier (Eq. 10) on the signed distance from key bodies to obstacles (robot-frame field).
 
-    Summed over bodies, averaged over the horizon like the other costs. Clearances beyond ``influence`` m
-    cost nothing, so open space exerts no pull and obstacles do not push the robot back from afar (at 0.5 m
-    the barrier outweighed the task cost near obstacles and the robot stalled beside them).
+    Each body keeps its own margin (by default its reach, :data:`bm_gym.robot.g1.OBSTACLE_MARGINS`). Summed over
+    bodies, averaged over the horizon like the other costs. Clearances beyond ``influence`` m cost nothing,
+    so open space exerts no pull and obstacles do not push the robot back from afar (at 0.5 m the barrier
+    outweighed the task cost near obstacles and the robot stalled beside them).
     """
 
     field: ObstacleField
-    margin: float = 0.2  # body radius + clearance, m
+    margin: float | Mapping[str, float] | None = None  # m: one for all bodies, by body name, or None: the G1's
     delta: float = 0.1
     influence: float = 0.3
 
     def __call__(self, traj: Trajectory) -> torch.Tensor:
         if self.field.empty:
             return torch.zeros(traj.x.shape[0], dtype=traj.x.dtype)
-        clearance = self.field.distance(traj.body_xy) - self.margin
+        margins = torch.as_tensor(body_margins(self.margin, traj.body_names), dtype=traj.x.dtype)
+        clearance = self.field.distance(traj.body_xy) - margins
         barrier = relaxed_barrier(torch.clamp(clearance, max=self.influence), self.delta)
         return (barrier - relaxed_barrier(torch.tensor(self.influence), self.delta)).sum(dim=-1).mean(dim=-1)
 

@@ -35,14 +35,14 @@ import torch
 from torch import nn
 
 from bm_gym.data.state import StateLayout
-from bm_gym.guidance.costs import JoystickCost, ObstacleCost, TaskCost, WaypointCost, WeightedSum
+from bm_gym.guidance.costs import JoystickCost, ObstacleCost, TaskCost, WaypointCost, WeightedSum, body_margins
 from bm_gym.guidance.guide import GuidanceCfg
 
 #: Per-robot scalar parameters, in this order (one row of the ``params`` input).
 PARAMS = (
     "joy_w", "joy_vx", "joy_vy", "joy_wz", "joy_vel_w", "joy_yaw_w",
     "wp_w", "wp_x", "wp_y", "wp_power", "wp_sharpness", "wp_pull_w", "wp_heading_w", "wp_fade",
-    "obs_w", "obs_margin", "obs_delta", "obs_influence",
+    "obs_w", "obs_delta", "obs_influence",
     "scale", "max_grad_norm",
 )  # fmt: skip
 _P = {name: i for i, name in enumerate(PARAMS)}
@@ -56,6 +56,7 @@ class CostParams:
     values: np.ndarray  # [len(PARAMS)] float32, scale and max_grad_norm left at 0 (set per guidance config)
     circles: np.ndarray  # [Mc, 3] x, y, radius
     boxes: np.ndarray  # [Mb, 5] x, y, half_x, half_y, yaw
+    margin: float | dict | None = None  # the barrier's body margins as ObstacleCost takes them
 
 
 def pack_cost(cost: TaskCost) -> CostParams | None:
@@ -63,6 +64,7 @@ def pack_cost(cost: TaskCost) -> CostParams | None:
     values = np.zeros(len(PARAMS), np.float32)
     shapes: dict[str, np.ndarray] = {"circles": np.zeros((0, 3), np.float32), "boxes": np.zeros((0, 5), np.float32)}
     seen: set[str] = set()
+    margin: list = [None]
 
     def add(term: TaskCost, weight: float) -> bool:
         if isinstance(term, WeightedSum):
@@ -82,8 +84,8 @@ def pack_cost(cost: TaskCost) -> CostParams | None:
         else:
             if term.field.grids:
                 return False
-            values[[_P[k] for k in ("obs_margin", "obs_delta", "obs_influence")]] = (
-                term.margin, term.delta, term.influence)  # fmt: skip
+            values[[_P[k] for k in ("obs_delta", "obs_influence")]] = term.delta, term.influence
+            margin[0] = term.margin
             shapes["circles"] = term.field.circles.numpy().astype(np.float32)
             shapes["boxes"] = term.field.boxes.numpy().astype(np.float32)
         return True
@@ -93,13 +95,13 @@ def pack_cost(cost: TaskCost) -> CostParams | None:
     for kind, names in _NEUTRAL.items():  # unused terms get harmless settings: no division by zero in the graph
         if kind not in seen:
             values[[_P[n] for n in names]] = list(names.values())
-    return CostParams(values, shapes["circles"], shapes["boxes"])
+    return CostParams(values, shapes["circles"], shapes["boxes"], margin[0])
 
 
 #: Settings of an unused (zero-weight) term.
 _NEUTRAL = {
     "wp": {"wp_power": 1.0, "wp_sharpness": 4.0, "wp_fade": 1.0},
-    "obs": {"obs_margin": 0.2, "obs_delta": 0.1, "obs_influence": 0.3},
+    "obs": {"obs_delta": 0.1, "obs_influence": 0.3},
 }
 
 
@@ -144,11 +146,12 @@ class Terms:
 
 
 def cost_gradient(
-    x: torch.Tensor, p: torch.Tensor, circles: torch.Tensor, boxes: torch.Tensor, layout: StateLayout, dt: float,
-    terms: Terms = Terms(),
+    x: torch.Tensor, p: torch.Tensor, circles: torch.Tensor, boxes: torch.Tensor, margins: torch.Tensor,
+    layout: StateLayout, dt: float, terms: Terms = Terms(),
 ) -> torch.Tensor:  # fmt: skip
     """d cost / d x for trajectories ``x`` [B, H, D] in physical units; ``p`` [B, len(PARAMS)], obstacles padded
-    with far-away slots. The same values as autograd through :mod:`bm_gym.guidance.costs` (see the tests)."""
+    with far-away slots, ``margins`` [B, K] the barrier's per-body margins. The same values as autograd through
+    :mod:`bm_gym.guidance.costs` (see the tests)."""
     f = layout.fields
     B, H, _ = x.shape
     col = lambda name: p[:, _P[name]][:, None]  # noqa: E731  [B, 1]
@@ -231,7 +234,7 @@ def cost_gradient(
         nearest = torch.argmin(all_d, dim=-1, keepdim=True)
         sdf = torch.gather(all_d, -1, nearest)[..., 0]
         sdf_grad = torch.gather(all_g, -2, nearest[..., None].expand(*nearest.shape, 2))[..., 0, :]
-        clearance = sdf - col("obs_margin")[..., None]
+        clearance = sdf - margins[:, None, :]
         influence, delta_b = col("obs_influence")[..., None], col("obs_delta")[..., None]
         clamped = torch.minimum(clearance, influence)
         slope = torch.where(
@@ -282,7 +285,7 @@ class _Sampler(nn.Module):
         self.coefficients = coefficients  # [(c_x, c_x0)] per step
         self.timesteps = timesteps
 
-    def forward(self, history, noise, params, circles, boxes, guide_mask):
+    def forward(self, history, noise, params, circles, boxes, margins, guide_mask):
         x = noise
         steps = len(self.timesteps)
         for i, (t, (c_x, c_0)) in enumerate(zip(self.timesteps, self.coefficients, strict=True)):
@@ -290,7 +293,8 @@ class _Sampler(nn.Module):
             update = 0.0
             if i >= steps - self.guided:
                 physical = x0 * self.std + self.mean
-                grad = cost_gradient(physical, params, circles, boxes, self.layout, self.dt, self.terms) * self.std
+                grad = cost_gradient(physical, params, circles, boxes, margins, self.layout, self.dt,
+                                     self.terms) * self.std  # fmt: skip
                 update = params[:, _P["scale"]][:, None, None] * grad
                 norm = torch.clamp(update.flatten(1).norm(dim=1), min=1e-12)[:, None, None]
                 update = update * torch.clamp(params[:, _P["max_grad_norm"]][:, None, None] / norm, max=1.0)
@@ -415,6 +419,7 @@ class FusedSampler:
         circles, _ = _empty_obstacles(b, mc)
         _, boxes = _empty_obstacles(b, mb)
         mask = np.zeros((b, max(g, 1)), np.float32)
+        margins = np.zeros((b, len(self.policy.layout.body_names)), np.float32)
         for i, (cost, cfg) in enumerate(zip(costs, cfgs, strict=True)):
             if not guided[i]:
                 continue
@@ -423,12 +428,15 @@ class FusedSampler:
             params[i, _P["max_grad_norm"]] = np.inf if cfg.max_grad_norm is None else cfg.max_grad_norm
             circles[i, : len(cost.circles)] = cost.circles
             boxes[i, : len(cost.boxes)] = cost.boxes
+            if len(cost.circles) or len(cost.boxes):
+                margins[i] = body_margins(cost.margin, self.policy.layout.body_names)
             mask[i, g - guided[i] :] = 1.0
         feed = dict(zip(_INPUTS, (history.astype(np.float32, copy=False), noise.astype(np.float32, copy=False),
-                                  params, circles, boxes, mask), strict=True))  # fmt: skip
+                                  params, circles, boxes, margins, mask), strict=True))  # fmt: skip
         terms = Terms.of(costs) if g else Terms()
         bounds = np.linspace(0, b, min(self.threads, b) + 1).round().astype(int)
-        sessions = [self._session(g, int(end - start), terms) for start, end in zip(bounds, bounds[1:])]
+        sizes = np.diff(bounds)
+        sessions = [self._session(g, int(size), terms) for size in sizes]
         if any(session is None for session in sessions):
             return None
         inputs = {i.name for i in sessions[0].get_inputs()}  # an unguided graph takes only history and noise
@@ -443,7 +451,7 @@ class FusedSampler:
         return np.concatenate([run(0), *(future.result() for future in others)])
 
 
-_INPUTS = ("history", "noise", "params", "circles", "boxes", "guide_mask")
+_INPUTS = ("history", "noise", "params", "circles", "boxes", "margins", "guide_mask")
 
 
 def _export_graph(spec: dict) -> bytes:
@@ -459,7 +467,8 @@ def _export_graph(spec: dict) -> bytes:
     circles, boxes = _empty_obstacles(batch, 2)
     example = (torch.zeros(batch, spec["cfg"].history + 1, d), torch.zeros(batch, spec["cfg"].horizon, d),
                torch.from_numpy(np.repeat(neutral_params()[None], batch, 0)), torch.from_numpy(circles),
-               torch.from_numpy(boxes), torch.ones(batch, max(guided, 1)))  # fmt: skip
+               torch.from_numpy(boxes), torch.zeros(batch, len(layout.body_names)),
+               torch.ones(batch, max(guided, 1)))  # fmt: skip
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # (not no_grad: it switches attention to an unexportable fast path)
         warnings.simplefilter("ignore")
@@ -470,7 +479,7 @@ def _export_graph(spec: dict) -> bytes:
 
 
 #: Bump when the traced computation changes: cached graphs of other versions are then ignored.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 
 
 def cache_dir() -> Path:

@@ -1,8 +1,10 @@
 """A coarse route around obstacles and a pure-pursuit law to follow it, so guidance chases a reachable point.
 
 Guidance is local: with the goal straight behind a wall, the pull and the barrier cancel and the robot
-stands still. A grid distance-to-goal field over free space (Dijkstra, 8-connected, obstacles inflated by
-the robot's clearance) gives, from any position, the point ``lookahead`` m along the shortest route;
+stands still. A grid distance-to-goal field over the space the robot fits in (Dijkstra, 8-connected,
+obstacles inflated by the robot's half-width; cells nearer obstacles than the preferred clearance cost
+more, so routes keep their distance where they can and still pass gaps the robot fits through) gives, from
+any position, the point ``lookahead`` m along the cheapest route, or says that there is none;
 :func:`pursuit_command` turns that point into a velocity command for the joystick cost.
 """
 
@@ -23,9 +25,14 @@ from bm_gym.guidance.sdf import ObstacleField
 @dataclass(frozen=True)
 class RouteCfg:
     resolution: float = 0.1  # m per cell
-    # Free cells are at least this far from every obstacle: body half-width (~0.25 m) + the barrier's margin
-    # (0.2 m) + headroom, so a robot on the route feels little barrier (at 0.45 it stalled beside obstacles).
+    # A route keeps the robot's centre this far from every obstacle: its half-width with the arms swinging
+    # (wrists about 0.25 m out) plus a few cm. Gaps and corridors of twice this width are routes.
+    body_radius: float = 0.3
+    # Where it can, a route stays this far out (the barrier barely acts there): a cell nearer an obstacle costs
+    # up to ``1 + crowding_cost`` times its length (at ``body_radius``), falling linearly to 1 at this clearance.
+    # Before, this clearance was a wall, and any passage under 1.2 m was closed.
     clearance: float = 0.6
+    crowding_cost: float = 4.0
     lookahead: float = 1.0  # m along the route
     padding: float = 2.0  # grid extends this far beyond the start, the goal and the obstacles
 
@@ -48,9 +55,17 @@ class Route:
         centres = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1)  # [nx, ny, 2]
         with torch.no_grad():
             sdf = field.distance(torch.as_tensor(centres, dtype=torch.float32)).numpy()
-        self.free = sdf > cfg.clearance
+        self.free = sdf > cfg.body_radius
+        span = max(cfg.clearance - cfg.body_radius, 1e-6)
+        self.crowding = cfg.crowding_cost * np.clip((cfg.clearance - sdf) / span, 0.0, 1.0)  # extra cost per m
         goal_cell = self._nearest_free(self.cell(self.goal))
         self.distance = self._distances_to(goal_cell)
+
+    def reachable(self, xy: np.ndarray) -> bool:
+        """Whether a route leads from ``xy`` to the goal (False: the goal is walled off from here)."""
+        if np.linalg.norm(self.goal - xy) <= self.cfg.lookahead:
+            return True
+        return bool(np.isfinite(self.distance[self._nearest_free(self.cell(xy))]))
 
     def cell(self, xy: np.ndarray) -> tuple[int, int]:
         ij = np.round((np.asarray(xy) - self.origin) / self.cfg.resolution).astype(int)
@@ -99,7 +114,7 @@ class Route:
         return int(free[k][0]), int(free[k][1])
 
     def _distances_to(self, goal_cell: tuple[int, int]) -> np.ndarray:
-        """Dijkstra over free cells (scipy's csgraph; edges of 1 or sqrt(2) cells) -> [nx, ny] metres."""
+        """Dijkstra over free cells (scipy's csgraph; edges of 1 or sqrt(2) cells, longer near obstacles)."""
         nx, ny = self.shape
         index = np.arange(nx * ny).reshape(nx, ny)
         rows, cols, weights = [], [], []
@@ -109,7 +124,8 @@ class Route:
             ok = self.free.ravel()[a.ravel()] & self.free.ravel()[b.ravel()]
             rows.append(a.ravel()[ok])
             cols.append(b.ravel()[ok])
-            weights.append(np.full(ok.sum(), self.cfg.resolution * math.hypot(di, dj)))
+            crowding = (self.crowding.ravel()[a.ravel()[ok]] + self.crowding.ravel()[b.ravel()[ok]]) / 2
+            weights.append(self.cfg.resolution * math.hypot(di, dj) * (1.0 + crowding))
         graph = coo_matrix(
             (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(nx * ny,) * 2
         )
@@ -147,7 +163,10 @@ class PursuitCfg:
     cruise: float = 0.6  # m/s with the target straight ahead
     turn_gain: float = 1.5  # rad/s per rad of bearing error
     max_yaw_rate: float = 0.8  # rad/s
-    slow_radius: float = 0.8  # m: the speed falls linearly to zero at the goal inside this distance
+    slow_radius: float = 0.8  # m: the speed falls linearly towards zero at the goal inside this distance...
+    # ...but not below this (m/s, when aligned): the student stands still when asked for less, and stopped
+    # 0.30-0.39 m from goals (every obstacle-course miss); the goal task's ArrivalCfg holds it once there.
+    min_speed: float = 0.3
     stop_radius: float = 0.15  # m: no turning this close to the goal, where the bearing is ill-defined
     # Speed scales with cos^p of the bearing; p = 2 has the robot turn nearly in place before it walks
     # towards a point beside or behind it (the model walks forward far better than sideways).
@@ -158,6 +177,6 @@ def pursuit_command(target_xy: np.ndarray, goal_distance: float, cfg: PursuitCfg
     """(forward m/s, yaw rate rad/s) towards ``target_xy`` given in the robot frame."""
     bearing = math.atan2(float(target_xy[1]), float(target_xy[0]))
     alignment = max(0.0, math.cos(bearing)) ** cfg.alignment_power
-    speed = cfg.cruise * alignment * min(1.0, goal_distance / cfg.slow_radius)
+    speed = alignment * max(cfg.min_speed, cfg.cruise * min(1.0, goal_distance / cfg.slow_radius))
     yaw_rate = 0.0 if goal_distance < cfg.stop_radius else cfg.turn_gain * bearing
     return speed, float(np.clip(yaw_rate, -cfg.max_yaw_rate, cfg.max_yaw_rate))

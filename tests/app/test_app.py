@@ -164,3 +164,46 @@ def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path):
     assert seen["keyboard_command"][0] == pytest.approx(0.8)
     shot = np.asarray(Image.open(tmp_path / "app.png").convert("RGB"))
     assert shot.shape[0] > 600 and shot.shape[1] > 1000 and shot.std() > 10
+
+
+def walled_in_waypoint(display: str, screenshot: str, results) -> None:
+    """Runs in a child process: wall in a spot, send the robot there, read the status bar."""
+    import dearpygui.dearpygui as dpg
+
+    from bm_gym.eval.scenarios import walled_in_course
+
+    os.environ["DISPLAY"] = display
+    teleop = TeleopApp()
+    seen: dict[str, object] = {}
+
+    def script(t: TeleopApp):
+        while t.sim.snapshot().time < 0.5:
+            yield
+        for wall in walled_in_course((2.5, 0.0), half=0.7):
+            t.add_obstacle(wall)
+        t.map_center = np.array([1.5, 0.0])
+        t.sim.set_mode("waypoint")
+        t.sim.set_waypoint((2.5, 0.0))
+        start = t.sim.snapshot().root_xy.copy()
+        yield from wait_sim_time(t, 2.0)
+        seen["no_route"], seen["status"] = t.sim.snapshot().no_route, dpg.get_value("status")
+        seen["moved"] = float(np.linalg.norm(t.sim.snapshot().root_xy - start))
+        t.screenshot(screenshot)
+        for _ in range(5):
+            yield
+
+    run_script(teleop, script)
+    results.put(seen)
+
+
+def test_a_walled_in_waypoint_shows_no_route_and_the_robot_stands(xvfb, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=walled_in_waypoint, args=(xvfb, str(tmp_path / "no_route.png"), results))
+    child.start()
+    seen = results.get(timeout=240)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert seen["no_route"] and "NO ROUTE" in seen["status"], seen["status"]
+    assert seen["moved"] < 0.2, "the robot stands instead of pressing into the wall"
+    assert np.asarray(Image.open(tmp_path / "no_route.png").convert("RGB")).std() > 10

@@ -139,3 +139,17 @@ def test_sync_vector_env_steps_a_batch():
     obs, reward, terminated, truncated, _ = envs.step(np.zeros((2, 3), dtype=np.float32))
     assert reward.shape == (2,) and obs["obstacles"].shape == (2, 16)
     envs.close()
+
+
+def test_a_walled_in_waypoint_is_reported_and_the_robot_stands():
+    from bm_gym.eval.scenarios import walled_in_course
+
+    env = gym.make(ENV_ID, command="waypoint", waypoint_frame="world", control_steps=10)
+    _, info = env.reset(seed=0, options={"obstacles": walled_in_course((3.0, 0.0))})
+    assert info["no_route"] is False  # nothing commanded yet
+    for _ in range(5):  # 1 s
+        _, _, terminated, _, info = env.step(np.array([3.0, 0.0], np.float32))
+    assert info["no_route"] and not terminated and np.hypot(*info["root_xy"]) < 0.15
+    _, _, _, _, info = env.step(np.array([-2.0, 1.0], np.float32))  # a reachable waypoint
+    assert not info["no_route"]
+    env.close()

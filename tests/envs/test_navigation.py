@@ -96,6 +96,7 @@ def test_vector_navigation_matches_single_navigation_envs_with_the_same_seeds(re
     singles = [make_navigation_env(flatten=False, residual=residual, **FAST) for _ in range(2)]
     obs, _ = vec.reset(seed=7)
     alone = [env.reset(seed=7 + i)[0] for i, env in enumerate(singles)]
+    np.testing.assert_allclose(obs["goal"], np.stack([o["goal"] for o in alone]), atol=1e-6)
     assert [logic.goal for logic in vec.unwrapped.logics] == [env.unwrapped.goal for env in singles]
     assert [logic.obstacles for logic in vec.unwrapped.logics] == [env.unwrapped.obstacles for env in singles]
     actions = np.array([[0.3, 0.0, -0.2], [-0.5, 0.2, 0.4]], np.float32)

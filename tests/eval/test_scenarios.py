@@ -46,3 +46,18 @@ def test_shipped_model_walks_round_the_obstacles_of_a_course_to_its_goal(backend
     result = run_waypoint(backend, controller, 0, GuidanceCfg(), obstacles=obstacles, goal=goal, timeout_s=20.0,
                           navigator="navigate")  # fmt: skip
     assert result.success and not result.fell and result.collisions == 0, result
+
+
+def test_passages_are_seeded_narrow_and_the_only_way():
+    from bm_gym.eval.scenarios import passage_course
+    from bm_gym.guidance.routing import Route
+    from bm_gym.guidance.sdf import ObstacleField
+
+    for seed in range(6):
+        goal, walls = passage_course(seed)
+        assert passage_course(seed) == (goal, walls)
+        assert len(walls) == (4 if seed % 2 else 2)
+        gap = walls[1].y - walls[1].half_x - (walls[0].y + walls[0].half_x)  # wall segments lie along y
+        assert (1.0 <= gap <= 1.3) if seed % 2 else (0.8 <= gap <= 1.2)
+        route = Route(goal, ObstacleField(walls), start=(0.0, 0.0))
+        assert route.reachable(np.zeros(2))

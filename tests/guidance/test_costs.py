@@ -81,3 +81,15 @@ def test_obstacle_cost_penalises_paths_through_obstacles_and_composes():
     total = WeightedSum([(1.0, obstacle), (2.0, JoystickCost(vx=1.0))])
     assert torch.allclose(total(Trajectory(LAYOUT, straight_walk(1.0))), through)
     assert ObstacleCost(ObstacleField())(Trajectory(LAYOUT, straight_walk(1.0))).item() == 0.0
+
+
+def test_obstacle_margins_are_per_body_by_name():
+    from bm_gym.guidance.costs import body_margins
+    from bm_gym.robot import g1
+
+    names = StateLayout().body_names
+    margins = body_margins(None, names)
+    assert margins[names.index("pelvis")] == g1.OBSTACLE_MARGINS["pelvis"] > margins[names.index("left_wrist_yaw_link")]
+    np.testing.assert_array_equal(body_margins(0.25, names), np.full(len(names), 0.25, np.float32))
+    with pytest.raises(KeyError, match="torso_link"):
+        body_margins({"pelvis": 0.2}, ["pelvis", "torso_link"])

@@ -14,6 +14,7 @@ from bm_gym.guidance import (
     WaypointCost,
     WeightedSum,
 )
+from bm_gym.guidance.costs import body_margins
 from bm_gym.guidance.fused import Terms, _empty_obstacles, cost_gradient, pack_cost
 from bm_gym.guidance.sdf import OccupancyGrid
 from bm_gym.obstacles import Box, Cylinder
@@ -24,6 +25,7 @@ COSTS = {
     "waypoint ahead": WaypointCost(3.0, 1.0),
     "waypoint behind": WaypointCost(-2.0, 0.5, power=2.0),
     "barrier": ObstacleCost(ObstacleField(OBSTACLES)),
+    "barrier, one margin": ObstacleCost(ObstacleField(OBSTACLES), margin=0.25),
     "navigate": WeightedSum([(1.0, JoystickCost(0.6, 0.0, 0.3)), (1.5, ObstacleCost(ObstacleField(OBSTACLES)))]),
     "waypoint + barrier": WeightedSum([(1.0, WaypointCost(3.0, 1.0)), (0.7, ObstacleCost(ObstacleField(OBSTACLES)))]),
 }
@@ -57,7 +59,8 @@ def test_closed_form_gradient_equals_autograd(policy, histories, name):
     circles, boxes = _empty_obstacles(3, 4)
     circles[:, : len(packed.circles)], boxes[:, : len(packed.boxes)] = packed.circles, packed.boxes
     params = torch.from_numpy(np.repeat(packed.values[None], 3, 0))
-    got = cost_gradient(x, params, torch.from_numpy(circles), torch.from_numpy(boxes), policy.layout, 0.02,
+    margins = torch.from_numpy(np.repeat(body_margins(packed.margin, policy.layout.body_names)[None], 3, 0))
+    got = cost_gradient(x, params, torch.from_numpy(circles), torch.from_numpy(boxes), margins, policy.layout, 0.02,
                         Terms.of([packed]))  # fmt: skip
     assert expected.abs().max() > 1e-3, "the cost must be active on these plans"
     torch.testing.assert_close(got, expected, atol=2e-6 * max(1.0, float(expected.abs().max())), rtol=1e-4)

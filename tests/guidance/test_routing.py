@@ -69,3 +69,27 @@ def test_navigate_task_turns_off_the_straight_line_round_a_blocking_obstacle(bac
     assert free.command(state)[0] == pytest.approx(PursuitCfg().cruise, abs=0.05)
     with pytest.raises(ValueError, match="finite"):
         NavigateTask(float("nan"), 0.0)
+
+
+def test_routes_pass_gaps_the_robot_fits_and_keep_clear_where_there_is_room():
+    from bm_gym.eval.scenarios import _wall
+
+    wall = [_wall(2.0, -5.0, 2.0, -0.45), _wall(2.0, 0.45, 2.0, 5.0)]  # a 0.9 m gap at y = 0 (less the walls)
+    route = Route((4.0, 0.0), ObstacleField(wall), start=(0.0, 0.0))
+    assert route.reachable(np.zeros(2))
+    position = np.zeros(2)
+    for _ in range(60):
+        position = route.target(position)
+        if abs(position[0] - 2.0) < 0.1:
+            assert abs(position[1]) < 0.15, "through the gap, not round the 10 m wall"
+    assert route.reachable(np.zeros(2)) and np.allclose(position, [4.0, 0.0])
+    narrow = [_wall(2.0, -5.0, 2.0, -0.25), _wall(2.0, 0.25, 2.0, 5.0)]  # 0.5 m: too narrow for the robot
+    blocked = Route((4.0, 0.0), ObstacleField(narrow), start=(0.0, 0.0), cfg=RouteCfg(padding=1.0))
+    assert not blocked.reachable(np.zeros(2))
+    # One post in open ground: the route passes it at the preferred clearance, not at the body radius.
+    post = Route((4.0, 0.0), ObstacleField([Cylinder(2.0, 0.0, 0.3)]), start=(0.0, 0.0))
+    position, closest = np.zeros(2), np.inf
+    for _ in range(60):
+        position = post.target(position)
+        closest = min(closest, np.hypot(position[0] - 2.0, position[1]) - 0.3)
+    assert closest > RouteCfg().clearance - 0.15

@@ -35,3 +35,38 @@ def test_bad_commands_are_rejected():
         VelocityTask(float("nan"))
     with pytest.raises(ValueError, match="waypoint"):
         WaypointTask(1.0, float("inf"))
+
+
+def test_goal_tasks_stand_at_the_goal_and_turn_to_its_heading(backend):
+    from bm_gym.guidance import JoystickCost, WaypointCost, WeightedSum
+    from bm_gym.guidance.tasks import ArrivalCfg, NavigateTask
+
+    state = backend.reset(RootPose(pos=(1.0, 1.0, 0.78), quat=tuple(quat_from_yaw(0.0))))
+    far = WaypointTask(3.0, 1.0).cost(state)
+    assert isinstance(far, WaypointCost)  # 2 m away: approach (Eq. 8)
+    held = WaypointTask(1.2, 1.1).cost(state)  # 0.22 m away: stand
+    assert isinstance(held, JoystickCost) and (held.vx, held.vy, held.wz) == (0.0, 0.0, 0.0)
+    turning = WaypointTask(1.2, 1.1, yaw=1.0).cost(state)  # and turn left to the goal's heading, rate-limited
+    assert turning.wz == pytest.approx(ArrivalCfg().max_yaw_rate) and turning.vx == 0.0
+    assert isinstance(WaypointTask(1.2, 1.1, arrival=ArrivalCfg(radius=0.0)).cost(state), WaypointCost)
+    navigate = NavigateTask(1.2, 1.1, obstacles=(Cylinder(3.0, 3.0, 0.3),), yaw=-0.2).cost(state)
+    assert isinstance(navigate, WeightedSum) and navigate.terms[0][1].wz == pytest.approx(-ArrivalCfg().min_yaw_rate)
+    assert WaypointTask(1.2, 1.1, yaw=0.05).cost(state).wz == 0.0  # within the heading tolerance
+    with pytest.raises(ValueError, match="ArrivalCfg.radius"):
+        ArrivalCfg(radius=-1.0)
+    with pytest.raises(ValueError, match="goal heading"):
+        WaypointTask(1.0, 1.0, yaw=float("nan"))
+
+
+def test_a_walled_in_goal_has_no_route_and_the_task_stands_still(backend):
+    from bm_gym.eval.scenarios import walled_in_course
+    from bm_gym.guidance import JoystickCost
+    from bm_gym.guidance.tasks import NavigateTask
+
+    state = backend.reset(seed=0)
+    walled = NavigateTask(3.0, 0.0, obstacles=tuple(walled_in_course((3.0, 0.0))))
+    assert not walled.route_exists(state)
+    hold = walled.cost(state).terms[0][1]
+    assert isinstance(hold, JoystickCost) and (hold.vx, hold.vy, hold.wz) == (0.0, 0.0, 0.0)
+    open_wall = NavigateTask(3.0, 0.0, obstacles=tuple(walled_in_course((3.0, 0.0))[1:]))  # one wall removed
+    assert open_wall.route_exists(state) and open_wall.command(state) != (0.0, 0.0)
