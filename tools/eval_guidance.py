@@ -5,6 +5,12 @@ python -m tools.eval_guidance --scenario stay --episodes 20 [--navigator navigat
 python -m tools.eval_guidance --scenario joystick --episodes 3
 python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint] [--actions-per-plan 2]
 python -m tools.eval_guidance --scenario passages --episodes 10
+python -m tools.eval_guidance --scenario walk-perturb --episodes 50 [--controller expert] [--randomize]
+python -m tools.eval_guidance --scenario joystick-protocol --episodes 50 [--controller expert]
+python -m tools.eval_guidance --scenario push --episodes 20 --kicks 0.5 1.0 1.5 2.0 [--controller expert]
+
+The last four are the paper's protocols and a push sweep (bm_gym/eval/protocols.py), for the diffusion
+controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from.
 """
 
 from __future__ import annotations
@@ -20,6 +26,14 @@ import numpy as np
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+from bm_gym.eval.protocols import (
+    JOYSTICK_SEGMENTS,
+    DiffusionDriver,
+    ExpertDriver,
+    run_joystick_protocol,
+    run_push,
+    run_walk_perturb,
+)
 from bm_gym.eval.scenarios import (
     NAVIGATORS,
     NavigationCfg,
@@ -33,6 +47,10 @@ from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import ArrivalCfg
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
+from bm_gym.stage1 import Stage1Policy
+from tools.paths import SHARED_STAGE1
+
+PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push")
 
 
 def _episode(job: tuple[dict, str, int]) -> dict:
@@ -40,11 +58,13 @@ def _episode(job: tuple[dict, str, int]) -> dict:
 
     torch.set_num_threads(1)
     opts, scenario, seed = job
-    policy = DiffusionPolicy.load(opts["checkpoint"], expected_layout=StateLayout())
     backend = MujocoBackend(MujocoBackendCfg(randomization=DomainRandomizationCfg() if opts["randomize"] else None))
     guidance = GuidanceCfg(
         scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"] or None
     )
+    if opts["controller"] == "expert":
+        return _protocol(opts, scenario, seed, backend, ExpertDriver(Stage1Policy.load(opts["expert"])), [])
+    policy = DiffusionPolicy.load(opts["checkpoint"], expected_layout=StateLayout())
     controller = DiffusionController(
         policy,
         ControllerCfg(
@@ -55,6 +75,8 @@ def _episode(job: tuple[dict, str, int]) -> dict:
             fused=opts["fused"],
         ),  # fmt: skip
     )
+    if scenario in PROTOCOLS:
+        return _protocol(opts, scenario, seed, backend, DiffusionDriver(controller, guidance), controller.plan_ms)
     navigation = NavigationCfg(
         arrival=ArrivalCfg(radius=opts["hold_radius"]),
         route=RouteCfg(body_radius=opts["route_body_radius"], crowding_cost=opts["route_crowding_cost"]),
@@ -78,10 +100,24 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     return out
 
 
+def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) -> dict:
+    if scenario in ("walk-perturb", "stand-perturb"):
+        result = run_walk_perturb(backend, driver, seed, speed=0.5 if scenario == "walk-perturb" else 0.0)
+    elif scenario == "joystick-protocol":
+        result = run_joystick_protocol(backend, driver, seed)
+    else:
+        result = run_push(backend, driver, seed, kick=opts["kick"])
+    out = asdict(result)
+    out["plan_ms_median"] = float(np.median(plan_ms)) if len(plan_ms) else float("nan")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
-    parser.add_argument("--scenario", choices=["waypoint", "stay", "joystick", "obstacles", "passages"], required=True)
+    parser.add_argument(
+        "--scenario", choices=["waypoint", "stay", "joystick", "obstacles", "passages", *PROTOCOLS], required=True
+    )
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + episodes - 1")
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale)
@@ -123,6 +159,12 @@ def main() -> None:
         default=PursuitCfg().min_speed,
         help="NavigateTask's approach speed floor (m/s; 0: none)",
     )
+    parser.add_argument("--controller", choices=["diffusion", "expert"], default="diffusion",
+                        help="protocols: who drives, the diffusion controller or the Stage 1 expert")  # fmt: skip
+    parser.add_argument("--expert", type=Path, default=SHARED_STAGE1 / "unitree_g1_velocity",
+                        help="the Stage 1 velocity policy of --controller expert")  # fmt: skip
+    parser.add_argument("--kicks", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0],
+                        help="push: kick magnitudes (m/s) of the sweep, --episodes runs each")  # fmt: skip
     parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
     parser.add_argument("--warm-start-step", type=int, default=0, help="start plans from the previous one here")
     parser.add_argument("--workers", type=int, default=2)
@@ -136,8 +178,15 @@ def main() -> None:
             "route_body_radius": args.route_body_radius, "route_crowding_cost": args.route_crowding_cost,
             "min_speed": args.min_speed,
             "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,
-            "warm_start_step": args.warm_start_step, "fused": not args.reference}  # fmt: skip
-    jobs = [(opts, args.scenario, seed) for seed in range(args.first_seed, args.first_seed + args.episodes)]
+            "warm_start_step": args.warm_start_step, "fused": not args.reference,
+            "controller": args.controller, "expert": args.expert}  # fmt: skip
+    seeds = range(args.first_seed, args.first_seed + args.episodes)
+    if args.controller == "expert" and args.scenario not in PROTOCOLS:
+        parser.error(f"--controller expert runs the protocols {PROTOCOLS}, not {args.scenario!r}")
+    if args.scenario == "push":
+        jobs = [({**opts, "kick": kick}, "push", seed) for kick in args.kicks for seed in seeds]
+    else:
+        jobs = [(opts, args.scenario, seed) for seed in seeds]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:
         for r in pool.imap_unordered(_episode, jobs):
@@ -147,7 +196,24 @@ def main() -> None:
     n = len(results)
     falls = sum(r["fell"] for r in results)
     latency = np.median([r["plan_ms_median"] for r in results])
-    if args.scenario == "joystick":
+    who = "the Stage 1 expert" if args.controller == "expert" else "the diffusion controller"
+    if args.scenario in ("walk-perturb", "stand-perturb"):
+        print(f"\n{args.scenario} ({who}{', randomized' if args.randomize else ''}): {n - falls}/{n} without a fall")
+    elif args.scenario == "joystick-protocol":
+        ok = sum(r["success"] for r in results)
+        names = [name for name, *_ in JOYSTICK_SEGMENTS]
+        done = [r for r in results if not r["fell"]]
+        per = {k: sum(r["extra"]["followed"][k] for r in done) for k in names}
+        means = {k: np.mean([r["extra"]["achieved"][k] for r in done]) if done else float("nan") for k in names}
+        print(f"\njoystick protocol ({who}): {ok}/{n} followed every command, {falls} fell; segments followed: "
+              + ", ".join(f"{k} {per[k]}/{len(done)} (mean {means[k]:+.2f})" for k in names))  # fmt: skip
+    elif args.scenario == "push":
+        survived = {k: [not r["fell"] for r in results if r["extra"]["kick"] == k] for k in args.kicks}
+        rates = {k: float(np.mean(v)) for k, v in survived.items()}
+        held = [k for k in sorted(rates) if rates[k] >= 0.9]
+        print(f"\npush sweep ({who}): " + ", ".join(f"{k:g} m/s {sum(v)}/{len(v)}" for k, v in survived.items())
+              + f"; largest kick survived in >= 90 %: {max(held) if held else 'none'} m/s")  # fmt: skip
+    elif args.scenario == "joystick":
         done = [r for r in results if not r["fell"]]
         speed = np.mean([r["extra"]["speed_error"] for r in done]) if done else float("nan")
         yaw = np.mean([r["extra"]["yaw_rate_error"] for r in done]) if done else float("nan")

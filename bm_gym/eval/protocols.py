@@ -1,0 +1,143 @@
+"""The paper's velocity-control protocols and a push sweep, for the diffusion controller and for a Stage 1 expert
+under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
+
+- Walk+Perturb: walk at 0.5 m/s (or stand) for 15 s; once every second the root gets an instantaneous
+  horizontal velocity kick of U(0, 0.5) m/s in a random direction. Failure: a fall.
+- Joystick: forward 0.5 m/s, backward 0.4 m/s, turn left 1 rad/s, turn right 1 rad/s, 3 s each. Failure: a
+  fall, or not following. "Following" (fixed before running): over the last 2 s of a segment, the mean
+  heading-frame velocity (or yaw rate) along the commanded axis has the command's sign and at least half
+  its magnitude.
+- Push: walk at 0.5 m/s; at 2 s one horizontal kick of a given magnitude in a random direction; 4 s more.
+  Failure: a fall. The sweep reports the largest kick survived in >= 90 % of the runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from bm_gym.controller import DiffusionController
+from bm_gym.eval.scenarios import EpisodeResult
+from bm_gym.guidance.guide import GuidanceCfg
+from bm_gym.guidance.tasks import VelocityTask
+from bm_gym.sim import MujocoBackend, RobotState, has_fallen
+from bm_gym.stage1.policy import Stage1Policy
+
+#: (vx m/s, wz rad/s) of the Joystick protocol's segments, 3 s each.
+JOYSTICK_SEGMENTS = (("forward", 0.5, 0.0), ("backward", -0.4, 0.0), ("turn left", 0.0, 1.0), ("turn right", 0.0, -1.0))
+SEGMENT_S = 3.0
+FOLLOW_WINDOW_S = 2.0  # the end of each segment that is judged
+FOLLOW_FRACTION = 0.5
+
+
+class VelocityDriver(Protocol):
+    """Something that walks the robot on velocity commands: the diffusion controller or a Stage 1 expert."""
+
+    def start(self, backend: MujocoBackend, seed: int) -> RobotState:
+        """Reset the simulation (and the driver) for a new run."""
+
+    def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
+        """Joint targets for this control step under the command (vx, vy, wz)."""
+
+
+@dataclass
+class DiffusionDriver:
+    """The guided diffusion controller with a joystick task."""
+
+    controller: DiffusionController
+    guidance: GuidanceCfg
+
+    def start(self, backend: MujocoBackend, seed: int) -> RobotState:
+        state = backend.reset(seed=seed)
+        self.controller.reset(state, seed=seed)
+        return state
+
+    def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
+        self.controller.set_task(VelocityTask(*command), self.guidance)
+        return self.controller.act(state)
+
+
+@dataclass
+class ExpertDriver:
+    """A Stage 1 velocity policy, with the PD gains it was trained with."""
+
+    policy: Stage1Policy
+
+    def start(self, backend: MujocoBackend, seed: int) -> RobotState:
+        self.policy.apply_gains(backend)
+        state = backend.reset(seed=seed)
+        self.policy.reset()
+        return state
+
+    def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
+        return self.policy.act(state, command)
+
+
+def _kick(backend: MujocoBackend, rng: np.random.Generator, magnitude: float) -> None:
+    """An instantaneous horizontal root-velocity change of ``magnitude`` m/s in a random direction."""
+    angle = rng.uniform(-math.pi, math.pi)
+    backend.push(np.array([magnitude * math.cos(angle), magnitude * math.sin(angle), 0.0]), np.zeros(3))
+
+
+def run_walk_perturb(backend: MujocoBackend, driver: VelocityDriver, seed: int, speed: float = 0.5,
+                     duration_s: float = 15.0, max_kick: float = 0.5,
+                     period_s: float = 1.0) -> EpisodeResult:  # fmt: skip
+    """Walk+Perturb (``speed`` 0: stand+perturb); success = no fall."""
+    rng = np.random.default_rng(4000 + seed)
+    state = driver.start(backend, seed)
+    dt, kicks = backend.control_dt, []
+    every = round(period_s / dt)
+    for step in range(round(duration_s / dt)):
+        if step and step % every == 0:
+            kicks.append(float(rng.uniform(0.0, max_kick)))
+            _kick(backend, rng, kicks[-1])
+        state = backend.step(driver.act(state, (speed, 0.0, 0.0)))
+        if has_fallen(state):
+            return EpisodeResult(seed, False, True, 0, (step + 1) * dt, {"kicks": kicks})
+    return EpisodeResult(seed, True, False, 0, duration_s, {"kicks": kicks})
+
+
+def run_joystick_protocol(backend: MujocoBackend, driver: VelocityDriver, seed: int) -> EpisodeResult:
+    """The Joystick protocol; success = no fall and every segment followed (see the module docstring)."""
+    state = driver.start(backend, seed)
+    dt = backend.control_dt
+    per_segment = round(SEGMENT_S / dt)
+    window = round(FOLLOW_WINDOW_S / dt)
+    achieved, followed = {}, {}
+    for name, vx, wz in JOYSTICK_SEGMENTS:
+        measured = []
+        for _ in range(per_segment):
+            previous_yaw = state.yaw
+            state = backend.step(driver.act(state, (vx, 0.0, wz)))
+            if has_fallen(state):
+                return EpisodeResult(seed, False, True, 0, state.time, {"achieved": achieved, "followed": followed})
+            c, s = math.cos(state.yaw), math.sin(state.yaw)
+            forward = c * state.root_lin_vel_w[0] + s * state.root_lin_vel_w[1]
+            yaw_rate = math.remainder(state.yaw - previous_yaw, 2 * math.pi) / dt
+            measured.append(forward if wz == 0.0 else yaw_rate)
+        target = vx if wz == 0.0 else wz
+        mean = float(np.mean(measured[-window:]))
+        achieved[name] = mean
+        followed[name] = bool(math.copysign(1.0, mean) == math.copysign(1.0, target)
+                              and abs(mean) >= FOLLOW_FRACTION * abs(target))  # fmt: skip
+    return EpisodeResult(seed, all(followed.values()), False, 0, state.time, {"achieved": achieved,
+                                                                             "followed": followed})  # fmt: skip
+
+
+def run_push(backend: MujocoBackend, driver: VelocityDriver, seed: int, kick: float, speed: float = 0.5,
+             at_s: float = 2.0, after_s: float = 4.0) -> EpisodeResult:  # fmt: skip
+    """One kick of ``kick`` m/s in a random horizontal direction while walking; success = no fall."""
+    rng = np.random.default_rng(5000 + seed)
+    state = driver.start(backend, seed)
+    dt = backend.control_dt
+    kick_step = round(at_s / dt)
+    for step in range(round((at_s + after_s) / dt)):
+        if step == kick_step:
+            _kick(backend, rng, kick)
+        state = backend.step(driver.act(state, (speed, 0.0, 0.0)))
+        if has_fallen(state):
+            return EpisodeResult(seed, False, True, 0, (step + 1) * dt, {"kick": kick})
+    return EpisodeResult(seed, True, False, 0, at_s + after_s, {"kick": kick})

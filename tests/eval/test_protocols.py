@@ -1,0 +1,49 @@
+"""The paper's protocols under one harness: the Stage 1 expert and the diffusion controller as drivers."""
+
+import numpy as np
+import pytest
+
+from bm_gym.eval.protocols import (
+    JOYSTICK_SEGMENTS,
+    DiffusionDriver,
+    ExpertDriver,
+    run_joystick_protocol,
+    run_push,
+    run_walk_perturb,
+)
+from bm_gym.stage1 import Stage1Policy
+
+
+@pytest.fixture(scope="module")
+def expert(velocity_dir):
+    return ExpertDriver(Stage1Policy.load(velocity_dir))
+
+
+def test_walk_perturb_kicks_once_a_second_and_the_expert_walks_on(backend, expert):
+    result = run_walk_perturb(backend, expert, seed=3, duration_s=4.0)
+    kicks = result.extra["kicks"]
+    assert result.success and not result.fell and len(kicks) == 3 and all(0 <= k <= 0.5 for k in kicks)
+    assert run_walk_perturb(backend, expert, seed=3, duration_s=4.0).extra["kicks"] == kicks  # seeded
+
+
+def test_joystick_protocol_judges_every_segment(backend, expert):
+    result = run_joystick_protocol(backend, expert, seed=0)
+    assert set(result.extra["followed"]) == {name for name, *_ in JOYSTICK_SEGMENTS}
+    assert result.success, result.extra  # the expert follows all four
+    assert result.extra["achieved"]["forward"] > 0.25 and result.extra["achieved"]["turn right"] < -0.5
+
+
+def test_a_hard_kick_topples_the_robot_and_counts_as_a_fall(backend, expert):
+    assert run_push(backend, expert, seed=0, kick=0.3, after_s=2.0).success
+    assert run_push(backend, expert, seed=0, kick=4.0, after_s=2.0).fell
+
+
+def test_the_diffusion_controller_runs_the_same_protocols(backend):
+    from bm_gym.controller import DiffusionController
+    from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+    from bm_gym.guidance import GuidanceCfg
+
+    driver = DiffusionDriver(DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT)), GuidanceCfg())
+    result = run_walk_perturb(backend, driver, seed=1, duration_s=2.0)
+    assert result.success and len(result.extra["kicks"]) == 1
+    assert np.isfinite(driver.controller.plan_ms[-1])
