@@ -8,8 +8,9 @@ python -m tools.eval_guidance --scenario passages --episodes 10
 python -m tools.eval_guidance --scenario walk-perturb --episodes 50 [--controller expert] [--randomize]
 python -m tools.eval_guidance --scenario joystick-protocol --episodes 50 [--controller expert]
 python -m tools.eval_guidance --scenario push --episodes 20 --kicks 0.5 1.0 1.5 2.0 [--controller expert]
+python -m tools.eval_guidance --scenario omni --episodes 10 [--controller expert]
 
-The last four are the paper's protocols and a push sweep (bm_gym/eval/protocols.py), for the diffusion
+The last five are the paper's protocols and a push sweep (bm_gym/eval/protocols.py), for the diffusion
 controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from.
 """
 
@@ -28,9 +29,11 @@ from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.protocols import (
     JOYSTICK_SEGMENTS,
+    OMNI_COMMANDS,
     DiffusionDriver,
     ExpertDriver,
     run_joystick_protocol,
+    run_omnidirectional,
     run_push,
     run_walk_perturb,
 )
@@ -50,7 +53,7 @@ from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
-PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push")
+PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push", "omni")
 
 
 def _episode(job: tuple[dict, str, int]) -> dict:
@@ -105,6 +108,8 @@ def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) ->
         result = run_walk_perturb(backend, driver, seed, speed=0.5 if scenario == "walk-perturb" else 0.0)
     elif scenario == "joystick-protocol":
         result = run_joystick_protocol(backend, driver, seed)
+    elif scenario == "omni":
+        result = run_omnidirectional(backend, driver, seed)
     else:
         result = run_push(backend, driver, seed, kick=opts["kick"])
     out = asdict(result)
@@ -207,6 +212,18 @@ def main() -> None:
         means = {k: np.mean([r["extra"]["achieved"][k] for r in done]) if done else float("nan") for k in names}
         print(f"\njoystick protocol ({who}): {ok}/{n} followed every command, {falls} fell; segments followed: "
               + ", ".join(f"{k} {per[k]}/{len(done)} (mean {means[k]:+.2f})" for k in names))  # fmt: skip
+    elif args.scenario == "omni":
+        done = [r for r in results if not r["fell"]]
+        parts = []
+        for name, *_ in OMNI_COMMANDS:
+            rows = [r["extra"]["commands"][name] for r in done]
+            mean = {
+                k: np.mean([row[k] for row in rows]) if rows else float("nan")
+                for k in ("speed", "speed_error", "distance", "drift")
+            }
+            parts.append(f"{name}: speed {mean['speed']:.2f} m/s (error {mean['speed_error']:.2f}), "
+                         f"{mean['distance']:.1f} m in 10 s, drift {mean['drift']:.2f} m")  # fmt: skip
+        print(f"\nomnidirectional ({who}, {len(done)}/{n} without a fall): " + "; ".join(parts))
     elif args.scenario == "push":
         survived = {k: [not r["fell"] for r in results if r["extra"]["kick"] == k] for k in args.kicks}
         rates = {k: float(np.mean(v)) for k, v in survived.items()}

@@ -9,6 +9,8 @@ under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
   its magnitude.
 - Push: walk at 0.5 m/s; at 2 s one horizontal kick of a given magnitude in a random direction; 4 s more.
   Failure: a fall. The sweep reports the largest kick survived in >= 90 % of the runs.
+- Omnidirectional: backward at 0.4 m/s, sideways at 0.5 m/s and forward at 1.0 m/s, 10 s each from standing:
+  mean speed along the command over the last 8 s, distance covered, sideways drift.
 """
 
 from __future__ import annotations
@@ -141,3 +143,36 @@ def run_push(backend: MujocoBackend, driver: VelocityDriver, seed: int, kick: fl
         if has_fallen(state):
             return EpisodeResult(seed, False, True, 0, (step + 1) * dt, {"kick": kick})
     return EpisodeResult(seed, True, False, 0, at_s + after_s, {"kick": kick})
+
+
+#: Commands (vx, vy) of the omnidirectional check, 10 s each.
+OMNI_COMMANDS = (("backward 0.4", -0.4, 0.0), ("sideways 0.5", 0.0, 0.5), ("forward 1.0", 1.0, 0.0))
+
+
+def run_omnidirectional(backend: MujocoBackend, driver: VelocityDriver, seed: int, duration_s: float = 10.0,
+                        settle_s: float = 2.0) -> EpisodeResult:  # fmt: skip
+    """Each of :data:`OMNI_COMMANDS` from a fresh start; per command: speed along it (mean after ``settle_s``),
+    its error, the distance covered along it and the largest drift across it (m, start frame)."""
+    dt, per_command = backend.control_dt, {}
+    for name, vx, vy in OMNI_COMMANDS:
+        state = driver.start(backend, seed)
+        start, yaw0 = state.root_pos[:2].copy(), state.yaw
+        axis = np.array([vx, vy]) / math.hypot(vx, vy)
+        c, s = math.cos(yaw0), math.sin(yaw0)
+        along_w = np.array([c * axis[0] - s * axis[1], s * axis[0] + c * axis[1]])  # command axis, world frame
+        speeds, drift = [], 0.0
+        for step in range(round(duration_s / dt)):
+            state = backend.step(driver.act(state, (vx, vy, 0.0)))
+            if has_fallen(state):
+                return EpisodeResult(seed, False, True, 0, state.time, {"commands": per_command, "fell_in": name})
+            c, s = math.cos(state.yaw), math.sin(state.yaw)
+            v_heading = np.array([c * state.root_lin_vel_w[0] + s * state.root_lin_vel_w[1],
+                                  -s * state.root_lin_vel_w[0] + c * state.root_lin_vel_w[1]])  # fmt: skip
+            if (step + 1) * dt > settle_s:
+                speeds.append(float(v_heading @ axis))
+            offset = state.root_pos[:2] - start
+            drift = max(drift, abs(float(offset @ np.array([-along_w[1], along_w[0]]))))
+        speed = float(np.mean(speeds))
+        per_command[name] = {"speed": speed, "speed_error": abs(speed - math.hypot(vx, vy)),
+                             "distance": float((state.root_pos[:2] - start) @ along_w), "drift": drift}  # fmt: skip
+    return EpisodeResult(seed, True, False, 0, len(OMNI_COMMANDS) * duration_s, {"commands": per_command})

@@ -47,3 +47,13 @@ def test_the_diffusion_controller_runs_the_same_protocols(backend):
     result = run_walk_perturb(backend, driver, seed=1, duration_s=2.0)
     assert result.success and len(result.extra["kicks"]) == 1
     assert np.isfinite(driver.controller.plan_ms[-1])
+
+
+def test_omnidirectional_check_measures_speed_distance_and_drift_per_command(backend, expert):
+    from bm_gym.eval.protocols import OMNI_COMMANDS, run_omnidirectional
+
+    result = run_omnidirectional(backend, expert, seed=0, duration_s=3.0, settle_s=1.0)
+    commands = result.extra["commands"]
+    assert result.success and set(commands) == {name for name, *_ in OMNI_COMMANDS}
+    assert commands["forward 1.0"]["distance"] > 1.5 and commands["sideways 0.5"]["distance"] > 0.5
+    assert commands["forward 1.0"]["speed_error"] < 0.2 and all(c["drift"] >= 0 for c in commands.values())
