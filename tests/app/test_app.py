@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pygame
@@ -145,14 +146,20 @@ def drive_the_app(display: str, screenshot: str, results) -> None:
     results.put({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in seen.items()})
 
 
-def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path):
+def run_in_child(target, display: str, screenshot: Path) -> dict:
+    """Run ``target(display, screenshot, results)`` in a fresh process (one Dear PyGui context each); its report."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    child = context.Process(target=drive_the_app, args=(xvfb, str(tmp_path / "app.png"), results))
+    child = context.Process(target=target, args=(display, str(screenshot), results))
     child.start()
     seen = results.get(timeout=240)
     child.join(timeout=60)
     assert child.exitcode == 0
+    return seen
+
+
+def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path):
+    seen = run_in_child(drive_the_app, xvfb, tmp_path / "app.png")
     seen["moved"] = np.array(seen["moved"])
     assert seen["pad_names"] == ["Test Pad"]
     assert seen["pad_command"][0] == pytest.approx(1.0)
@@ -197,13 +204,7 @@ def walled_in_waypoint(display: str, screenshot: str, results) -> None:
 
 
 def test_a_walled_in_waypoint_shows_no_route_and_the_robot_stands(xvfb, tmp_path):
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=walled_in_waypoint, args=(xvfb, str(tmp_path / "no_route.png"), results))
-    child.start()
-    seen = results.get(timeout=240)
-    child.join(timeout=60)
-    assert child.exitcode == 0
+    seen = run_in_child(walled_in_waypoint, xvfb, tmp_path / "no_route.png")
     assert seen["no_route"] and "NO ROUTE" in seen["status"], seen["status"]
     assert seen["moved"] < 0.2, "the robot stands instead of pressing into the wall"
     assert np.asarray(Image.open(tmp_path / "no_route.png").convert("RGB")).std() > 10
