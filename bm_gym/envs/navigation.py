@@ -136,7 +136,7 @@ class VectorNavigation(VectorWrapper):
         n = self.num_envs
         options = dict(options or {})
         mask = np.asarray(options.pop("reset_mask", np.ones(n, bool)), dtype=bool)
-        seeds = self.env._seeds(seed)
+        seeds = self.env.seeds_for(seed)
         goals, obstacles = [None] * n, [[] for _ in range(n)]
         for i in np.flatnonzero(mask):
             if seeds[i] is not None or self._rngs[i] is None:
@@ -145,7 +145,7 @@ class VectorNavigation(VectorWrapper):
         given = {key: options.pop(key) for key in ("goal", "obstacles") if key in options}  # explicit ones win
         per_env = {"goal": goals, "obstacles": obstacles}
         for key, value in given.items():
-            per_env[key] = [self.env._env_options({key: value}, i)[key] for i in range(n)]
+            per_env[key] = [self.env.env_options({key: value}, i)[key] for i in range(n)]
         obs, infos = self.env.reset(seed=seeds, options={**options, **per_env, "reset_mask": mask})
         for i in np.flatnonzero(mask):
             self._distance[i] = goal_distance(self.env.logics[i].goal, env_info(infos, i))

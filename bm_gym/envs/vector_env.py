@@ -165,8 +165,8 @@ class GuidedG1VectorEnv(VectorEnv):
         mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, bool)), dtype=bool)
         if mask.shape != (self.num_envs,):
             raise ValueError(f"reset_mask must have {self.num_envs} entries, got shape {mask.shape}")
-        seeds = self._seeds(seed)
-        per_env = {i: self._env_options(options, i) for i in np.flatnonzero(mask)}
+        seeds = self.seeds_for(seed)
+        per_env = {i: self.env_options(options, i) for i in np.flatnonzero(mask)}
         for i, opts in per_env.items():  # check every env's options before changing any env
             self.logics[i].check_options(opts)
             check_obstacle_capacity(EnvLogic.checked_obstacles(opts.get("obstacles", ())), self._capacity)
@@ -259,9 +259,10 @@ class GuidedG1VectorEnv(VectorEnv):
             if proc.is_alive():
                 proc.terminate()
 
-    # -- internals --------------------------------------------------------------------------------------
+    # -- per-env seeds and options (wrappers that reset envs themselves use these too) -------------------
 
-    def _seeds(self, seed) -> list[int | None]:
+    def seeds_for(self, seed) -> list[int | None]:
+        """Per-env seeds of a reset: an int gives env i ``seed + i``, a list one per env, None none."""
         if seed is None:
             return [None] * self.num_envs
         if isinstance(seed, (int, np.integer)):
@@ -271,7 +272,7 @@ class GuidedG1VectorEnv(VectorEnv):
             raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
         return seeds
 
-    def _env_options(self, options: dict[str, Any], i: int) -> dict[str, Any]:
+    def env_options(self, options: dict[str, Any], i: int) -> dict[str, Any]:
         """Env i's options: a value meant for every env, or entry i of a per-env list."""
         out = {}
         for key, value in options.items():
@@ -283,6 +284,8 @@ class GuidedG1VectorEnv(VectorEnv):
                 raise ValueError(f"option {key!r} lists {len(value)} entries for {self.num_envs} envs")
             out[key] = value[i] if per_env else value
         return out
+
+    # -- internals --------------------------------------------------------------------------------------
 
     def _reset_envs(self, envs: list[int], seeds: list[int | None]) -> dict[int, Any]:
         """Reset these envs' episodes: seed (as gym.Env.reset does), simulator, controller history."""
