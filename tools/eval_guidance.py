@@ -5,6 +5,8 @@ python -m tools.eval_guidance --scenario stay --episodes 20 [--navigator navigat
 python -m tools.eval_guidance --scenario joystick --episodes 3
 python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint] [--actions-per-plan 2]
 python -m tools.eval_guidance --scenario passages --episodes 10
+python -m tools.eval_guidance --scenario course --course my_course.yaml [more.json ...]   # goals in order
+python -m tools.eval_guidance --scenario obstacles --episodes 40 --write-courses courses/  # the courses as files
 python -m tools.eval_guidance --scenario walk-perturb --episodes 50 [--controller expert] [--randomize]
 python -m tools.eval_guidance --scenario joystick-protocol --episodes 50 [--controller expert]
 python -m tools.eval_guidance --scenario push --episodes 20 --kicks 0.5 1.0 1.5 2.0 [--controller expert]
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.course import Course
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.protocols import (
@@ -42,9 +45,11 @@ from bm_gym.eval.scenarios import (
     NavigationCfg,
     obstacle_course,
     passage_course,
+    run_course,
     run_joystick,
     run_stay,
     run_waypoint,
+    scenario_course,
 )
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
@@ -91,6 +96,10 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     elif scenario == "stay":
         result = run_stay(backend, controller, seed, guidance, navigator=opts["navigator"], heading=opts["heading"],
                           navigation=navigation)  # fmt: skip
+    elif scenario == "course":
+        result = run_course(backend, controller, Course.load(opts["course"]), guidance, timeout_s=30.0,
+                            obstacle_weight=opts["obstacle_weight"], navigator=opts["navigator"],
+                            navigation=navigation)  # fmt: skip
     elif scenario in ("obstacles", "passages"):
         goal, obstacles = (obstacle_course if scenario == "obstacles" else passage_course)(seed)
         result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
@@ -120,9 +129,8 @@ def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
-    parser.add_argument(
-        "--scenario", choices=["waypoint", "stay", "joystick", "obstacles", "passages", *PROTOCOLS], required=True
-    )
+    scenarios = ["waypoint", "stay", "joystick", "obstacles", "passages", "course", *PROTOCOLS]
+    parser.add_argument("--scenario", choices=scenarios, required=True)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + episodes - 1")
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale)
@@ -164,6 +172,9 @@ def main() -> None:
         default=PursuitCfg().min_speed,
         help="NavigateTask's approach speed floor (m/s; 0: none)",
     )
+    parser.add_argument("--course", type=Path, nargs="+", default=[], help="course: course files (bm_gym.course)")
+    parser.add_argument("--write-courses", type=Path, default=None, metavar="DIR",
+                        help="write the scenario's courses (these seeds) as course files into DIR; stop")  # fmt: skip
     parser.add_argument("--controller", choices=["diffusion", "expert"], default="diffusion",
                         help="protocols: who drives, the diffusion controller or the Stage 1 expert")  # fmt: skip
     parser.add_argument("--expert", type=Path, default=SHARED_STAGE1 / "unitree_g1_velocity",
@@ -186,10 +197,22 @@ def main() -> None:
             "warm_start_step": args.warm_start_step, "fused": not args.reference,
             "controller": args.controller, "expert": args.expert}  # fmt: skip
     seeds = range(args.first_seed, args.first_seed + args.episodes)
+    if args.write_courses:
+        args.write_courses.mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            print(scenario_course(args.scenario, seed).save(args.write_courses / f"{args.scenario}-{seed}.yaml"))
+        return
+    if args.scenario == "course":
+        if not args.course:
+            parser.error("--scenario course needs --course FILE [FILE ...]")
+        for path in args.course:  # every file checked before any episode runs
+            Course.load(path)
     if args.controller == "expert" and args.scenario not in PROTOCOLS:
         parser.error(f"--controller expert runs the protocols {PROTOCOLS}, not {args.scenario!r}")
     if args.scenario == "push":
         jobs = [({**opts, "kick": kick}, "push", seed) for kick in args.kicks for seed in seeds]
+    elif args.scenario == "course":
+        jobs = [({**opts, "course": str(path)}, "course", i) for i, path in enumerate(args.course)]
     else:
         jobs = [(opts, args.scenario, seed) for seed in seeds]
     results = []

@@ -20,12 +20,13 @@ import numpy as np
 from tqdm import tqdm
 
 from bm_gym.data.dataset import window_stats
-from bm_gym.data.hdf5 import Episode, atomic_write_text, read_shard, write_dataset, write_shard
+from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import StateLayout
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
+from bm_gym.utils.files import atomic_write_text
 
 #: Settings that may change between runs of one collection: how many episodes, how fast, and where the folder is.
 RESUMABLE_CHANGES = ("episodes", "workers", "merge_every_s", "out")

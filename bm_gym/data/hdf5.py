@@ -63,16 +63,6 @@ def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file so that a reader sees the old content or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_episode_group(group: h5py.Group, episode: Episode) -> None:
     for name in EPISODE_ARRAYS:
         group.create_dataset(name, data=getattr(episode, name), fletcher32=True)

@@ -19,12 +19,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from bm_gym.data.dataset import ExpertWindowDataset
-from bm_gym.data.hdf5 import atomic_write_text
 from bm_gym.diffusion.config import PRESETS, ModelCfg
 from bm_gym.diffusion.model import TrajectoryDenoiser
 from bm_gym.diffusion.policy import DiffusionPolicy, Normalizer, recover_checkpoint_folder, replace_folder
 from bm_gym.diffusion.process import TrajectoryDiffusion
 from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
+from bm_gym.utils.files import atomic_write_text
 
 
 @dataclass(frozen=True)

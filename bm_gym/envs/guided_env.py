@@ -38,14 +38,17 @@ import torch
 from gymnasium import spaces
 
 from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.course import as_course
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.sdf import ObstacleField
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
 from bm_gym.obstacles import Box, Cylinder, Obstacle
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, has_fallen
+from bm_gym.robot import g1
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, RootPose, has_fallen
 from bm_gym.utils.checks import positive_finite, positive_int, require
+from bm_gym.utils.math import quat_from_yaw
 
 VELOCITY_LOW = np.array([-0.5, -0.5, -1.0], dtype=np.float32)
 VELOCITY_HIGH = np.array([1.0, 0.5, 1.0], dtype=np.float32)
@@ -137,10 +140,19 @@ class EnvLogic:
         self.goal = goal
 
     def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
-        options = options or {}
-        unknown = set(options) - {"obstacles", "goal"}
+        """Reset options with a ``course`` (a :class:`bm_gym.course.Course`, a course file or its mapping)
+        expanded: its obstacles, its first goal and its start pose (``"start"``: x, y, yaw), unless
+        ``obstacles`` or ``goal`` are given as well (they win)."""
+        options = dict(options or {})
+        unknown = set(options) - {"obstacles", "goal", "course"}
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'obstacles' and/or 'goal'")
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'obstacles', 'goal' and/or 'course'")
+        if "course" in options:
+            course = as_course(options.pop("course"))
+            options.setdefault("obstacles", course.obstacles)
+            if course.goals:
+                options.setdefault("goal", (course.goals[0].x, course.goals[0].y))
+            options["start"] = course.start
         return options
 
     def check_action(self, action) -> np.ndarray:
@@ -277,7 +289,7 @@ class GuidedG1Env(gym.Env):
         self.set_obstacles(options.get("obstacles", ()))
         self.set_goal(options.get("goal"))
         episode_seed = int(self.np_random.integers(2**31))
-        state = self.backend.reset(seed=episode_seed)
+        state = self.backend.reset(start_pose(options.get("start")), seed=episode_seed)
         self.controller.reset(state, seed=episode_seed)
         self.controller.set_task(None)
         self.logic.state, self.logic.episode_collisions = state, 0
@@ -338,3 +350,11 @@ def _replace(cfg: GuidedEnvCfg, overrides: dict[str, Any]) -> GuidedEnvCfg:
     if unknown:
         raise TypeError(f"unknown GuidedEnvCfg fields {sorted(unknown)}; known: {sorted(names)}")
     return dataclasses.replace(cfg, **overrides)
+
+
+def start_pose(start: tuple[float, float, float] | None) -> RootPose | None:
+    """The simulator's root pose for a course start (x, y, yaw); None: the default pose at the origin."""
+    if start is None:
+        return None
+    x, y, yaw = start
+    return RootPose(pos=(x, y, g1.DEFAULT_ROOT_HEIGHT), quat=tuple(quat_from_yaw(yaw)))

@@ -9,8 +9,8 @@ makes N separate batch-1 plans, N times the fixed cost of a plan.
 
 Spaces, actions and observations are the single env's (:mod:`bm_gym.envs.guided_env`), batched. Seeds: an
 int seed gives env i the seed ``seed + i``, as Gymnasium's vector envs do, so env i behaves as a single env
-reset with that seed. Options: ``{"obstacles": ..., "goal": ...}`` apply to every env, or give a list with
-one entry per env; ``"reset_mask"`` (bool [N]) resets only some envs. Autoreset follows Gymnasium 1.x:
+reset with that seed. Options: ``{"obstacles": ..., "goal": ..., "course": ...}`` apply to every env, or give
+a list with one entry per env; ``"reset_mask"`` (bool [N]) resets only some envs. Autoreset follows Gymnasium 1.x:
 ``next_step`` (default: the step after an episode ends resets that env and ignores its action) or
 ``same_step`` (the env resets at once; ``infos["final_obs"]`` / ``infos["final_info"]`` keep the last ones) or
 ``disabled`` (the caller resets ended envs with ``reset_mask``, giving each its own options: how wrappers such
@@ -33,9 +33,9 @@ from gymnasium.vector.utils import batch_space
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import DiffusionPolicy
-from bm_gym.envs.guided_env import EnvLogic, GuidedEnvCfg, _replace
+from bm_gym.envs.guided_env import EnvLogic, GuidedEnvCfg, _replace, start_pose
 from bm_gym.obstacles import Box, Cylinder
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RootPose, has_fallen
 from bm_gym.sim.mujoco_backend import check_obstacle_capacity
 
 
@@ -51,8 +51,8 @@ def _worker(conn, backend_cfg: MujocoBackendCfg, count: int) -> None:
         try:
             if command == "step":  # payload: [(local index, targets)]
                 result = [sims[i].step(targets) for i, targets in payload]
-            elif command == "reset":  # payload: [(local index, seed)]
-                result = [sims[i].reset(seed=seed) for i, seed in payload]
+            elif command == "reset":  # payload: [(local index, (seed, root pose or None))]
+                result = [sims[i].reset(root, seed=seed) for i, (seed, root) in payload]
             elif command == "obstacles":  # payload: (local index, obstacles)
                 result = sims[payload[0]].set_obstacles(payload[1])
             elif command == "close":
@@ -95,6 +95,7 @@ class GuidedG1VectorEnv(VectorEnv):
         )
         self.logics = [EnvLogic(cfg) for _ in range(num_envs)]
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
+        self._starts: list[RootPose | None] = [None] * num_envs  # start poses of the envs' courses
         self.single_observation_space = self.logics[0].observation_space
         self.single_action_space = self.logics[0].action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -167,12 +168,13 @@ class GuidedG1VectorEnv(VectorEnv):
             raise ValueError(f"reset_mask must have {self.num_envs} entries, got shape {mask.shape}")
         seeds = self.seeds_for(seed)
         per_env = {i: self.env_options(options, i) for i in np.flatnonzero(mask)}
-        for i, opts in per_env.items():  # check every env's options before changing any env
-            self.logics[i].check_options(opts)
+        per_env = {i: self.logics[i].check_options(opts) for i, opts in per_env.items()}  # all before any change
+        for opts in per_env.values():
             check_obstacle_capacity(EnvLogic.checked_obstacles(opts.get("obstacles", ())), self._capacity)
         for i, opts in per_env.items():
             self.set_obstacles(i, opts.get("obstacles", ()))
             self.logics[i].set_goal(opts.get("goal"))
+            self._starts[i] = start_pose(opts.get("start"))  # kept for this env's autoresets, as its map is
         states = self._reset_envs(list(per_env), seeds)
         infos: dict[str, Any] = {}
         for i in per_env:
@@ -276,8 +278,9 @@ class GuidedG1VectorEnv(VectorEnv):
         """Env i's options: a value meant for every env, or entry i of a per-env list."""
         out = {}
         for key, value in options.items():
-            per_env = (key == "obstacles" and isinstance(value, (list, tuple)) and value
-                       and not isinstance(value[0], (Cylinder, Box))) or (
+            per_env = (key == "course" and isinstance(value, (list, tuple))) or (
+                key == "obstacles" and isinstance(value, (list, tuple)) and value
+                and not isinstance(value[0], (Cylinder, Box))) or (
                 key == "goal" and isinstance(value, (list, tuple)) and len(value) == self.num_envs
                 and (value[0] is None or isinstance(value[0], (list, tuple, np.ndarray))))  # fmt: skip
             if per_env and len(value) != self.num_envs:
@@ -294,7 +297,7 @@ class GuidedG1VectorEnv(VectorEnv):
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
             episode_seeds[i] = int(self._rngs[i].integers(2**31))
-        states = self._call("reset", episode_seeds)
+        states = self._call("reset", {i: (seed, self._starts[i]) for i, seed in episode_seeds.items()})
         for i in envs:
             self.controller.reset(states[i], seed=episode_seeds[i], robot=int(i))
             self.controller.set_task(None, robot=int(i))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bm_gym.controller import DiffusionController
+from bm_gym.course import Course, Goal
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import (
@@ -21,8 +22,9 @@ from bm_gym.guidance.tasks import (
     WaypointTask,
 )  # fmt: skip
 from bm_gym.obstacles import Box, Cylinder, Obstacle
-from bm_gym.sim import MujocoBackend, has_fallen
-from bm_gym.utils.math import wrap_angle
+from bm_gym.robot import g1
+from bm_gym.sim import MujocoBackend, RootPose, has_fallen
+from bm_gym.utils.math import quat_from_yaw, wrap_angle
 
 GOAL_RADIUS = 0.3
 
@@ -106,11 +108,13 @@ def joystick_command(t: float) -> tuple[float, float]:
     return JOYSTICK_PROFILE[-1][1], JOYSTICK_PROFILE[-1][2]
 
 
-def _start(backend: MujocoBackend, controller: DiffusionController, seed: int, obstacles=()):
+def _start(backend: MujocoBackend, controller: DiffusionController, seed: int, obstacles=(),
+           start: tuple[float, float, float] = (0.0, 0.0, 0.0)):  # fmt: skip
     backend.clear_obstacles()
     for obstacle in obstacles:
         backend.add_obstacle(obstacle)
-    state = backend.reset(seed=seed)
+    x, y, yaw = start
+    state = backend.reset(RootPose(pos=(x, y, g1.DEFAULT_ROOT_HEIGHT), quat=tuple(quat_from_yaw(yaw))), seed=seed)
     controller.reset(state, seed=seed)
     return state
 
@@ -154,23 +158,63 @@ def run_waypoint(backend, controller, seed: int, guidance: GuidanceCfg, obstacle
                  goal: tuple[float, float] | None = None, obstacle_weight: float = 1.0,
                  navigator: str = "waypoint", navigation: NavigationCfg | None = None) -> EpisodeResult:  # fmt: skip
     """Walk to a goal (default: seeded, 2-5 m away) around ``obstacles``, steered by ``navigator``."""
-    goal = goal or waypoint_goal(seed)
-    state = _start(backend, controller, seed, obstacles)
-    waypoint = WaypointTask(*goal)
-    task = goal_task(goal, obstacles, navigator, obstacle_weight, navigation=navigation)
-    controller.set_task(task, guidance)
-    collisions, min_distance = 0, math.inf
-    for step in range(round(timeout_s / backend.control_dt)):
-        state = backend.step(controller.act(state))
-        collisions += state.obstacle_contact
-        if has_fallen(state):
-            return EpisodeResult(seed, False, True, collisions, (step + 1) * backend.control_dt,
-                                 {"goal": goal, "min_distance": min_distance})  # fmt: skip
-        min_distance = min(min_distance, waypoint.distance(state))
-        if min_distance < GOAL_RADIUS:
-            return EpisodeResult(seed, collisions == 0, False, collisions, (step + 1) * backend.control_dt,
-                                 {"goal": goal, "min_distance": min_distance})  # fmt: skip
-    return EpisodeResult(seed, False, False, collisions, timeout_s, {"goal": goal, "min_distance": min_distance})
+    course = Course(tuple(obstacles), (Goal(*(goal or waypoint_goal(seed))),), seed=seed)
+    return run_course(backend, controller, course, guidance, timeout_s, obstacle_weight, navigator, navigation)
+
+
+def run_course(backend, controller, course: Course, guidance: GuidanceCfg, timeout_s: float = 25.0,
+               obstacle_weight: float = 1.0, navigator: str = "navigate",
+               navigation: NavigationCfg | None = None) -> EpisodeResult:  # fmt: skip
+    """Walk a course's goals in order (``timeout_s`` for each) round its obstacles, from its start pose.
+
+    Success: every goal reached within :data:`GOAL_RADIUS` without a collision or a fall.
+    """
+    if not course.goals:
+        raise ValueError(f"course {course.name or '(unnamed)'} has no goals to walk to")
+    seed = course.seed or 0
+    state = _start(backend, controller, seed, course.obstacles, course.start)
+    collisions, elapsed, reached, min_distance = 0, 0.0, 0, math.inf
+    for goal in course.goals:
+        waypoint = WaypointTask(goal.x, goal.y)
+        controller.set_task(goal_task((goal.x, goal.y), course.obstacles, navigator, obstacle_weight, goal.yaw,
+                                      navigation), guidance)  # fmt: skip
+        min_distance = math.inf
+        for _ in range(round(timeout_s / backend.control_dt)):
+            state = backend.step(controller.act(state))
+            elapsed += backend.control_dt
+            collisions += state.obstacle_contact
+            if has_fallen(state):
+                return EpisodeResult(seed, False, True, collisions, elapsed, _course_extra(course, reached,
+                                                                                           min_distance))  # fmt: skip
+            min_distance = min(min_distance, waypoint.distance(state))
+            if min_distance < GOAL_RADIUS:
+                break
+        else:
+            return EpisodeResult(seed, False, False, collisions, elapsed, _course_extra(course, reached, min_distance))
+        reached += 1
+    return EpisodeResult(seed, collisions == 0, False, collisions, elapsed, _course_extra(course, reached,
+                                                                                          min_distance))  # fmt: skip
+
+
+def _course_extra(course: Course, reached: int, min_distance: float) -> dict:
+    """What an episode reports: the goal (one) or the goals reached (several), and how close it came."""
+    if len(course.goals) == 1:
+        return {"goal": (course.goals[0].x, course.goals[0].y), "min_distance": min_distance}
+    return {"course": course.name, "goals_reached": reached, "goals": len(course.goals), "min_distance": min_distance}
+
+
+def scenario_course(scenario: str, seed: int) -> Course:
+    """The course of a seeded evaluation scenario, in the shared course format (``Course.save`` writes it)."""
+    if scenario == "obstacles":
+        goal, obstacles = obstacle_course(seed)
+    elif scenario == "passages":
+        goal, obstacles = passage_course(seed)
+    elif scenario in ("waypoint", "stay"):
+        goal, obstacles = waypoint_goal(seed), []
+    else:
+        raise ValueError(f"scenario {scenario!r} has no course; courses: obstacles, passages, waypoint, stay")
+    yaw = goal_heading(seed) if scenario == "stay" else None
+    return Course(tuple(obstacles), (Goal(*goal, yaw),), seed=seed, name=f"{scenario}-{seed}")
 
 
 def goal_heading(seed: int) -> float:

@@ -153,3 +153,20 @@ def test_a_walled_in_waypoint_is_reported_and_the_robot_stands():
     _, _, _, _, info = env.step(np.array([-2.0, 1.0], np.float32))  # a reachable waypoint
     assert not info["no_route"]
     env.close()
+
+
+def test_a_course_file_sets_start_pose_obstacles_and_goal(tmp_path):
+    from bm_gym.course import Course, Goal
+
+    course = Course((Cylinder(2.0, 3.0, 0.3),), (Goal(1.0, 4.0),), start=(1.0, 2.0, math.pi / 2))
+    path = course.save(tmp_path / "c.yaml")
+    env = gym.make(ENV_ID, **FAST)
+    obs, info = env.reset(seed=0, options={"course": str(path)})
+    assert np.allclose(info["root_xy"], [1.0, 2.0], atol=1e-6) and np.allclose(obs["robot"][-2:], [0, 1], atol=1e-6)
+    assert env.unwrapped.goal == (1.0, 4.0) and env.unwrapped.obstacles == (Cylinder(2.0, 3.0, 0.3),)
+    np.testing.assert_allclose(obs["goal"], [2.0, 0.0, 1.0], atol=1e-5)  # 2 m straight ahead
+    _, info = env.reset(seed=0, options={"course": str(path), "goal": (0.0, 0.0)})  # explicit options win
+    assert env.unwrapped.goal == (0.0, 0.0)
+    with pytest.raises(ValueError, match="goals\\[0\\]"):
+        env.reset(options={"course": {"format": "bm_gym.course", "version": 1, "goals": [{"x": 1.0}]}})
+    env.close()

@@ -107,3 +107,16 @@ def test_sb3_vec_env_adapter_trains_ppo_for_a_few_steps():
     _, rewards, dones, infos = env.step_wait()
     assert rewards.shape == (2,) and len(infos) == 2
     env.close()
+
+
+def test_per_env_courses_set_start_poses_that_autoresets_keep(tmp_path):
+    from bm_gym.course import Course
+
+    courses = [Course(start=(1.0, 0.0, 0.0)), Course(start=(0.0, -2.0, 1.0))]
+    vec = GuidedG1VectorEnv(num_envs=2, max_episode_s=0.04, autoreset_mode="same_step", **FAST)
+    _, infos = vec.reset(seed=0, options={"course": courses})
+    np.testing.assert_allclose(infos["root_xy"], [[1.0, 0.0], [0.0, -2.0]], atol=1e-6)
+    _, _, _, truncated, infos = vec.step(ACTIONS)  # every episode ends here and starts again at its course start
+    assert truncated.all()
+    np.testing.assert_allclose(infos["root_xy"], [[1.0, 0.0], [0.0, -2.0]], atol=1e-6)
+    vec.close()

@@ -61,3 +61,30 @@ def test_passages_are_seeded_narrow_and_the_only_way():
         assert (1.0 <= gap <= 1.3) if seed % 2 else (0.8 <= gap <= 1.2)
         route = Route(goal, ObstacleField(walls), start=(0.0, 0.0))
         assert route.reachable(np.zeros(2))
+
+
+def test_scenario_courses_are_course_files_that_reproduce_the_scenario(tmp_path):
+    from bm_gym.course import Course
+    from bm_gym.eval.scenarios import obstacle_course, scenario_course
+
+    for seed in range(3):
+        path = scenario_course("obstacles", seed).save(tmp_path / f"obstacles-{seed}.json")
+        course = Course.load(path)
+        goal, obstacles = obstacle_course(seed)
+        assert course.obstacles == tuple(obstacles) and (course.goals[0].x, course.goals[0].y) == goal
+        assert course.seed == seed
+    assert scenario_course("stay", 1).goals[0].yaw is not None
+
+
+def test_a_course_with_two_goals_is_walked_in_order(backend):
+    from bm_gym.controller import ControllerCfg, DiffusionController
+    from bm_gym.course import Course, Goal
+    from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+    from bm_gym.eval.scenarios import run_course
+    from bm_gym.guidance import GuidanceCfg
+
+    controller = DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT), ControllerCfg(seed=0))
+    course = Course(goals=(Goal(1.2, 0.0), Goal(1.2, 1.2)), seed=0, name="two")
+    result = run_course(backend, controller, course, GuidanceCfg(), timeout_s=12.0)
+    assert result.success and result.extra["goals_reached"] == 2, result
+    assert abs(backend.state().root_pos[1] - 1.2) < 0.4
