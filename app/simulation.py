@@ -21,6 +21,7 @@ import torch
 
 from app.recorder import SessionRecorder
 from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.course import start_pose
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance import GuidanceCfg
@@ -137,8 +138,15 @@ class Simulation(threading.Thread):
     def remove_obstacle(self, uid: int) -> None:
         self._edits.put(("remove", uid, None))
 
-    def reset(self) -> None:
-        self._edits.put(("reset", None, None))
+    def reset(self, start: tuple[float, float, float] | None = None) -> None:
+        """Stand the robot up again, at the origin or at ``start`` (x, y, yaw: a course's start pose)."""
+        self._edits.put(("reset", None, start))
+
+    @property
+    def waypoint(self) -> tuple[float, float] | None:
+        """The waypoint last set (in any drive mode)."""
+        with self._lock:
+            return self._waypoint
 
     def pause(self, paused: bool) -> None:
         with self._lock:
@@ -248,7 +256,7 @@ class Simulation(threading.Thread):
         elif kind == "remove" and uid in self._handles:
             self.backend.remove_obstacle(self._handles.pop(uid))
         elif kind == "reset":
-            self._state = self.backend.reset()
+            self._state = self.backend.reset(start_pose(payload))
             self.controller.reset(self._state)
             self._fell = False
             self._error = None

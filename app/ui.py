@@ -19,6 +19,7 @@ import numpy as np
 from app.gamepad import Gamepad
 from app.scene_view import SceneView
 from app.simulation import Simulation, SimulationCfg, Snapshot
+from bm_gym.course import Course, CourseError, Goal
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 
 KEYBOARD_VX, KEYBOARD_VY, KEYBOARD_WZ = 0.8, 0.4, 0.8
@@ -36,6 +37,7 @@ class AppCfg:
     plot_seconds: float = 10.0
     max_ui_fps: float = 20.0  # the UI yields the rest of each frame to the simulation thread
     record_dir: Path = Path("runs/recordings")
+    course_file: Path = Path("runs/courses/scene.yaml")  # where Save / Load course point at first
 
 
 class TeleopApp:
@@ -77,6 +79,30 @@ class TeleopApp:
             if math.hypot(xy[0] - o.x, xy[1] - o.y) <= max(reach, 0.2):
                 return uid
         return None
+
+    # -- courses (bm_gym.course: the format the env and the evaluation read) ---------------------------------
+
+    def course(self) -> Course:
+        """The scene as a course: the drawn obstacles, the waypoint as its goal, the robot's pose as its start."""
+        snap = self.sim.snapshot()
+        waypoint = self.sim.waypoint
+        return Course(tuple(self.obstacles.values()), () if waypoint is None else (Goal(*waypoint),),
+                      start=(float(snap.root_xy[0]), float(snap.root_xy[1]), float(snap.yaw)), name="app")  # fmt: skip
+
+    def save_course(self, path: str | Path) -> Path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return self.course().save(path)
+
+    def load_course(self, path: str | Path) -> Course:
+        """Replace the scene with a course file's: obstacles, waypoint (its first goal), the robot at its start."""
+        course = Course.load(path)  # read and checked before anything changes
+        self._on_clear()
+        for obstacle in course.obstacles:
+            self.add_obstacle(obstacle)
+        self.sim.set_waypoint(None if not course.goals else (course.goals[0].x, course.goals[0].y))
+        self.sim.reset(course.start)
+        self.map_center = np.array(course.start[:2])
+        return course
 
     # -- map geometry -------------------------------------------------------------------------------------
 
@@ -174,6 +200,11 @@ class TeleopApp:
             dpg.add_button(label="Pause", tag="pause", callback=self._on_pause)
             dpg.add_button(label="Record", tag="record", callback=self._on_record)
             dpg.add_button(label="Clear obstacles", callback=self._on_clear)
+        with dpg.group(horizontal=True):
+            dpg.add_input_text(tag="course_path", default_value=str(self.cfg.course_file), width=250)
+            dpg.add_button(label="Save course", tag="save_course", callback=lambda: self._on_course("save"))
+            dpg.add_button(label="Load course", tag="load_course", callback=lambda: self._on_course("load"))
+        dpg.add_text("", tag="course_message", color=(170, 170, 170))
         dpg.add_text("Keyboard: W/S forward/back, A/D sideways, Q/E turn", color=(170, 170, 170))
 
     # -- callbacks (run on this thread by run_callbacks) -----------------------------------------------------
@@ -194,6 +225,14 @@ class TeleopApp:
             self.sim.start_recording(self.cfg.record_dir / time.strftime("session-%Y%m%d-%H%M%S.h5"))
         self._recording = not self._recording
         dpg.set_item_label("record", "Stop recording" if self._recording else "Record")
+
+    def _on_course(self, action: str) -> None:
+        path = Path(dpg.get_value("course_path"))
+        try:
+            self.save_course(path) if action == "save" else self.load_course(path)
+            dpg.set_value("course_message", f"{'saved' if action == 'save' else 'loaded'} {path}")
+        except (OSError, CourseError) as err:  # a bad file is reported; the scene stays as it was
+            dpg.set_value("course_message", f"{action} failed: {err}")
 
     def _on_clear(self) -> None:
         for uid in list(self.obstacles):

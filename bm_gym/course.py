@@ -22,7 +22,10 @@ from typing import Any
 import yaml
 
 from bm_gym.obstacles import Box, Cylinder, Obstacle
+from bm_gym.robot import g1
+from bm_gym.sim.backend import RootPose
 from bm_gym.utils.files import atomic_write_text
+from bm_gym.utils.math import quat_from_yaw
 
 FORMAT = "bm_gym.course"
 VERSION = 1
@@ -160,3 +163,11 @@ def as_course(value: Course | str | Path | dict) -> Course:
     if isinstance(value, (str, Path)):
         return Course.load(value)
     return Course.from_dict(value)
+
+
+def start_pose(start: tuple[float, float, float] | None) -> RootPose | None:
+    """The simulator's root pose for a course start (x, y, yaw); None: the default pose at the origin."""
+    if start is None:
+        return None
+    x, y, yaw = start
+    return RootPose(pos=(x, y, g1.DEFAULT_ROOT_HEIGHT), quat=tuple(quat_from_yaw(yaw)))

@@ -38,17 +38,15 @@ import torch
 from gymnasium import spaces
 
 from bm_gym.controller import ControllerCfg, DiffusionController
-from bm_gym.course import as_course
+from bm_gym.course import as_course, start_pose
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.sdf import ObstacleField
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
 from bm_gym.obstacles import Box, Cylinder, Obstacle
-from bm_gym.robot import g1
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, RootPose, has_fallen
+from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, has_fallen
 from bm_gym.utils.checks import positive_finite, positive_int, require
-from bm_gym.utils.math import quat_from_yaw
 
 VELOCITY_LOW = np.array([-0.5, -0.5, -1.0], dtype=np.float32)
 VELOCITY_HIGH = np.array([1.0, 0.5, 1.0], dtype=np.float32)
@@ -350,11 +348,3 @@ def _replace(cfg: GuidedEnvCfg, overrides: dict[str, Any]) -> GuidedEnvCfg:
     if unknown:
         raise TypeError(f"unknown GuidedEnvCfg fields {sorted(unknown)}; known: {sorted(names)}")
     return dataclasses.replace(cfg, **overrides)
-
-
-def start_pose(start: tuple[float, float, float] | None) -> RootPose | None:
-    """The simulator's root pose for a course start (x, y, yaw); None: the default pose at the origin."""
-    if start is None:
-        return None
-    x, y, yaw = start
-    return RootPose(pos=(x, y, g1.DEFAULT_ROOT_HEIGHT), quat=tuple(quat_from_yaw(yaw)))

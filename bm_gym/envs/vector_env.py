@@ -31,9 +31,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.course import start_pose
 from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import DiffusionPolicy
-from bm_gym.envs.guided_env import EnvLogic, GuidedEnvCfg, _replace, start_pose
+from bm_gym.envs.guided_env import EnvLogic, GuidedEnvCfg, _replace
 from bm_gym.obstacles import Box, Cylinder
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RootPose, has_fallen
 from bm_gym.sim.mujoco_backend import check_obstacle_capacity

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bm_gym.controller import DiffusionController
-from bm_gym.course import Course, Goal
+from bm_gym.course import Course, Goal, start_pose
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import (
@@ -22,9 +22,8 @@ from bm_gym.guidance.tasks import (
     WaypointTask,
 )  # fmt: skip
 from bm_gym.obstacles import Box, Cylinder, Obstacle
-from bm_gym.robot import g1
-from bm_gym.sim import MujocoBackend, RootPose, has_fallen
-from bm_gym.utils.math import quat_from_yaw, wrap_angle
+from bm_gym.sim import MujocoBackend, has_fallen
+from bm_gym.utils.math import wrap_angle
 
 GOAL_RADIUS = 0.3
 
@@ -113,8 +112,7 @@ def _start(backend: MujocoBackend, controller: DiffusionController, seed: int, o
     backend.clear_obstacles()
     for obstacle in obstacles:
         backend.add_obstacle(obstacle)
-    x, y, yaw = start
-    state = backend.reset(RootPose(pos=(x, y, g1.DEFAULT_ROOT_HEIGHT), quat=tuple(quat_from_yaw(yaw))), seed=seed)
+    state = backend.reset(start_pose(start), seed=seed)
     controller.reset(state, seed=seed)
     return state
 

@@ -208,3 +208,86 @@ def test_a_walled_in_waypoint_shows_no_route_and_the_robot_stands(xvfb, tmp_path
     assert seen["no_route"] and "NO ROUTE" in seen["status"], seen["status"]
     assert seen["moved"] < 0.2, "the robot stands instead of pressing into the wall"
     assert np.asarray(Image.open(tmp_path / "no_route.png").convert("RGB")).std() > 10
+
+
+def save_and_load_a_course(display: str, screenshot: str, results) -> None:
+    """Runs in a child process: draw an obstacle with the mouse, set a waypoint, press Save course; then load a
+    course file with the Load course button."""
+    import dearpygui.dearpygui as dpg
+
+    from bm_gym.course import Course, Goal
+    from bm_gym.obstacles import Cylinder
+
+    os.environ["DISPLAY"] = display
+    teleop = TeleopApp()
+    folder = Path(screenshot).parent
+    seen: dict[str, object] = {}
+
+    def click(tag: str) -> None:
+        (left, top), (width, height) = dpg.get_item_rect_min(tag), dpg.get_item_rect_size(tag)
+        xdotool(display, "mousemove", str(int(left + width / 2)), str(int(top + height / 2)))
+        xdotool(display, "click", "1")
+
+    def script(t: TeleopApp):
+        while t.sim.snapshot().time < 0.5:
+            yield
+        x0, y0 = t.to_map((2.0, 1.0))  # draw a circle 2 m ahead, 1 m left
+        left, top = t.map_origin()
+        xdotool(display, "mousemove", str(int(left + x0)), str(int(top + y0)))
+        yield
+        xdotool(display, "click", "1")
+        for _ in range(10):
+            yield
+        t.sim.set_waypoint((4.0, 0.5))
+        dpg.set_value("course_path", str(folder / "drawn.yaml"))
+        yield
+        click("save_course")
+        for _ in range(10):
+            yield
+        seen["drawn"] = [list(map(float, (o.x, o.y))) for o in t.obstacles.values()]
+        seen["saved_message"] = dpg.get_value("course_message")
+        Course((Cylinder(3.0, -1.0, 0.4),), (Goal(5.0, 0.0),), start=(1.0, 1.0, 0.5)).save(folder / "given.json")
+        dpg.set_value("course_path", str(folder / "given.json"))
+        yield
+        click("load_course")
+        yield from wait_sim_time(t, 0.5)
+        snap = t.sim.snapshot()
+        seen["loaded"] = [list(map(float, (o.x, o.y))) for o in t.obstacles.values()]
+        seen["sim_obstacles"] = len(t.sim.backend.obstacles())
+        seen["waypoint"], seen["root_xy"] = list(t.sim.waypoint), snap.root_xy.tolist()
+        (folder / "broken.json").write_text("{")
+        dpg.set_value("course_path", str(folder / "broken.json"))
+        yield
+        click("load_course")
+        for _ in range(5):
+            yield
+        seen["broken_message"], seen["after_broken"] = dpg.get_value("course_message"), len(t.obstacles)
+        t.screenshot(screenshot)
+        for _ in range(5):
+            yield
+
+    run_script(teleop, script)
+    results.put(seen)
+
+
+def test_a_course_saved_from_the_app_reloads_in_the_env_and_the_evaluation(xvfb, tmp_path):
+    import gymnasium as gym
+
+    import bm_gym  # noqa: F401 - registers the env
+    from bm_gym.course import Course
+    from bm_gym.envs import ENV_ID
+
+    seen = run_in_child(save_and_load_a_course, xvfb, tmp_path / "course.png")
+    assert "saved" in seen["saved_message"] and len(seen["drawn"]) == 1
+    assert math.hypot(seen["drawn"][0][0] - 2.0, seen["drawn"][0][1] - 1.0) < 0.1
+    course = Course.load(tmp_path / "drawn.yaml")  # what the evaluation tool reads (--scenario course)
+    assert [[o.x, o.y] for o in course.obstacles] == seen["drawn"]
+    assert (course.goals[0].x, course.goals[0].y) == (4.0, 0.5)
+    env = gym.make(ENV_ID, control_steps=2)
+    env.reset(seed=0, options={"course": str(tmp_path / "drawn.yaml")})
+    assert [[o.x, o.y] for o in env.unwrapped.obstacles] == seen["drawn"] and env.unwrapped.goal == (4.0, 0.5)
+    env.close()
+    assert seen["loaded"] == [[3.0, -1.0]] and seen["sim_obstacles"] == 1 and seen["waypoint"] == [5.0, 0.0]
+    assert math.hypot(seen["root_xy"][0] - 1.0, seen["root_xy"][1] - 1.0) < 0.2, "the robot stands at the start"
+    assert "load failed" in seen["broken_message"] and "broken.json" in seen["broken_message"]
+    assert seen["after_broken"] == 1, "a bad file leaves the scene as it was"
