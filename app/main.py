@@ -12,6 +12,8 @@ from pathlib import Path
 
 from app.simulation import SimulationCfg
 from app.ui import AppCfg, TeleopApp
+from bm_gym.course import Course, CourseError
+from bm_gym.devices import parse_device
 from bm_gym.diffusion import SHIPPED_CHECKPOINT
 from bm_gym.guidance import GuidanceCfg
 
@@ -43,7 +45,18 @@ def main() -> int:
     parser.add_argument("--actions-per-plan", type=int, default=SimulationCfg().actions_per_plan,
                         help="planned actions executed per plan (1: replan at 50 Hz on fast machines)")  # fmt: skip
     parser.add_argument("--view-fps", type=float, default=AppCfg().view_fps, help="cap on the 3D view's frame rate")
+    parser.add_argument("--device", default=AppCfg().device,
+                        help="gamepad (falls back to the virtual stick and the keyboard), keyboard, or script:FILE "
+                        "(a CSV of time, vx, vy, wz rows played on simulation time)")  # fmt: skip
+    parser.add_argument("--course", type=Path, help="start in this course file (obstacles, waypoint, start pose)")
+    parser.add_argument("--no-record-video", action="store_true", help="Record writes no mp4 of the 3D view")
     args = parser.parse_args()
+    try:  # bad input is reported before any window opens
+        parse_device(args.device)
+        if args.course is not None:
+            Course.load(args.course)
+    except (ValueError, CourseError) as err:
+        parser.error(str(err))
     problem = display_problem()
     if problem:
         print(f"error: the teleop app needs a display ({problem}). On a machine without a screen run it under "
@@ -52,5 +65,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sim = SimulationCfg(checkpoint=args.checkpoint, guidance=GuidanceCfg(scale=args.scale),
                         actions_per_plan=args.actions_per_plan)  # fmt: skip
-    TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps)).run()
+    teleop = TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps, device=args.device,
+                              record_video=not args.no_record_video))  # fmt: skip
+    if args.course is not None:
+        teleop.load_course(args.course)
+    teleop.run()
     return 0

@@ -16,13 +16,12 @@ from pathlib import Path
 import dearpygui.dearpygui as dpg
 import numpy as np
 
-from app.gamepad import Gamepad
 from app.scene_view import SceneView
 from app.simulation import Simulation, SimulationCfg, Snapshot
+from app.virtual_stick import VirtualStick
 from bm_gym.course import Course, CourseError, Goal
+from bm_gym.devices import CommandScript, Se2Device, Se2Gamepad, Se2Keyboard, Se2Script, parse_device
 from bm_gym.obstacles import Box, Cylinder, Obstacle
-
-KEYBOARD_VX, KEYBOARD_VY, KEYBOARD_WZ = 0.8, 0.4, 0.8
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,10 @@ class AppCfg:
     plot_seconds: float = 10.0
     max_ui_fps: float = 20.0  # the UI yields the rest of each frame to the simulation thread
     record_dir: Path = Path("runs/recordings")
+    record_video: bool = True  # Record also writes the 3D view to an mp4 beside the HDF5 session
+    # Input: "gamepad" (a pad when one is connected, else the virtual stick and the keyboard), "keyboard"
+    # (the virtual stick and the keyboard), or "script:FILE" (a command script on simulation time, alone).
+    device: str = "gamepad"
     course_file: Path = Path("runs/courses/scene.yaml")  # where Save / Load course point at first
 
 
@@ -45,7 +48,21 @@ class TeleopApp:
         self.cfg = cfg = cfg or AppCfg()
         self.sim = Simulation(cfg.sim)
         self.view = SceneView(self.sim, *cfg.view_size, fps=cfg.view_fps)
-        self.gamepad = Gamepad()
+        kind, script = parse_device(cfg.device)  # a bad spelling or script file fails here, before any window
+        self.stick = VirtualStick()
+        self.gamepad = Se2Gamepad() if kind == "gamepad" else None
+        self.devices: list[Se2Device]  # in priority order: the first that is not idle drives
+        if script is not None:
+            clock = lambda: self.sim.snapshot().time  # noqa: E731 - simulation time, so replays are exact
+            self.devices = [Se2Script(script, clock, name=Path(cfg.device.partition(":")[2]).name)]
+        else:
+            self.devices = [d for d in (self.gamepad, self.stick, Se2Keyboard(_dpg_key_down)) if d is not None]
+        if self.gamepad is not None:
+            self.gamepad.add_callback("START", self.reset)
+            self.gamepad.add_callback("BACK", self._on_pause)
+        self.active_device: Se2Device | None = None
+        self._command_log: list[tuple[float, tuple[float, float, float]]] | None = None  # while recording
+        self._recording_stem: Path | None = None
         self.obstacles: dict[int, Obstacle] = {}  # what the operator drew, by id (the simulation mirrors it)
         self.selected: int | None = None
         self.map_center = np.zeros(2)
@@ -54,7 +71,6 @@ class TeleopApp:
         self._drag_offset: np.ndarray | None = None
         self._history: deque[tuple[float, ...]] = deque(maxlen=int(cfg.plot_seconds * 50))
         self._frame_times: deque[float] = deque(maxlen=60)
-        self._recording = False
 
     # -- obstacle editing (map tool "draw") ------------------------------------------------------------
 
@@ -100,9 +116,40 @@ class TeleopApp:
         for obstacle in course.obstacles:
             self.add_obstacle(obstacle)
         self.sim.set_waypoint(None if not course.goals else (course.goals[0].x, course.goals[0].y))
-        self.sim.reset(course.start)
+        self.reset(course.start)
         self.map_center = np.array(course.start[:2])
         return course
+
+    def reset(self, start: tuple[float, float, float] | None = None) -> None:
+        """Put the robot back at the start (or ``start``); input devices start over too (a script from its top)."""
+        self.sim.reset(start)
+        for device in self.devices:
+            device.reset()
+
+    # -- recording ------------------------------------------------------------------------------------------
+
+    @property
+    def recording(self) -> bool:
+        return self._recording_stem is not None
+
+    def start_recording(self) -> Path:
+        """Record the session: states and actions (HDF5), the 3D view (mp4), the commands (a replayable script)
+        and the scene (course file), all under one name in ``record_dir``."""
+        self.cfg.record_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.cfg.record_dir / time.strftime("session-%Y%m%d-%H%M%S")
+        self.sim.start_recording(stem.with_suffix(".h5"))
+        if self.cfg.record_video:
+            self.view.start_video(stem.with_suffix(".mp4"))
+        self.course().save(stem.with_suffix(".course.yaml"))
+        self._recording_stem, self._command_log = stem, []
+        return stem
+
+    def stop_recording(self) -> None:
+        self.sim.stop_recording()
+        self.view.stop_video()
+        if self._command_log:
+            CommandScript.from_samples(self._command_log).save(self._recording_stem.with_suffix(".commands.csv"))
+        self._recording_stem, self._command_log = None, None
 
     # -- map geometry -------------------------------------------------------------------------------------
 
@@ -157,6 +204,11 @@ class TeleopApp:
                     dpg.add_text("Map (draw: click adds, drag moves, wheel resizes, right-click deletes)")
                     dpg.add_drawlist(cfg.map_px, cfg.map_px, tag="map")
                     self._build_controls()
+                if not isinstance(self.devices[0], Se2Script):
+                    with dpg.group():
+                        dpg.add_text("Virtual stick")
+                        self.stick.build()
+                        dpg.add_text("drag a knob\nwith the mouse", color=(170, 170, 170))
             dpg.add_separator()
             dpg.add_text("", tag="status")
         with dpg.handler_registry():
@@ -196,7 +248,7 @@ class TeleopApp:
         dpg.add_slider_float(label="obstacle weight", tag="obstacle_weight", default_value=self.cfg.sim.obstacle_weight,
                              min_value=0.0, max_value=5.0, width=220, callback=self._on_guidance)  # fmt: skip
         with dpg.group(horizontal=True):
-            dpg.add_button(label="Reset", callback=lambda: self.sim.reset())
+            dpg.add_button(label="Reset", callback=lambda: self.reset())
             dpg.add_button(label="Pause", tag="pause", callback=self._on_pause)
             dpg.add_button(label="Record", tag="record", callback=self._on_record)
             dpg.add_button(label="Clear obstacles", callback=self._on_clear)
@@ -218,13 +270,8 @@ class TeleopApp:
         dpg.set_item_label("pause", "Resume" if paused else "Pause")
 
     def _on_record(self) -> None:
-        if self._recording:
-            self.sim.stop_recording()
-        else:
-            self.cfg.record_dir.mkdir(parents=True, exist_ok=True)
-            self.sim.start_recording(self.cfg.record_dir / time.strftime("session-%Y%m%d-%H%M%S.h5"))
-        self._recording = not self._recording
-        dpg.set_item_label("record", "Stop recording" if self._recording else "Record")
+        self.stop_recording() if self.recording else self.start_recording()
+        dpg.set_item_label("record", "Stop recording" if self.recording else "Record")
 
     def _on_course(self, action: str) -> None:
         path = Path(dpg.get_value("course_path"))
@@ -282,18 +329,14 @@ class TeleopApp:
     # -- per frame ------------------------------------------------------------------------------------------
 
     def _poll_input(self) -> None:
-        self.gamepad.poll()
-        pad = self.gamepad.command()
-        if pad is not None:
-            command = pad
-        else:  # keyboard fallback; with neither, the command is zero and the robot stops
-            key = dpg.is_key_down
-            command = (
-                KEYBOARD_VX * (key(dpg.mvKey_W) - 0.5 * key(dpg.mvKey_S)),
-                KEYBOARD_VY * (key(dpg.mvKey_A) - key(dpg.mvKey_D)),
-                KEYBOARD_WZ * (key(dpg.mvKey_Q) - key(dpg.mvKey_E)),
-            )
+        """Every device is polled (buttons, hot-plug, releases); the first that is not idle drives, else stop."""
+        commands = [device.advance() for device in self.devices]
+        active = next((k for k, c in enumerate(commands) if c is not None), None)
+        self.active_device = None if active is None else self.devices[active]
+        command = (0.0, 0.0, 0.0) if active is None else tuple(float(c) for c in commands[active])
         self.sim.set_command(*command)
+        if self._command_log is not None:
+            self._command_log.append((self.sim.snapshot().time, command))
 
     def _update(self) -> None:
         snap = self.sim.snapshot()
@@ -302,10 +345,14 @@ class TeleopApp:
                               snap.cost))  # fmt: skip
         self._update_plots()
         self._draw_map(snap)
+        if dpg.does_item_exist(self.stick.tag):
+            self.stick.draw()
         now = time.perf_counter()
         self._frame_times.append(now)
         ui_fps = (len(self._frame_times) - 1) / max(now - self._frame_times[0], 1e-6)
-        pad = ", ".join(self.gamepad.names) if self.gamepad.connected else "none (keyboard)"
+        device = self.active_device.description if self.active_device else "idle"
+        if self.gamepad is not None and self.active_device is not self.gamepad:
+            device += f"; {self.gamepad.description}"
         flags = " | PAUSED" * snap.paused + " | FELL (press Reset)" * snap.fell + " | REC" * snap.recording
         flags += f" | ERROR: {snap.error}" if snap.error else ""
         warning = "NO ROUTE to the waypoint: standing still | " * snap.no_route  # first: the line may be clipped
@@ -314,7 +361,7 @@ class TeleopApp:
             "status",
             f"{warning}control {snap.control_hz:4.1f} Hz (target {self.cfg.sim.control_hz:.0f}) | plan "
             f"{snap.plan_ms:5.1f} ms | 3D view {self.view.frames_rendered} frames | UI {ui_fps:4.1f} fps | sim t "
-            f"{snap.time:6.1f} s | mode {snap.mode} | gamepad: {pad} | obstacles {len(snap.obstacles)}{flags}",
+            f"{snap.time:6.1f} s | mode {snap.mode} | input: {device} | obstacles {len(snap.obstacles)}{flags}",
         )
 
     def _update_plots(self) -> None:
@@ -381,11 +428,14 @@ class TeleopApp:
             self.shutdown()
 
     def shutdown(self) -> None:
+        if self.recording:
+            self.stop_recording()
         self.sim.stop()
         self.view.stop()
         self.sim.join(timeout=5)
         self.view.join(timeout=5)
-        self.gamepad.close()
+        for device in self.devices:
+            device.close()
         dpg.destroy_context()
 
 
@@ -406,3 +456,11 @@ def _box_corners(o: Box) -> list[np.ndarray]:
     c, s = math.cos(o.yaw), math.sin(o.yaw)
     local = [(o.half_x, o.half_y), (-o.half_x, o.half_y), (-o.half_x, -o.half_y), (o.half_x, -o.half_y)]
     return [np.array([o.x + c * x - s * y, o.y + s * x + c * y]) for x, y in local]
+
+
+_DPG_KEYS = {"SPACE": "mvKey_Spacebar", "ESCAPE": "mvKey_Escape"}
+
+
+def _dpg_key_down(name: str) -> bool:
+    """Key state for ``Se2Keyboard`` from Dear PyGui, which owns the window."""
+    return dpg.is_key_down(getattr(dpg, _DPG_KEYS.get(name, f"mvKey_{name}")))

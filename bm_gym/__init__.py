@@ -1,12 +1,8 @@
 """bm_gym: BeyondMimic Stage 2, a guided state-action diffusion controller for the Unitree G1."""
 
-import os
-import sys
+from bm_gym.utils.gl import select_mujoco_gl
 
-# MuJoCo picks its GL backend once, at import. Offscreen software rendering (OSMesa) works on any
-# Linux machine; users with a GPU set MUJOCO_GL=egl themselves.
-if sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "osmesa"
+select_mujoco_gl()  # before anything imports MuJoCo, which binds its GL backend at import
 
 __version__ = "0.1.0"
 

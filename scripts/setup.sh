@@ -17,4 +17,4 @@ $PIP install -q --upgrade pip
 $PIP install -q torch==2.13.0
 # Asset-only: mjlab's runtime dependencies are not needed to read its G1 MJCF and meshes.
 $PIP install -q --no-deps mjlab==1.6.0
-$PIP install -q -e ".[dev]"
+$PIP install -q -e ".[dev,export]"

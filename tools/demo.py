@@ -2,7 +2,8 @@
 
 Part 1: a joystick script (walk, curve, turn in place, walk, stop) while guidance keeps it clear of
 obstacles. Part 2: a wall appears between the robot and a goal 3.5 m ahead, and the robot walks round it
-to the goal (``NavigateTask``). The run is saved as a frame sheet.
+to the goal (``NavigateTask``). The run is saved as a video (``demo.mp4``, simulation time, 25 fps) and a
+frame sheet (``demo.png``, one frame every 1.5 s).
 
     python -m tools.demo [--checkpoint DIR] [--seconds 30] [--navigate-seconds 30] [--out runs/demo]
 """
@@ -22,10 +23,13 @@ from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, VelocityTask
 from bm_gym.obstacles import Box, Cylinder
 from bm_gym.sim import MujocoBackend, RobotState, has_fallen
+from bm_gym.utils.video import Mp4Writer
 
 #: (start time s, vx, vy, wz): stand, walk, curve right, turn in place, walk, stop.
 SCRIPT = [(0.0, 0.0, 0.0, 0.0), (1.0, 0.6, 0.0, 0.0), (8.0, 0.5, 0.0, -0.4), (13.0, 0.0, 0.0, -0.8),
           (16.0, 0.6, 0.0, 0.0), (26.0, 0.0, 0.0, 0.0)]  # fmt: skip
+SHEET_EVERY_S = 1.5
+VIDEO_SIZE = (480, 360)
 OBSTACLES = (Cylinder(x=2.5, y=0.35, radius=0.25, height=1.2), Box(x=5.0, y=-0.6, half_x=0.3, half_y=0.2, yaw=0.4))
 
 
@@ -48,7 +52,10 @@ def main() -> None:
     parser.add_argument("--navigate-seconds", type=float, default=30.0, help="time limit of the wall part")
     parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="guidance scale")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--video-fps", type=float, default=25.0, help="frame rate of demo.mp4 (0: no video)")
     args = parser.parse_args()
+    if args.video_fps < 0:
+        parser.error("--video-fps must be 0 (no video) or positive")
 
     policy = DiffusionPolicy.load(args.checkpoint, expected_layout=StateLayout())
     backend = MujocoBackend()
@@ -59,36 +66,51 @@ def main() -> None:
     controller.reset(state)
     avoid = AvoidObstaclesTask(OBSTACLES)
     frames, path, contacts, fell = [], 0.0, 0, False
+    args.out.mkdir(parents=True, exist_ok=True)
+    video = Mp4Writer(args.out / "demo.mp4", args.video_fps) if args.video_fps else None
+    video_every = max(1, round(1.0 / (args.video_fps * backend.control_dt))) if video else 0
+    sheet_every = round(SHEET_EVERY_S / backend.control_dt)
+    steps = 0
 
-    def step(i: int) -> None:
-        nonlocal state, path, contacts, fell
+    def step() -> None:
+        nonlocal state, path, contacts, fell, steps
         previous = state.root_pos[:2].copy()
         state = backend.step(controller.act(state))
         path += float(np.linalg.norm(state.root_pos[:2] - previous))
         contacts += state.obstacle_contact
-        if i % 75 == 0:
+        if video is not None and steps % video_every == 0:
+            video.append(backend.render(*VIDEO_SIZE))
+        if steps % sheet_every == 0:
             frames.append(backend.render(320, 240))
+        steps += 1
         fell = bool(has_fallen(state))
 
-    for i in range(round(args.seconds / backend.control_dt)):
-        controller.set_task(CombinedTask(((1.0, VelocityTask(*command_at(state.time))), (1.0, avoid))))
-        step(i)
-        if fell:
-            break
-    joystick_line = f"joystick part: walked {path:.1f} m, {contacts} control steps touching an obstacle"
-    reached_after = None
-    if not fell:
-        wall, goal = wall_and_goal(state)
-        backend.add_obstacle(wall)  # live: the robot is not reset
-        controller.set_task(NavigateTask(*goal, obstacles=(*OBSTACLES, wall)))
-        start = state.time
-        for i in range(round(args.navigate_seconds / backend.control_dt)):
-            step(i)
-            if fell or np.hypot(goal[0] - state.root_pos[0], goal[1] - state.root_pos[1]) < 0.3:
-                reached_after = None if fell else state.time - start
+    try:
+        for _ in range(round(args.seconds / backend.control_dt)):
+            controller.set_task(CombinedTask(((1.0, VelocityTask(*command_at(state.time))), (1.0, avoid))))
+            step()
+            if fell:
                 break
-        frames.append(backend.render(320, 240))
-    args.out.mkdir(parents=True, exist_ok=True)
+        joystick_line = f"joystick part: walked {path:.1f} m, {contacts} control steps touching an obstacle"
+        reached_after = None
+        if not fell:
+            wall, goal = wall_and_goal(state)
+            backend.add_obstacle(wall)  # live: the robot is not reset
+            controller.set_task(NavigateTask(*goal, obstacles=(*OBSTACLES, wall)))
+            start = state.time
+            for _ in range(round(args.navigate_seconds / backend.control_dt)):
+                step()
+                if fell or np.hypot(goal[0] - state.root_pos[0], goal[1] - state.root_pos[1]) < 0.3:
+                    reached_after = None if fell else state.time - start
+                    break
+            frames.append(backend.render(320, 240))
+    finally:  # an interrupted demo still leaves a playable video of what ran
+        if video is not None:
+            video.close()
+    video_line = ""
+    if video is not None and video.frames:
+        size_mb = video.path.stat().st_size / 1e6
+        video_line = f"; video: {video.path} ({video.seconds:.1f} s, {size_mb:.1f} MB)"
     per_row = min(5, len(frames))
     frames += [np.zeros_like(frames[0])] * (-len(frames) % per_row)  # blank tiles complete the last row
     rows = [np.concatenate(frames[r : r + per_row], axis=1) for r in range(0, len(frames), per_row)]
@@ -100,7 +122,7 @@ def main() -> None:
     )  # fmt: skip
     print(
         f"{state.time:.0f} s simulated. {joystick_line}. Wall part: {wall_line}; {contacts} control steps touching "
-        f"an obstacle in all. Median plan {np.median(controller.plan_ms):.1f} ms; frames: {sheet}"
+        f"an obstacle in all. Median plan {np.median(controller.plan_ms):.1f} ms; frames: {sheet}{video_line}"
     )
 
 

@@ -18,7 +18,7 @@ import pygame
 import pytest
 from PIL import Image
 
-import app.gamepad
+import bm_gym.devices.gamepad as gamepad_module
 from app.ui import TeleopApp
 
 AXIS_MAX = 32767
@@ -98,7 +98,7 @@ def wait_sim_time(teleop: TeleopApp, seconds: float):
 def drive_the_app(display: str, screenshot: str, results) -> None:
     """Runs in a child process: plug in a pad, drive, draw, unplug, type; report what was seen."""
     os.environ["DISPLAY"] = display
-    app.gamepad.controller.Controller = FakeController  # no pad in CI; the app still learns of it via SDL events
+    gamepad_module.controller.Controller = FakeController  # no pad in CI; the app still learns of it via SDL events
     teleop = TeleopApp()
     seen: dict[str, object] = {}
 
@@ -291,3 +291,135 @@ def test_a_course_saved_from_the_app_reloads_in_the_env_and_the_evaluation(xvfb,
     assert math.hypot(seen["root_xy"][0] - 1.0, seen["root_xy"][1] - 1.0) < 0.2, "the robot stands at the start"
     assert "load failed" in seen["broken_message"] and "broken.json" in seen["broken_message"]
     assert seen["after_broken"] == 1, "a bad file leaves the scene as it was"
+
+
+def scripted_recorded_course(display: str, screenshot: str, results) -> None:
+    """Runs in a child process: a course file and a command script (``--device script:FILE``) drive the app while
+    the Record button (clicked with xdotool) writes the session: HDF5, mp4, commands and course."""
+    import dearpygui.dearpygui as dpg
+
+    from app.ui import AppCfg
+
+    os.environ["DISPLAY"] = display
+    folder = Path(screenshot).parent
+    teleop = TeleopApp(AppCfg(device=f"script:{folder / 'drive.csv'}", record_dir=folder / "recordings"))
+    teleop.load_course(folder / "course.yaml")
+    seen: dict[str, object] = {"start": teleop.sim.snapshot().root_xy.tolist()}
+
+    def click(tag: str) -> None:
+        (left, top), (width, height) = dpg.get_item_rect_min(tag), dpg.get_item_rect_size(tag)
+        xdotool(display, "mousemove", str(int(left + width / 2)), str(int(top + height / 2)))
+        xdotool(display, "click", "1")
+
+    def script(t: TeleopApp):
+        for _ in range(3):
+            yield
+        click("record")
+        seen["commands"] = []  # (simulation time, command the simulation was given) each frame
+        while not t.devices[0].finished:
+            snap = t.sim.snapshot()
+            seen["commands"].append((snap.time, list(snap.command)))
+            yield
+        yield from wait_sim_time(t, 1.0)
+        seen["status"], seen["recording"] = dpg.get_value("status"), t.recording
+        t.screenshot(screenshot)
+        yield
+        click("record")
+        for _ in range(3):
+            yield
+        snap = t.sim.snapshot()
+        seen["end"], seen["fell"] = snap.root_xy.tolist(), snap.fell
+
+    run_script(teleop, script)
+    results.put(seen)
+
+
+def test_a_command_script_drives_the_app_through_a_course_and_record_writes_video_commands_and_course(xvfb, tmp_path):
+    from bm_gym.course import Course
+    from bm_gym.data.hdf5 import validate
+    from bm_gym.devices import CommandScript
+    from bm_gym.obstacles import Cylinder
+    from bm_gym.utils.video import read_video, video_info
+
+    Course((Cylinder(2.5, 1.0, 0.3), Cylinder(4.0, -1.0, 0.3)), start=(0.0, 0.0, 0.0)).save(tmp_path / "course.yaml")
+    drive = CommandScript((0.0, 0.5, 4.5, 6.5), ((0.0, 0.0, 0.0), (0.6, 0.0, 0.0), (0.5, 0.0, -0.5), (0.0, 0.0, 0.0)))
+    drive.save(tmp_path / "drive.csv")
+    seen = run_in_child(scripted_recorded_course, xvfb, tmp_path / "script.png")
+    assert not seen["fell"] and seen["recording"] and "input: script drive.csv" in seen["status"], seen["status"]
+    # The simulation was given the script's command at every frame, on simulation time (one UI frame of slack).
+    off = [(t, c) for t, c in seen["commands"] if all(abs(t - s) > 0.15 for s in drive.times)
+           and not np.allclose(c, drive.at(t), atol=1e-6)]  # fmt: skip
+    assert len(seen["commands"]) > 50 and not off, off[:5]
+    moved = np.subtract(seen["end"], seen["start"])
+    assert moved[0] > 2.0, f"the robot walked forward as scripted: {moved}"
+
+    (session,) = (tmp_path / "recordings").glob("session-*.h5")
+    stem = session.with_suffix("")
+    replay = CommandScript.load(stem.with_suffix(".commands.csv"))  # replayable with --device script:FILE
+    first = drive.commands.index(replay.commands[0])  # recording began a few frames into the script
+    assert replay.commands == drive.commands[first:] and first <= 1, replay
+    assert replay.times[-1] - replay.times[-2] == pytest.approx(2.0, abs=0.15), "the script's timing is kept"
+    assert [(o.x, o.y) for o in Course.load(stem.with_suffix(".course.yaml")).obstacles] == [(2.5, 1.0), (4.0, -1.0)]
+    video = stem.with_suffix(".mp4")
+    info, frames = video_info(video), list(read_video(video))
+    assert info["size"] == (640, 400)
+    summary = validate(session)
+    recorded_s = summary.steps * summary.control_dt
+    assert abs(len(frames) / info["fps"] - recorded_s) < 1.0, "the video runs on simulation time"
+    moving = sum(np.abs(a.astype(int) - b.astype(int)).mean() > 0.05 for a, b in zip(frames, frames[1:], strict=False))
+    # Frames rendered late are repeated to keep simulation time (the view renders 5-20 fps on 2 busy cores),
+    # so only a share of neighbours differ; a frozen renderer buffer would give none.
+    assert moving >= max(20, 0.2 * len(frames)), f"{moving} of {len(frames)} frames changed: a frozen video?"
+    assert np.asarray(Image.open(tmp_path / "script.png").convert("RGB")).std() > 10
+
+
+def drive_with_the_virtual_stick(display: str, screenshot: str, results) -> None:
+    """Runs in a child process: no pad, no keys: the mouse alone drags the on-screen stick (xdotool)."""
+    os.environ["DISPLAY"] = display
+    teleop = TeleopApp()
+    seen: dict[str, object] = {}
+
+    def drag_to(part: str, x: float, y: float = 0.0):
+        px, py = teleop.stick.screen_point(part, x, y)
+        xdotool(display, "mousemove", str(int(px)), str(int(py)))
+        for _ in range(3):
+            yield
+
+    def script(t: TeleopApp):
+        while t.sim.snapshot().time < 0.5:
+            yield
+        yield from drag_to("pad", 0.0, 0.0)
+        xdotool(display, "mousedown", "1")
+        yield from drag_to("pad", 0.0, 0.4)
+        yield from drag_to("pad", 0.0, 0.8)  # 80 % up: forward at 0.8 m/s
+        start = t.sim.snapshot().root_xy.copy()
+        yield from wait_sim_time(t, 3.0)
+        seen["pad_command"], seen["device"] = t.sim.snapshot().command, t.active_device.description
+        seen["moved"] = (t.sim.snapshot().root_xy - start).tolist()
+        t.screenshot(screenshot)
+        yield
+        xdotool(display, "mouseup", "1")
+        for _ in range(3):
+            yield
+        seen["released"] = t.sim.snapshot().command
+        yield from drag_to("bar", 0.0)
+        xdotool(display, "mousedown", "1")
+        yield from drag_to("bar", -0.6)  # 60 % left: turn left at 0.6 rad/s
+        seen["bar_command"] = t.sim.snapshot().command
+        xdotool(display, "mouseup", "1")
+        for _ in range(3):
+            yield
+        seen["released_bar"] = t.sim.snapshot().command
+
+    run_script(teleop, script)
+    results.put(seen)
+
+
+def test_the_virtual_stick_drives_the_robot_with_the_mouse_alone(xvfb, tmp_path):
+    seen = run_in_child(drive_with_the_virtual_stick, xvfb, tmp_path / "stick.png")
+    assert seen["device"] == "virtual stick"
+    assert seen["pad_command"] == pytest.approx((0.8, 0.0, 0.0), abs=0.03)
+    assert seen["moved"][0] > 1.0, f"the robot walked forward: {seen['moved']}"
+    assert tuple(seen["released"]) == (0.0, 0.0, 0.0), "letting go stops the robot"
+    assert seen["bar_command"] == pytest.approx((0.0, 0.0, 0.6), abs=0.03)
+    assert tuple(seen["released_bar"]) == (0.0, 0.0, 0.0)
