@@ -1,7 +1,12 @@
-"""Expert data from Stage 1 policies: collect rollouts into HDF5, validate a file.
+"""Expert data from Stage 1 policies: collect rollouts into HDF5, validate a file, export it for other libraries.
 
     python -m tools.data collect --out data/velocity.h5 --episodes 180 --episode-s 20    # 1 h of experience
     python -m tools.data validate data/velocity.h5
+    python -m tools.data export --format lerobot data/velocity.h5 exports/velocity_lerobot
+    python -m tools.data export --format minari data/velocity.h5 exports/minari   # MINARI_DATASETS_PATH=exports/minari
+
+Export needs the optional extra: pip install -e ".[export]" (pyarrow, pandas, datasets, minari). App recordings
+(runs/recordings/*.h5) are the same format and export the same way.
 
 Collection resumes when rerun with the same arguments (finished episodes are kept in <out>.shards/).
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from bm_gym.data import CollectCfg, Collector, DatasetError, validate
 from bm_gym.data.collect import CollectionLocked
@@ -33,12 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--max-noise", type=float, default=0.15, help="max exploration noise std (raw action units)")
     v = sub.add_parser("validate", help="check a dataset file and print a summary")
     v.add_argument("path")
+    e = sub.add_parser("export", help="write an HDF5 dataset as a LeRobotDataset v3 folder or a Minari dataset")
+    e.add_argument("--format", required=True, choices=("lerobot", "minari"))
+    e.add_argument("path", help="our HDF5 dataset (expert data or an app recording)")
+    e.add_argument("out", help="LeRobot: the dataset folder; Minari: the datasets root (MINARI_DATASETS_PATH)")
+    e.add_argument("--dataset-id", help="Minari id, namespace/name-vN (default bm_gym/<file stem>-v0)")
+    e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "validate":
             print(validate(args.path))
             return 0
+        if args.command == "export":
+            return export(args)
         cfg = CollectCfg(
             policy=args.policy, out=args.out, episodes=args.episodes, episode_s=args.episode_s,
             workers=args.workers, seed=args.seed, motion_fps=args.motion_fps, action_noise=(0.0, args.max_noise),
@@ -51,9 +65,27 @@ def main(argv: list[str] | None = None) -> int:
         print(summary)
         print(f"this run added {added} of {cfg.episodes} episodes in {elapsed:.0f} s")
         return 0
+    except ImportError as err:
+        print(f"error: {err.name or err} is missing; install the export extra: pip install -e '.[export]'",
+              file=sys.stderr)  # fmt: skip
+        return 1
     except (DatasetError, ValueError, OSError, CollectionLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def export(args: argparse.Namespace) -> int:
+    from bm_gym.data.export import export_lerobot, export_minari
+
+    start = time.perf_counter()
+    if args.format == "lerobot":
+        out = export_lerobot(args.path, args.out, overwrite=args.overwrite)
+        where = f"{out} (load: LeRobotDataset('bm_gym/{Path(args.path).stem}', root='{out}'))"
+    else:
+        dataset_id = export_minari(args.path, args.out, dataset_id=args.dataset_id, overwrite=args.overwrite)
+        where = f"{args.out} (load: MINARI_DATASETS_PATH={args.out}, minari.load_dataset('{dataset_id}'))"
+    print(f"exported {validate(args.path)} to {where} in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
