@@ -69,10 +69,16 @@ def egl_can_render() -> bool:
 def select_mujoco_gl() -> str | None:
     """Set ``MUJOCO_GL`` on Linux unless the user did: "egl" when it works here, else "osmesa". Returns the value.
 
-    The result goes into the environment, so worker processes inherit it without probing again.
+    A ``PYOPENGL_PLATFORM`` of egl or osmesa already in the environment (MuJoCo's EGL backend sets it, and child
+    processes inherit it) decides instead: PyOpenGL can only load that platform. The result goes into the
+    environment, so worker processes inherit it without probing again.
     """
     if not sys.platform.startswith("linux"):
         return os.environ.get("MUJOCO_GL")
     if "MUJOCO_GL" not in os.environ:
-        os.environ["MUJOCO_GL"] = "egl" if egl_can_render() else "osmesa"
+        platform = os.environ.get("PYOPENGL_PLATFORM", "").lower()
+        if platform in ("egl", "osmesa"):
+            os.environ["MUJOCO_GL"] = platform
+        else:
+            os.environ["MUJOCO_GL"] = "egl" if egl_can_render() else "osmesa"
     return os.environ["MUJOCO_GL"]

@@ -14,7 +14,7 @@ PROBE = (
 
 
 def run_probe(**env: str) -> tuple[str, float]:
-    base = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}
+    base = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     out = subprocess.run([sys.executable, "-c", PROBE], env={**base, **env}, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()  # fmt: skip
     return out[0], float(out[1])
@@ -39,3 +39,8 @@ def test_a_users_choice_is_kept(choice):
     if choice == "egl" and not egl_can_render():
         pytest.skip("no EGL device on this machine")
     assert run_probe(MUJOCO_GL=choice)[0] == choice
+
+
+def test_an_opengl_platform_already_chosen_decides():
+    """MuJoCo's EGL backend sets PYOPENGL_PLATFORM=egl in the process, and children inherit it."""
+    assert run_probe(PYOPENGL_PLATFORM="osmesa")[0] == "osmesa"
