@@ -1,6 +1,7 @@
 """Expert data from Stage 1 policies: collect rollouts into HDF5, validate a file, export it for other libraries.
 
     python -m tools.data collect --out data/velocity.h5 --episodes 180 --episode-s 20    # 1 h of experience
+    python -m tools.data collect --manifest sources.yaml --out data/mixed.h5             # many Stage 1 sources
     python -m tools.data validate data/velocity.h5
     python -m tools.data export --format lerobot data/velocity.h5 exports/velocity_lerobot
     python -m tools.data export --format minari data/velocity.h5 exports/minari   # MINARI_DATASETS_PATH=exports/minari
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 
 from bm_gym.data import CollectCfg, Collector, DatasetError, validate
-from bm_gym.data.collect import CollectionLocked
+from bm_gym.data.collect import NOISE_KINDS, CollectionLocked
+from bm_gym.data.manifest import Manifest, ManifestError, collect_manifest
 from bm_gym.sim import DomainRandomizationCfg
 from tools.paths import VELOCITY_POLICY
 
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="roll out a Stage 1 policy into an HDF5 dataset")
     c.add_argument("--policy", default=str(VELOCITY_POLICY), help="Stage 1 policy folder or file")
+    c.add_argument("--manifest", help="YAML list of sources (bm_gym/data/manifest.py); replaces --policy")
     c.add_argument("--out", required=True)
     c.add_argument("--episodes", type=int, default=180)
     c.add_argument("--episode-s", type=float, default=20.0)
@@ -37,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--motion-fps", type=float, default=None, help="frame rate of a CSV reference motion")
     c.add_argument("--no-randomization", action="store_true")
     c.add_argument("--max-noise", type=float, default=0.15, help="max exploration noise std (raw action units)")
+    c.add_argument(
+        "--noise",
+        choices=NOISE_KINDS,
+        default="gaussian",
+        help="gaussian (per-episode std up to --max-noise) or ou (Ornstein-Uhlenbeck, theta 0.8, sigma 0.1)",
+    )
+    c.add_argument("--motion", help="reference motion of a tracking policy (default: the one in its folder)")
     v = sub.add_parser("validate", help="check a dataset file and print a summary")
     v.add_argument("path")
     e = sub.add_parser("export", help="write an HDF5 dataset as a LeRobotDataset v3 folder or a Minari dataset")
@@ -53,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export":
             return export(args)
+        if args.manifest:
+            return collect_from_manifest(args)
         cfg = CollectCfg(
             policy=args.policy, out=args.out, episodes=args.episodes, episode_s=args.episode_s,
-            workers=args.workers, seed=args.seed, motion_fps=args.motion_fps, action_noise=(0.0, args.max_noise),
+            workers=args.workers, seed=args.seed, motion=args.motion, motion_fps=args.motion_fps, noise=args.noise,
+            action_noise=(0.0, args.max_noise),
             randomization=None if args.no_randomization else DomainRandomizationCfg(),
         )  # fmt: skip
         start = time.perf_counter()
@@ -69,9 +82,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err.name or err} is missing; install the export extra: pip install -e '.[export]'",
               file=sys.stderr)  # fmt: skip
         return 1
-    except (DatasetError, ValueError, OSError, CollectionLocked) as err:
+    except (DatasetError, ValueError, OSError, CollectionLocked, ManifestError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def collect_from_manifest(args: argparse.Namespace) -> int:
+    manifest = Manifest.load(args.manifest)
+    reports = collect_manifest(manifest, args.out)
+    print(validate(args.out))
+    for r in reports:
+        rate = f"{r.steps_per_s:.0f} steps/s" if r.added else "already collected"
+        print(f"  {r.name}: {r.episodes} episodes, {r.steps} steps, {r.fell} fell ({r.fell / r.episodes:.0%}); "
+              f"this run added {r.added} ({rate})")  # fmt: skip
+    return 0
 
 
 def export(args: argparse.Namespace) -> int:

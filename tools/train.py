@@ -1,7 +1,9 @@
 """Train the state-action diffusion model on an expert dataset; rerun the same command to resume.
 
     python -m tools.train --data data/velocity_1h.h5 --out runs/cpu --preset cpu --steps 20000
-    python -m tools.train --data data/velocity_1h.h5 --out runs/paper --preset paper --device cuda   # on a GPU
+    python -m tools.train --data data/velocity_1h.h5 --out runs/paper --preset paper --device cuda --amp bf16
+    torchrun --standalone --nproc-per-node 2 -m tools.train --data data/mixed.h5 --out runs/mixed   # data-parallel
+    python -m tools.train --data data/mixed.h5 --out runs/mixed --source-weights velocity=1 dance=1
 
 Writes runs/<name>/checkpoint/ (safetensors + config.json), train_state.pt (resume), tb/ (tensorboard).
 """
@@ -31,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--amp", default=defaults.amp, choices=["", "bf16"], help="bf16 autocast (GPUs)")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between loss logs")
+    parser.add_argument("--sources", nargs="+", default=[], help="train on these manifest sources only")
+    parser.add_argument("--source-weights", nargs="+", default=[], metavar="NAME=W",
+                        help="sample sources in these proportions (default: by their size)")  # fmt: skip
+    parser.add_argument("--fall-margin-s", type=float, default=None,
+                        help="keep windows of fallen episodes that end this long before the fall")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         return _train(args)
@@ -43,14 +52,28 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainCfg(
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         ema_decay=args.ema_decay, checkpoint_every_s=args.checkpoint_every_s, val_every=args.val_every,
-        device=args.device, threads=args.threads, seed=args.seed,
+        device=args.device, threads=args.threads, seed=args.seed, amp=args.amp, log_every=args.log_every,
+        sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
     )  # fmt: skip
     trainer = Trainer(cfg)
-    if trainer.step:
+    main_process = trainer.dist.main
+    if trainer.step and main_process:
         print(f"resuming {cfg.out} from step {trainer.step}", flush=True)
     checkpoint = trainer.run()
-    print(f"checkpoint: {checkpoint}")
+    if main_process:
+        print(f"checkpoint: {checkpoint}")
     return 0
+
+
+def _weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
+    out = []
+    for pair in pairs:
+        name, _, weight = pair.partition("=")
+        try:
+            out.append((name, float(weight)))
+        except ValueError:
+            raise ValueError(f"--source-weights takes NAME=WEIGHT pairs, got {pair!r}") from None
+    return tuple(out)
 
 
 if __name__ == "__main__":

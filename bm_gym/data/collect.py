@@ -25,11 +25,15 @@ from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import StateLayout
 from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
 from bm_gym.stage1 import Stage1Policy
+from bm_gym.stage1.policy import find_motion
 from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
 from bm_gym.utils.files import atomic_write_text
 
 #: Settings that may change between runs of one collection: how many episodes, how fast, and where the folder is.
 RESUMABLE_CHANGES = ("episodes", "workers", "merge_every_s", "out")
+
+
+NOISE_KINDS = ("gaussian", "ou")
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,16 @@ class CollectCfg:
     episode_s: float = 20.0
     workers: int = 2
     seed: int = 0
+    motion: str | None = None  # a tracking policy's reference motion; None: the one in the policy folder
     motion_fps: float | None = None  # for CSV motions of tracking policies
+    source: str = ""  # name recorded with every episode (collection manifests)
+    # Exploration noise on the executed action, in units of the policy's raw action (clean targets are recorded):
+    # "gaussian": white noise, per-episode std drawn from action_noise; "ou": Ornstein-Uhlenbeck, joint-wise,
+    # dx = ou_theta (0 - x) dt + ou_sigma sqrt(dt) N(0, 1) at the control rate (the paper's v4: 0.8, 0, 0.1).
+    noise: str = "gaussian"
     action_noise: tuple[float, float] = (0.0, 0.15)  # per-episode std, in units of the policy's raw action
+    ou_theta: float = 0.8
+    ou_sigma: float = 0.1
     noise_free_share: float = 0.2  # share of episodes recorded without exploration noise
     randomization: DomainRandomizationCfg | None = field(default_factory=DomainRandomizationCfg)
     schedule: CommandScheduleCfg = field(default_factory=CommandScheduleCfg)
@@ -65,6 +77,9 @@ class CollectCfg:
         require(is_finite(self.noise_free_share) and 0 <= self.noise_free_share <= 1, name, "noise_free_share",
                 self.noise_free_share, "in [0, 1]")  # fmt: skip
         positive_finite(name, "merge_every_s", self.merge_every_s)
+        require(self.noise in NOISE_KINDS, name, "noise", self.noise, f"one of {', '.join(NOISE_KINDS)}")
+        positive_finite(name, "ou_theta", self.ou_theta)
+        positive_finite(name, "ou_sigma", self.ou_sigma, allow_zero=True)
         if self.motion_fps is not None:
             positive_finite(name, "motion_fps", self.motion_fps)
 
@@ -83,9 +98,11 @@ class EpisodeRunner:
     def __init__(self, cfg: CollectCfg) -> None:
         self.cfg = cfg
         self.backend = MujocoBackend(MujocoBackendCfg(randomization=cfg.randomization))
-        self.policy = Stage1Policy.load(cfg.policy, motion_fps=cfg.motion_fps)
+        self.policy = Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps)
         self.policy.apply_gains(self.backend)
         self.layout = StateLayout()
+        motion_file = cfg.motion or (find_motion(Path(cfg.policy)) if self.policy.motion is not None else None)
+        self.motion_name = Path(motion_file).stem if motion_file else ""
 
     def run(self, index: int) -> Episode:
         cfg, policy, backend = self.cfg, self.policy, self.backend
@@ -99,9 +116,12 @@ class EpisodeRunner:
             commands = np.zeros((steps, 3))
         else:
             commands = sample_schedule(rng, steps, backend.control_dt, cfg.schedule, policy.conventions.command_ranges)
-        noise_std = 0.0 if rng.random() < cfg.noise_free_share else rng.uniform(*cfg.action_noise)
+        noisy_episode = rng.random() >= cfg.noise_free_share
+        noise_std = rng.uniform(*cfg.action_noise) if noisy_episode and cfg.noise == "gaussian" else 0.0
         noise_scale = np.zeros(len(backend.joint_names))
-        noise_scale[policy.conventions.sim_index] = policy.conventions.action_scale * noise_std
+        noise_scale[policy.conventions.sim_index] = policy.conventions.action_scale
+        ou = np.zeros(len(backend.joint_names)) if noisy_episode and cfg.noise == "ou" else None
+        dt = backend.control_dt
 
         root, q, dq = policy.initial_state(start_frame)
         state = backend.reset(root, q, dq, seed=seed)
@@ -115,7 +135,11 @@ class EpisodeRunner:
             states[t] = self.layout.encode(state)
             frames[t] = policy.frame if policy.motion is not None else -1
             expert = policy.act(state, commands[t])
-            noisy = expert + rng.normal(size=expert.shape) * noise_scale
+            if ou is not None:
+                ou += -cfg.ou_theta * ou * dt + cfg.ou_sigma * np.sqrt(dt) * rng.normal(size=ou.shape)
+                noisy = expert + ou * noise_scale
+            else:
+                noisy = expert + rng.normal(size=expert.shape) * noise_std * noise_scale
             actions[t], applied[t] = expert, noisy
             state = backend.step(noisy)
             reference = (
@@ -125,7 +149,7 @@ class EpisodeRunner:
                 fell, length = True, t + 1
                 break
         return Episode(index, states[:length], actions[:length], applied[:length], commands[:length].astype(np.float32),
-                       frames[:length], fell, seed)  # fmt: skip
+                       frames[:length], fell, seed, cfg.source, self.motion_name)  # fmt: skip
 
 
 _runner: EpisodeRunner | None = None
@@ -161,7 +185,7 @@ class Collector:
         if self.out.is_dir():
             raise ValueError(f"--out {self.out} is a directory; give a dataset file such as {self.out / 'data.h5'}")
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        return Stage1Policy.load(self.cfg.policy, motion_fps=self.cfg.motion_fps)
+        return Stage1Policy.load(self.cfg.policy, motion=self.cfg.motion, motion_fps=self.cfg.motion_fps)
 
     def _check_resume(self) -> None:
         """Refuse to mix episodes from a different configuration into the same dataset."""
@@ -178,7 +202,11 @@ class Collector:
                     "delete the folder to start over"
                 ) from err
             fixed = [k for k in now if k not in RESUMABLE_CHANGES]
-            changed = {k: (before.get(k), now[k]) for k in fixed if before.get(k) != now[k]}
+            defaults = {f.name: json.loads(json.dumps(f.default, default=str)) for f in dataclasses.fields(CollectCfg)
+                        if f.default is not dataclasses.MISSING}  # fmt: skip
+            # a setting added since that run counts as its default
+            changed = {k: (before.get(k, defaults.get(k)), now[k]) for k in fixed
+                       if before.get(k, defaults.get(k)) != now[k]}  # fmt: skip
             if changed:
                 raise ValueError(f"{self.shards} was collected with other settings {changed}; use another --out")
         self.shards.mkdir(parents=True, exist_ok=True)
@@ -218,7 +246,7 @@ class Collector:
         layout = StateLayout()
         healthy = [e for e in episodes if not e.fell] or episodes
         stats = window_stats(healthy, layout, self.cfg.stats_history, self.cfg.stats_horizon)
-        policy = Stage1Policy.load(self.cfg.policy, motion_fps=self.cfg.motion_fps)
+        policy = Stage1Policy.load(self.cfg.policy, motion=self.cfg.motion, motion_fps=self.cfg.motion_fps)
         attrs = {
             "control_dt": MujocoBackendCfg().control_dt,
             "state_layout": layout.to_json(),

@@ -9,6 +9,8 @@ Root position and yaw of every row are expressed relative to the robot at t (``S
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +64,23 @@ class ExpertWindowDataset(Dataset):
         val_fraction: float = 0.05,
         include_fallen: bool = False,
         normalize: bool = True,
+        sources: Sequence[str] | None = None,
+        fall_margin_s: float | None = None,
     ) -> None:
+        """``sources`` keeps only episodes of those manifest sources. ``fall_margin_s`` keeps the windows of fallen
+        episodes that end at least that long before the fall (the paper keeps windows still stable seconds
+        later); without it fallen episodes are left out whole, unless ``include_fallen``."""
         if split not in ("all", "train", "val"):
             raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
-        episodes, attrs, stats = load_episodes(path, include_fallen=include_fallen)
+        if fall_margin_s is not None and not (math.isfinite(fall_margin_s) and fall_margin_s >= 0):
+            raise ValueError(f"fall_margin_s must be a finite number >= 0, got {fall_margin_s}")
+        episodes, attrs, stats = load_episodes(path, include_fallen=include_fallen or fall_margin_s is not None)
+        if sources is not None:
+            present = sorted({e.source for e in episodes})
+            unknown = sorted(set(sources) - set(present))
+            if unknown:
+                raise ValueError(f"{path}: no episodes of source(s) {unknown}; the file has {present}")
+            episodes = [e for e in episodes if e.source in set(sources)]
         if split != "all":
             want_val = split == "val"
             episodes = [e for e in episodes if is_validation_episode(e.index, val_fraction) == want_val]
@@ -73,7 +88,9 @@ class ExpertWindowDataset(Dataset):
         self.history, self.horizon, self.normalize = history, horizon, normalize
         self.control_dt = float(attrs["control_dt"])
         self.episodes = episodes
-        self.index = np.array([(i, t) for i, e in enumerate(episodes) for t in range(history, len(e) - horizon)])
+        cut = 0 if fall_margin_s is None or include_fallen else round(fall_margin_s / self.control_dt)
+        self.index = np.array([(i, t) for i, e in enumerate(episodes)
+                               for t in range(history, len(e) - horizon - (cut if e.fell else 0))])  # fmt: skip
         if len(self.index) == 0:
             raise ValueError(f"{path}: no {split} windows of {history} + 1 + {horizon} steps")
         self.state_mean, self.state_std = stats["state_mean"], stats["state_std"]
@@ -81,6 +98,27 @@ class ExpertWindowDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def sources(self) -> list[str]:
+        """The source of every window (manifest source names; "" for single-policy files)."""
+        return [self.episodes[i].source for i in self.index[:, 0]]
+
+    def sample_weights(self, source_weights: Mapping[str, float]) -> np.ndarray:
+        """Per-window sampling weights that give each source its share of ``source_weights`` (normalized) whatever
+        its size; sources not named get weight 0."""
+        names = np.array(self.sources)
+        present = set(names.tolist())
+        unknown = sorted(set(source_weights) - present)
+        if unknown:
+            raise ValueError(f"source weights name {unknown}, which this dataset has no windows of: {sorted(present)}")
+        if any(not (math.isfinite(w) and w >= 0) for w in source_weights.values()) or not any(source_weights.values()):
+            raise ValueError(f"source weights must be finite, >= 0 and not all 0: {dict(source_weights)}")
+        weights = np.zeros(len(names))
+        for name, share in source_weights.items():
+            mask = names == name
+            weights[mask] = share / mask.sum()
+        return weights / weights.sum()
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         episode, t = self.index[item]

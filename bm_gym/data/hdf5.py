@@ -5,7 +5,8 @@ Layout (schema 1)::
     /                 attrs: schema_version, control_dt, state_layout (JSON), source_policy,
                              policy_conventions (JSON), collect_cfg (JSON), created
     /episodes/000042  states [T, S] f32, actions [T, A] f32 (expert targets), applied_actions [T, A] f32,
-                      commands [T, 3] f32, motion_frames [T] i32; attrs: fell, seed, length
+                      commands [T, 3] f32, motion_frames [T] i32; attrs: fell, seed, length, and in files
+                      collected from a manifest source (its name) and motion (the clip's name)
     /stats            state_mean/std [S], action_mean/std [A] over canonicalized windows of
                       non-fallen episodes; attrs: history, horizon
 
@@ -45,6 +46,8 @@ class Episode:
     motion_frames: np.ndarray
     fell: bool
     seed: int
+    source: str = ""  # manifest source the episode came from ("" in single-policy files)
+    motion: str = ""  # reference motion of a tracking source
 
     def __len__(self) -> int:
         return len(self.states)
@@ -67,11 +70,14 @@ def write_episode_group(group: h5py.Group, episode: Episode) -> None:
     for name in EPISODE_ARRAYS:
         group.create_dataset(name, data=getattr(episode, name), fletcher32=True)
     group.attrs.update(fell=episode.fell, seed=episode.seed, length=len(episode))
+    if episode.source or episode.motion:
+        group.attrs.update(source=episode.source, motion=episode.motion)
 
 
 def read_episode_group(group: h5py.Group, index: int) -> Episode:
     return Episode(index, *(group[name][()] for name in EPISODE_ARRAYS), bool(group.attrs["fell"]),
-                   int(group.attrs["seed"]))  # fmt: skip
+                   int(group.attrs["seed"]), str(group.attrs.get("source", "")),
+                   str(group.attrs.get("motion", "")))  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -44,15 +44,18 @@ class TrajectoryDiffusion:
         history: torch.Tensor,
         future: torch.Tensor,
         action_weight: float = 1.0,
+        t: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """x0-prediction MSE at a random noise level per sample; returns the loss and its parts."""
+        """x0-prediction MSE at a random noise level per sample; returns the loss and its parts. ``t`` and ``noise``
+        may be drawn by the caller (data-parallel training draws them for the whole batch on every process)."""
         b = future.shape[0]
-        t = torch.randint(0, self.cfg.train_timesteps, (b,), device=future.device)
-        noise = torch.randn_like(future)
+        t = torch.randint(0, self.cfg.train_timesteps, (b,), device=future.device) if t is None else t
+        noise = torch.randn_like(future) if noise is None else noise
         noisy = self.train_scheduler.add_noise(future, noise, t)
         pred = model(noisy, t, history)
         err = (pred - future) ** 2
-        s = model.state_dim
+        s = getattr(model, "module", model).state_dim  # the denoiser itself, or inside a DistributedDataParallel
         state_loss, action_loss = err[..., :s].mean(), err[..., s:].mean()
         return state_loss + action_weight * action_loss, {"state": state_loss, "action": action_loss}
 

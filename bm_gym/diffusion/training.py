@@ -1,4 +1,8 @@
-"""Training workspace: AdamW + warmup/cosine LR, EMA, held-out validation, tensorboard, resumable checkpoints."""
+"""Training workspace: AdamW + warmup/cosine LR, EMA, held-out validation, tensorboard, resumable checkpoints.
+
+Data-parallel with ``torchrun --nproc-per-node N -m tools.train ...`` (``bm_gym.diffusion.distributed``): the
+global batch and its noise are the same for any N, so N processes train the same model as one, N times wider.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
@@ -20,6 +25,7 @@ from tqdm import tqdm
 
 from bm_gym.data.dataset import ExpertWindowDataset
 from bm_gym.diffusion.config import PRESETS, ModelCfg
+from bm_gym.diffusion.distributed import DistributedContext, GlobalBatches, shard, step_noise
 from bm_gym.diffusion.model import TrajectoryDenoiser
 from bm_gym.diffusion.policy import DiffusionPolicy, Normalizer, recover_checkpoint_folder, replace_folder
 from bm_gym.diffusion.process import TrajectoryDiffusion
@@ -45,6 +51,11 @@ class TrainCfg:
     seed: int = 0
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    amp: str = ""  # "bf16": autocast the forward pass to bfloat16 (GPUs; the paper preset)
+    log_every: int = 50
+    sources: tuple[str, ...] = ()  # train on these manifest sources only; () all
+    source_weights: tuple[tuple[str, float], ...] = ()  # sample sources in these proportions; () by size
+    fall_margin_s: float | None = None  # keep windows of fallen episodes ending this long before the fall
 
     def __post_init__(self) -> None:
         name = "TrainCfg"
@@ -58,6 +69,8 @@ class TrainCfg:
         require(is_finite(self.val_fraction) and 0 < self.val_fraction < 1, name, "val_fraction", self.val_fraction,
                 "in (0, 1)")  # fmt: skip
         positive_finite(name, "checkpoint_every_s", self.checkpoint_every_s)
+        positive_int(name, "log_every", self.log_every)
+        require(self.amp in ("", "bf16"), name, "amp", self.amp, '"" or "bf16"')
 
 
 class TrainingError(RuntimeError):
@@ -70,6 +83,11 @@ class Trainer:
     def __init__(self, cfg: TrainCfg) -> None:
         if cfg.preset not in PRESETS:
             raise ValueError(f"unknown model preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
+        self.dist = DistributedContext.from_env(cfg.device)
+        if cfg.batch_size % self.dist.world:
+            raise ValueError(f"--batch-size {cfg.batch_size} does not split evenly over {self.dist.world} processes")
+        if cfg.device.startswith("cuda") and self.dist.world > 1:
+            cfg = dataclasses.replace(cfg, device=f"cuda:{self.dist.local_rank}")
         self.cfg = cfg
         self.model_cfg: ModelCfg = PRESETS[cfg.preset]
         self.out = Path(cfg.out)
@@ -78,8 +96,10 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         d = self.model_cfg.denoiser
-        self.train_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "train", cfg.val_fraction)
-        self.val_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "val", cfg.val_fraction)
+        data = dict(sources=cfg.sources or None, fall_margin_s=cfg.fall_margin_s)
+        self.train_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "train", cfg.val_fraction, **data)
+        self.val_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "val", cfg.val_fraction, **data)
+        self.sample_weights = self.train_set.sample_weights(dict(cfg.source_weights)) if cfg.source_weights else None
         if len(self.train_set) < cfg.batch_size:
             raise ValueError(
                 f"--batch-size {cfg.batch_size} is larger than the {len(self.train_set)} training windows of "
@@ -87,6 +107,8 @@ class Trainer:
             )
         layout = self.train_set.layout
         self.model = TrajectoryDenoiser(d, layout.dim, layout.action_dim).to(cfg.device)
+        # the model as trained: wrapped by DDP across processes (gradients averaged in backward), else itself
+        self.train_model = DistributedDataParallel(self.model) if self.dist.world > 1 else self.model
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
         )
@@ -113,7 +135,8 @@ class Trainer:
         recover_checkpoint_folder(self.out / "checkpoint")
         path = self.out / "train_state.pt"
         if not path.exists():
-            atomic_write_text(self.out / "train_cfg.json", json.dumps(dataclasses.asdict(self.cfg), indent=1))
+            if self.dist.main:
+                atomic_write_text(self.out / "train_cfg.json", json.dumps(dataclasses.asdict(self.cfg), indent=1))
             return
         try:
             # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code.
@@ -194,23 +217,25 @@ class Trainer:
         return {k: float(np.mean(v)) for k, v in totals.items()}
 
     def run(self, progress: bool = True) -> Path:
-        cfg = self.cfg
-        writer = SummaryWriter(self.out / "tb")
-        loader = DataLoader(self.train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(cfg.seed + self.step))  # fmt: skip
-        batches = iter(loader)
+        cfg, ctx = self.cfg, self.dist
+        d = self.model_cfg.denoiser
+        writer = SummaryWriter(self.out / "tb") if ctx.main else None
+        log = open(self.out / "losses.csv", "a") if ctx.main else None  # step, loss, state and action MSE; closed below
+        batches = GlobalBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.sample_weights)
+        future_shape = (d.horizon, self.train_set.layout.dim + self.train_set.layout.action_dim)
         last_save = time.monotonic()
-        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not progress)
+        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not (progress and ctx.main))
         self.model.train()
         while self.step < cfg.steps:
-            try:
-                history, future = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                history, future = next(batches)
-            loss, parts = self.diffusion.loss(self.model, history.to(cfg.device), future.to(cfg.device),
-                                              self.model_cfg.action_loss_weight)  # fmt: skip
-            if not torch.isfinite(loss):
+            indices = shard(batches(self.step), ctx)
+            history, future = (torch.stack(x) for x in zip(*(self.train_set[int(i)] for i in indices), strict=True))
+            t, noise = (shard(x, ctx) for x in step_noise(cfg.seed, self.step, cfg.batch_size, future_shape,
+                                                           self.model_cfg.diffusion.train_timesteps))  # fmt: skip
+            with torch.autocast(cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                loss, parts = self.diffusion.loss(self.train_model, history.to(cfg.device), future.to(cfg.device),
+                                                  self.model_cfg.action_loss_weight, t.to(cfg.device),
+                                                  noise.to(cfg.device))  # fmt: skip
+            if not ctx.all_true(bool(torch.isfinite(loss))):
                 raise TrainingError(
                     f"non-finite loss {loss.item()} at step {self.step + 1} (state {parts['state'].item()}, action "
                     f"{parts['action'].item()}); batch inputs finite: {bool(torch.isfinite(history).all())} / "
@@ -220,7 +245,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            if not torch.isfinite(grad_norm):
+            if not torch.isfinite(grad_norm):  # gradients are all-reduced: every process sees the same norm
                 raise TrainingError(f"non-finite gradient at step {self.step + 1} (loss {loss.item()}); nothing of "
                                     f"this step was saved: the last checkpoint in {self.out} is intact")  # fmt: skip
             self.optimizer.step()
@@ -229,21 +254,28 @@ class Trainer:
                 self.ema.update_parameters(self.model)
             self.step += 1
             bar.update()
-            if self.step % 50 == 0:
-                writer.add_scalar("train/loss", loss.item(), self.step)
-                writer.add_scalar("train/state_mse", parts["state"].item(), self.step)
-                writer.add_scalar("train/action_mse", parts["action"].item(), self.step)
-                writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.log_every == 0:
+                values = {k: ctx.mean(v).item() for k, v in (("loss", loss), *parts.items())}
+                if ctx.main:
+                    writer.add_scalar("train/loss", values["loss"], self.step)
+                    writer.add_scalar("train/state_mse", values["state"], self.step)
+                    writer.add_scalar("train/action_mse", values["action"], self.step)
+                    writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                    log.write(f"{self.step},{values['loss']:.8f},{values['state']:.8f},{values['action']:.8f}\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{values['loss']:.4f}")
+            if ctx.main and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                 for name, model in (("val", self.model), ("val_ema", self.ema.module if self.ema else None)):
                     if model is not None:
                         for key, value in self.validate(model).items():
                             writer.add_scalar(f"{name}/{key}", value, self.step)
-            if time.monotonic() - last_save > cfg.checkpoint_every_s:
+            if ctx.main and time.monotonic() - last_save > cfg.checkpoint_every_s:
                 self.save()
                 last_save = time.monotonic()
         bar.close()
-        self.save()
-        writer.close()
+        if ctx.main:
+            self.save()
+            writer.close()
+            log.close()
+        ctx.close()
         return self.out / "checkpoint"

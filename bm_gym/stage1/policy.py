@@ -89,7 +89,7 @@ class Stage1Policy:
                 )
             conv = from_deploy_yaml(found[0])
         if conv.tracks_motion and motion is None:
-            motion = _find_motion(root)
+            motion = find_motion(root)
         if isinstance(motion, (str, Path)):
             motion = load_motion(motion, fps=motion_fps) if conv.tracks_motion else None
         return cls(actor, conv, motion, clamp_commands=clamp_commands)
@@ -173,7 +173,7 @@ def _find_policy_file(folder: Path) -> Path:
     raise FileNotFoundError(f"{folder} holds no *.onnx or *.pt policy (looked in it and in {folder / 'exported'})")
 
 
-def _find_motion(root: Path) -> Path | None:
+def find_motion(root: Path) -> Path | None:
     """The reference motion of a tracking policy: ``motion.csv|npz`` or the only motion in ``params/``."""
     for name in ("motion.csv", "motion.npz"):
         if (root / name).is_file():

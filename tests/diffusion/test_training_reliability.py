@@ -89,8 +89,8 @@ def test_non_finite_loss_stops_training_with_the_step_named(small_dataset, tmp_p
     trainer.save()  # a checkpoint from before the failure
     loss = trainer.diffusion.loss
 
-    def poisoned(model, history, future, weight):
-        value, parts = loss(model, history, future, weight)
+    def poisoned(model, history, future, weight, t=None, noise=None):
+        value, parts = loss(model, history, future, weight, t, noise)
         return (value * float("nan"), parts) if trainer.step == 4 else (value, parts)
 
     monkeypatch.setattr(trainer.diffusion, "loss", poisoned)

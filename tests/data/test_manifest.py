@@ -1,0 +1,157 @@
+"""Collection manifests: many Stage 1 sources into one dataset; bad manifests fail before any rollout."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from bm_gym.data import CollectCfg, Collector
+from bm_gym.data.dataset import ExpertWindowDataset, window_stats
+from bm_gym.data.hdf5 import load_episodes
+from bm_gym.data.manifest import Manifest, ManifestError, collect_manifest, parts_dir
+from bm_gym.data.state import StateLayout
+
+
+def write(tmp_path, spec, name="sources.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, velocity_dir, tracking_dir):
+    """Two velocity episodes (Gaussian noise) and two dance episodes (OU noise) of 2 s, in one file."""
+    folder = tmp_path_factory.mktemp("mixed")
+    manifest = write(folder, {"workers": 2, "seed": 3, "sources": [
+        {"name": "velocity", "policy": str(velocity_dir), "episodes": 2, "episode_s": 2.0},
+        {"name": "dance", "policy": str(tracking_dir), "motions": [str(tracking_dir / "motion.csv")],
+         "motion_fps": 30, "episodes": 2, "episode_s": 2.0, "noise": "ou", "noise_free_share": 0.0},
+    ]})  # fmt: skip
+    reports = collect_manifest(Manifest.load(manifest), folder / "mixed.h5", progress=False)
+    return folder, manifest, reports
+
+
+def test_one_file_holds_every_source_with_names_conventions_and_joint_statistics(mixed):
+    folder, _, reports = mixed
+    assert [(r.name, r.episodes, r.added) for r in reports] == [("velocity", 2, 2), ("dance__motion", 2, 2)]
+    episodes, attrs, stats = load_episodes(folder / "mixed.h5", include_fallen=True)
+    assert [(e.index, e.source, e.motion) for e in episodes] == [
+        (0, "velocity", ""), (1, "velocity", ""), (2, "dance", "motion"), (3, "dance", "motion")]  # fmt: skip
+    sources = json.loads(attrs["sources"])
+    terms = {name: [t["name"] for t in s["policy_conventions"]["obs_terms"]] for name, s in sources.items()}
+    assert "motion_command" in terms["dance__motion"] and "motion_command" not in terms["velocity"]
+    assert sources["velocity"]["collect_cfg"]["noise"] == "gaussian" and "sources:" in attrs["manifest"]
+    assert all(e.motion_frames[0] >= 0 for e in episodes[2:]) and all(e.motion_frames[0] == -1 for e in episodes[:2])
+    healthy = [e for e in episodes if not e.fell] or episodes
+    expected = window_stats(healthy, StateLayout(), 4, 16)  # over the whole file, every source in it
+    assert np.allclose(stats["state_mean"], expected["state_mean"]) and np.allclose(
+        stats["action_std"], expected["action_std"]
+    )
+
+
+def test_collection_resumes_per_source(mixed):
+    folder, manifest, _ = mixed
+    before = (folder / "mixed.h5").read_bytes()
+    again = collect_manifest(Manifest.load(manifest), folder / "mixed.h5", progress=False)
+    assert [r.added for r in again] == [0, 0], "finished parts are kept"
+    assert sorted(p.name for p in parts_dir(folder / "mixed.h5").glob("*.h5")) == ["dance__motion.h5", "velocity.h5"]
+    with h5py.File(folder / "mixed.h5") as f:
+        assert len(f["episodes"]) == 4
+    assert len(before) > 0
+
+
+def test_ou_noise_is_correlated_in_time_and_gaussian_is_not(mixed):
+    folder, _, _ = mixed
+    episodes, _, _ = load_episodes(folder / "mixed.h5", include_fallen=True)
+
+    def lag1(e):  # mean over joints of the step-to-step correlation of the executed perturbation
+        delta = e.applied_actions - e.actions
+        return np.mean([np.corrcoef(d[:-1], d[1:])[0, 1] for d in delta.T if d.std() > 0])
+
+    dance = [e for e in episodes if e.source == "dance"]
+    assert all(lag1(e) > 0.7 for e in dance), [lag1(e) for e in dance]  # OU: exp(-theta dt) = 0.98 per step
+    velocity_noisy = [e for e in episodes if e.source == "velocity" and np.any(e.applied_actions != e.actions)]
+    assert all(abs(lag1(e)) < 0.3 for e in velocity_noisy)
+
+
+def test_loader_filters_weights_sources_and_keeps_windows_well_before_a_fall(mixed, tmp_path):
+    folder, _, _ = mixed
+    path = folder / "mixed.h5"
+    everything = ExpertWindowDataset(path, include_fallen=True)
+    dance = ExpertWindowDataset(path, sources=["dance"], include_fallen=True)
+    assert set(dance.sources) == {"dance"} and len(dance) < len(everything)
+    weights = everything.sample_weights({"velocity": 1.0, "dance": 3.0})
+    names = np.array(everything.sources)
+    assert weights[names == "dance"].sum() == pytest.approx(0.75) and weights.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no episodes of source"):
+        ExpertWindowDataset(path, sources=["walking"])
+    with pytest.raises(ValueError, match="no windows of"):
+        everything.sample_weights({"walking": 1.0})
+
+
+def test_fall_margin_keeps_only_windows_that_end_long_before_the_fall(small_dataset, tmp_path):
+    from bm_gym.data.hdf5 import read_episode_group, write_episode_group
+
+    copy = tmp_path / "fallen.h5"
+    copy.write_bytes(small_dataset.read_bytes())
+    with h5py.File(copy, "r+") as f:
+        name = sorted(f["episodes"])[0]
+        episode = read_episode_group(f["episodes"][name], 0)
+        episode.fell = True
+        del f["episodes"][name]
+        write_episode_group(f["episodes"].create_group(name), episode)
+    plain = ExpertWindowDataset(copy)
+    margin = ExpertWindowDataset(copy, fall_margin_s=1.0)
+    kept = sum(1 for i, _ in margin.index if margin.episodes[i].fell)
+    assert kept == len(episode) - 4 - 16 - 50 and len(margin) == len(plain) + kept
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ({"name": "v", "policy": "missing_policy", "episodes": 2}, "policy .*missing_policy does not exist"),
+        ({"name": "v", "policy": "{velocity}", "episodes": 0}, "zero episodes"),
+        ({"name": "v", "policy": "{velocity}", "hours": 0.0}, "zero episodes"),
+        ({"name": "v", "policy": "{velocity}", "episodes": 2, "speed": 1}, "unknown keys \\['speed'\\]"),
+        ({"name": "bad name", "policy": "{velocity}", "episodes": 2}, "'name' must be"),
+        ({"name": "d", "policy": "{tracking}", "motions": ["missing.csv"], "episodes": 2}, "motion .*missing.csv"),
+        ({"name": "d", "policy": "{tracking}", "motions": ["{bad_motion}"], "episodes": 2}, "does not load"),
+        ({"name": "v", "policy": "{velocity}", "motions": ["{good_motion}"], "episodes": 2}, "velocity policy"),
+        ({"name": "v", "policy": "{velocity}", "episodes": 2, "noise": "pink"}, "'noise' must be"),
+    ],
+)
+def test_bad_manifests_fail_before_any_rollout(tmp_path, velocity_dir, tracking_dir, source, message):
+    bad_motion = tmp_path / "short_30fps.csv"
+    bad_motion.write_text("\n".join(",".join(["0.1"] * 30) for _ in range(200)))  # 23 joint columns, not 29
+    fill = {"velocity": str(velocity_dir), "tracking": str(tracking_dir), "bad_motion": str(bad_motion),
+            "good_motion": str(tracking_dir / "motion.csv")}  # fmt: skip
+    source = {k: (v.format(**fill) if isinstance(v, str) else [m.format(**fill) for m in v] if isinstance(v, list)
+                  else v) for k, v in source.items()}  # fmt: skip
+    path = write(tmp_path, {"sources": [source]})
+    with pytest.raises(ManifestError, match=message) as err:
+        collect_manifest(Manifest.load(path), tmp_path / "out.h5", progress=False)
+    assert str(path) in str(err.value)
+    assert not (tmp_path / "out.h5").exists() and not parts_dir(tmp_path / "out.h5").exists()
+
+
+def test_duplicate_names_and_a_bad_file_are_reported(tmp_path, velocity_dir):
+    path = write(tmp_path, {"sources": [{"name": "v", "policy": str(velocity_dir), "episodes": 1}] * 2})
+    with pytest.raises(ManifestError, match="repeated: \\['v'\\]"):
+        Manifest.load(path)
+    (tmp_path / "broken.yaml").write_text("sources: [")
+    with pytest.raises(ManifestError, match="broken.yaml: not valid YAML"):
+        Manifest.load(tmp_path / "broken.yaml")
+    with pytest.raises(ManifestError, match="cannot read"):
+        Manifest.load(tmp_path / "missing.yaml")
+
+
+def test_single_policy_collections_from_before_manifests_still_resume(tmp_path, velocity_dir):
+    cfg = CollectCfg(policy=str(velocity_dir), out=str(tmp_path / "v.h5"), episodes=1, episode_s=1.0, workers=1)
+    Collector(cfg).run(progress=False)
+    record = tmp_path / "v.h5.shards" / "collect_cfg.json"
+    older = {k: v for k, v in json.loads(record.read_text()).items() if k not in ("noise", "ou_theta", "ou_sigma",
+                                                                               "motion", "source")}  # fmt: skip
+    record.write_text(json.dumps(older))  # as written before these settings existed
+    assert Collector(cfg).run(progress=False) == 0
