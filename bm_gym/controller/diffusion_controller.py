@@ -130,6 +130,21 @@ class DiffusionController:
         if self.num_robots == 1:
             self.plan_ms.clear()
 
+    def reset_from(self, states: list[RobotState], actions: list[np.ndarray], seed: int | None = None,
+                   robot: int = 0) -> None:  # fmt: skip
+        """Start ``robot`` inside a recorded motion: its history is the last N (state, applied targets) pairs of
+        someone else's control, e.g. the Stage 1 expert's, instead of a standing pose."""
+        n = self.policy.history
+        if len(states) < n or len(actions) < n:
+            raise ValueError(f"a history needs the last {n} states and actions, got {len(states)} and {len(actions)}")
+        self.reset(states[-1], seed, robot)
+        r = self.robots[robot]
+        r.states.clear()
+        r.actions.clear()
+        for state, action in zip(states[-n:], actions[-n:], strict=True):
+            r.states.append(self.layout.encode(state))
+            r.actions.append(np.asarray(action, dtype=np.float32))
+
     def history_window(self, state: RobotState, robot: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The model input [N+1, S+A] (canonicalized, physical units) and the encoded present state."""
         r = self.robots[robot]

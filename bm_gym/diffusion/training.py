@@ -220,7 +220,8 @@ class Trainer:
         cfg, ctx = self.cfg, self.dist
         d = self.model_cfg.denoiser
         writer = SummaryWriter(self.out / "tb") if ctx.main else None
-        log = open(self.out / "losses.csv", "a") if ctx.main else None  # step, loss, state and action MSE; closed below
+        # step, loss, state MSE, action MSE, training seconds so far; closed below
+        log = open(self.out / "losses.csv", "a") if ctx.main else None
         batches = GlobalBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.sample_weights)
         future_shape = (d.horizon, self.train_set.layout.dim + self.train_set.layout.action_dim)
         last_save = time.monotonic()
@@ -261,7 +262,8 @@ class Trainer:
                     writer.add_scalar("train/state_mse", values["state"], self.step)
                     writer.add_scalar("train/action_mse", values["action"], self.step)
                     writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                    log.write(f"{self.step},{values['loss']:.8f},{values['state']:.8f},{values['action']:.8f}\n")
+                    log.write(f"{self.step},{values['loss']:.8f},{values['state']:.8f},{values['action']:.8f},"
+                              f"{self.elapsed_s:.3f}\n")  # fmt: skip
                     log.flush()
                     bar.set_postfix(loss=f"{values['loss']:.4f}")
             if ctx.main and (self.step % cfg.val_every == 0 or self.step == cfg.steps):

@@ -1,0 +1,67 @@
+"""Benchmark: training throughput of the diffusion model, one process against data-parallel processes.
+
+    python -m tools.bench_train --data data/velocity.h5 --preset cpu --steps 300 --procs 1 2
+    python -m tools.bench_train --data data/mixed.h5 --preset paper --device cuda --amp bf16 --procs 1
+
+Each configuration is a real ``tools.train`` run (``torchrun --standalone`` for more than one process) with the
+same global batch; the rate is read from the run's ``losses.csv`` (training seconds at each logged step), so
+process start-up, data loading at start and the final checkpoint are not counted. Threads per process:
+``--threads`` or the machine's cores shared evenly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def run(args: argparse.Namespace, procs: int, out: Path) -> tuple[float, float]:
+    """(steps/s, final logged loss) of one run."""
+    threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
+    train = ["-m", "tools.train", "--data", str(args.data), "--out", str(out), "--preset", args.preset,
+             "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--device", args.device,
+             "--threads", str(threads), "--log-every", str(args.log_every), "--val-every", str(10 * args.steps),
+             "--checkpoint-every-s", "100000"] + (["--amp", args.amp] if args.amp else [])  # fmt: skip
+    launcher = [sys.executable] if procs == 1 else [shutil.which("torchrun") or str(Path(sys.executable).with_name(
+        "torchrun")), "--standalone", "--nproc-per-node", str(procs)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    result = subprocess.run([*launcher, *train], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"error: {procs}-process run failed:\n{result.stderr[-3000:]}")
+    log = np.loadtxt(out / "losses.csv", delimiter=",", ndmin=2)
+    rate = (log[-1, 0] - log[0, 0]) / (log[-1, 4] - log[0, 4])
+    return float(rate), float(log[-1, 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, default=0, help="per process (0: cores / processes)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="", choices=["", "bf16"])
+    parser.add_argument("--log-every", type=int, default=20)
+    args = parser.parse_args()
+    print(f"preset {args.preset}, batch {args.batch_size}, device {args.device}{' bf16' if args.amp else ''}, "
+          f"{os.cpu_count()} cores")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        base = None
+        for procs in args.procs:
+            rate, loss = run(args, procs, Path(tmp) / f"p{procs}")
+            base = base or rate
+            print(f"{procs} process(es): {rate:6.1f} steps/s = {rate * args.batch_size:8.0f} windows/s "
+                  f"({rate / base:.2f}x), loss at step {args.steps}: {loss:.4f}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
