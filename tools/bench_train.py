@@ -25,10 +25,33 @@ import numpy as np
 def run(args: argparse.Namespace, procs: int, out: Path) -> tuple[float, float]:
     """(steps/s, final logged loss) of one run."""
     threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
-    train = ["-m", "tools.train", "--data", str(args.data), "--out", str(out), "--preset", args.preset,
-             "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--device", args.device,
-             "--threads", str(threads), "--log-every", str(args.log_every), "--val-every", str(10 * args.steps),
-             "--checkpoint-every-s", "100000"] + (["--amp", args.amp] if args.amp else [])  # fmt: skip
+    train = [
+        "-m",
+        "tools.train",
+        "--data",
+        str(args.data),
+        "--out",
+        str(out),
+        "--preset",
+        args.preset,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--threads",
+        str(threads),
+        "--log-every",
+        str(args.log_every),
+        "--val-every",
+        str(10 * args.steps),
+        "--checkpoint-every-s",
+        "100000",
+        "--loader-workers",
+        str(args.loader_workers),
+    ]
+    train += ["--amp", args.amp] if args.amp else []
     launcher = [sys.executable] if procs == 1 else [shutil.which("torchrun") or str(Path(sys.executable).with_name(
         "torchrun")), "--standalone", "--nproc-per-node", str(procs)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -51,9 +74,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="", choices=["", "bf16"])
     parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--loader-workers", type=int, default=0, help="per process, cutting windows ahead")
     args = parser.parse_args()
     print(f"preset {args.preset}, batch {args.batch_size}, device {args.device}{' bf16' if args.amp else ''}, "
-          f"{os.cpu_count()} cores")  # fmt: skip
+          f"{os.cpu_count()} cores, {args.loader_workers} loader workers per process")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         base = None
         for procs in args.procs:

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--amp", default=defaults.amp, choices=["", "bf16"], help="bf16 autocast (GPUs)")
     parser.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between loss logs")
+    parser.add_argument("--loader-workers", type=int, default=defaults.loader_workers,
+                        help="processes cutting training windows ahead of the model (0: none)")  # fmt: skip
     parser.add_argument("--sources", nargs="+", default=[], help="train on these manifest sources only")
     parser.add_argument("--source-weights", nargs="+", default=[], metavar="NAME=W",
                         help="sample sources in these proportions (default: by their size)")  # fmt: skip
@@ -53,6 +55,7 @@ def _train(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         ema_decay=args.ema_decay, checkpoint_every_s=args.checkpoint_every_s, val_every=args.val_every,
         device=args.device, threads=args.threads, seed=args.seed, amp=args.amp, log_every=args.log_every,
+        loader_workers=args.loader_workers,
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
     )  # fmt: skip
     trainer = Trainer(cfg)

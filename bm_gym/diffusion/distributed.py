@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,22 @@ def shard(batch: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
 
 def _mix(seed: int, step: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
+
+
+class StepBatches(Dataset):
+    """Item k: this process's slice of global batch ``start + k`` as stacked (history, future) tensors.
+
+    Cutting windows is per-sample Python work; as a dataset of whole steps it runs in DataLoader worker
+    processes (``TrainCfg.loader_workers``) while the model trains, and the DataLoader keeps step order.
+    """
+
+    def __init__(self, windows: Dataset, batches: GlobalBatches, ctx: DistributedContext, start: int, stop: int):
+        self.windows, self.batches, self.ctx, self.start, self.stop = windows, batches, ctx, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = shard(self.batches(self.start + k), self.ctx)
+        history, future = zip(*(self.windows[int(i)] for i in indices), strict=True)
+        return torch.stack(history), torch.stack(future)

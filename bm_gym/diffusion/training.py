@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from bm_gym.data.dataset import ExpertWindowDataset
 from bm_gym.diffusion.config import PRESETS, ModelCfg
-from bm_gym.diffusion.distributed import DistributedContext, GlobalBatches, shard, step_noise
+from bm_gym.diffusion.distributed import DistributedContext, GlobalBatches, StepBatches, shard, step_noise
 from bm_gym.diffusion.model import TrajectoryDenoiser
 from bm_gym.diffusion.policy import DiffusionPolicy, Normalizer, recover_checkpoint_folder, replace_folder
 from bm_gym.diffusion.process import TrajectoryDiffusion
@@ -52,6 +52,7 @@ class TrainCfg:
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     amp: str = ""  # "bf16": autocast the forward pass to bfloat16 (GPUs; the paper preset)
+    loader_workers: int = 0  # processes cutting training windows ahead of the model; 0: in the training process
     log_every: int = 50
     sources: tuple[str, ...] = ()  # train on these manifest sources only; () all
     source_weights: tuple[tuple[str, float], ...] = ()  # sample sources in these proportions; () by size
@@ -70,6 +71,7 @@ class TrainCfg:
                 "in (0, 1)")  # fmt: skip
         positive_finite(name, "checkpoint_every_s", self.checkpoint_every_s)
         positive_int(name, "log_every", self.log_every)
+        positive_int(name, "loader_workers", self.loader_workers, minimum=0)
         require(self.amp in ("", "bf16"), name, "amp", self.amp, '"" or "bf16"')
 
 
@@ -223,13 +225,16 @@ class Trainer:
         # step, loss, state MSE, action MSE, training seconds so far; closed below
         log = open(self.out / "losses.csv", "a") if ctx.main else None
         batches = GlobalBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.sample_weights)
+        steps = DataLoader(StepBatches(self.train_set, batches, ctx, self.step, cfg.steps), batch_size=None,
+                           num_workers=cfg.loader_workers, prefetch_factor=4 if cfg.loader_workers else None,
+                           multiprocessing_context="spawn" if cfg.loader_workers else None)  # fmt: skip
+        step_batches = iter(steps)
         future_shape = (d.horizon, self.train_set.layout.dim + self.train_set.layout.action_dim)
         last_save = time.monotonic()
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not (progress and ctx.main))
         self.model.train()
         while self.step < cfg.steps:
-            indices = shard(batches(self.step), ctx)
-            history, future = (torch.stack(x) for x in zip(*(self.train_set[int(i)] for i in indices), strict=True))
+            history, future = next(step_batches)
             t, noise = (shard(x, ctx) for x in step_noise(cfg.seed, self.step, cfg.batch_size, future_shape,
                                                            self.model_cfg.diffusion.train_timesteps))  # fmt: skip
             with torch.autocast(cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):

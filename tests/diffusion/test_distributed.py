@@ -44,3 +44,15 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(small_dataset
                             cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr + result.stdout
+
+
+def test_loader_workers_feed_the_same_batches_in_the_same_order(small_dataset, tmp_path):
+    from bm_gym.diffusion.training import TrainCfg, Trainer
+
+    def losses(workers: int) -> np.ndarray:
+        cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / f"w{workers}"), steps=5, batch_size=16,
+                       val_every=100, val_fraction=0.3, log_every=1, loader_workers=workers, threads=1)  # fmt: skip
+        Trainer(cfg).run(progress=False)
+        return np.loadtxt(tmp_path / f"w{workers}" / "losses.csv", delimiter=",")[:, :4]
+
+    assert np.allclose(losses(0), losses(2), rtol=1e-6)
