@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample sources in these proportions (default: by their size)")  # fmt: skip
     parser.add_argument("--fall-margin-s", type=float, default=None,
                         help="keep windows of fallen episodes that end this long before the fall")  # fmt: skip
+    parser.add_argument("--mirror", action="store_true", help="add left-right mirrored training windows")
     args = parser.parse_args(argv)
     try:
         return _train(args)
@@ -57,6 +58,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, seed=args.seed, amp=args.amp, log_every=args.log_every,
         loader_workers=args.loader_workers,
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
+        mirror=args.mirror,
     )  # fmt: skip
     trainer = Trainer(cfg)
     main_process = trainer.dist.main

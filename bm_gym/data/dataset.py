@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bm_gym.data.hdf5 import Episode, load_episodes
+from bm_gym.data.mirror import Mirror
 from bm_gym.data.state import StateLayout
 
 _GOLDEN = 2654435761  # Knuth's multiplicative hash: a stable, spread-out episode -> split assignment
@@ -66,10 +67,12 @@ class ExpertWindowDataset(Dataset):
         normalize: bool = True,
         sources: Sequence[str] | None = None,
         fall_margin_s: float | None = None,
+        mirror: bool = False,
     ) -> None:
         """``sources`` keeps only episodes of those manifest sources. ``fall_margin_s`` keeps the windows of fallen
         episodes that end at least that long before the fall (the paper keeps windows still stable seconds
-        later); without it fallen episodes are left out whole, unless ``include_fallen``."""
+        later); without it fallen episodes are left out whole, unless ``include_fallen``. ``mirror`` appends the
+        left-right mirror image of every window (items ``len/2 ..``; bm_gym.data.mirror)."""
         if split not in ("all", "train", "val"):
             raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
         if fall_margin_s is not None and not (math.isfinite(fall_margin_s) and fall_margin_s >= 0):
@@ -93,16 +96,17 @@ class ExpertWindowDataset(Dataset):
                                for t in range(history, len(e) - horizon - (cut if e.fell else 0))])  # fmt: skip
         if len(self.index) == 0:
             raise ValueError(f"{path}: no {split} windows of {history} + 1 + {horizon} steps")
+        self.mirror = Mirror.for_layout(self.layout) if mirror else None
         self.state_mean, self.state_std = stats["state_mean"], stats["state_std"]
         self.action_mean, self.action_std = stats["action_mean"], stats["action_std"]
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.index) * (2 if self.mirror else 1)
 
     @property
     def sources(self) -> list[str]:
         """The source of every window (manifest source names; "" for single-policy files)."""
-        return [self.episodes[i].source for i in self.index[:, 0]]
+        return [self.episodes[i].source for i in self.index[:, 0]] * (2 if self.mirror else 1)
 
     def sample_weights(self, source_weights: Mapping[str, float]) -> np.ndarray:
         """Per-window sampling weights that give each source its share of ``source_weights`` (normalized) whatever
@@ -121,8 +125,11 @@ class ExpertWindowDataset(Dataset):
         return weights / weights.sum()
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        flip, item = divmod(item, len(self.index))
         episode, t = self.index[item]
         states, actions = cut_window(self.episodes[episode], int(t), self.history, self.horizon, self.layout)
+        if flip:
+            states, actions = self.mirror.states(states), self.mirror.actions(actions)
         if self.normalize:
             states = (states - self.state_mean) / self.state_std
             actions = (actions - self.action_mean) / self.action_std

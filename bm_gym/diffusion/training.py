@@ -57,6 +57,7 @@ class TrainCfg:
     sources: tuple[str, ...] = ()  # train on these manifest sources only; () all
     source_weights: tuple[tuple[str, float], ...] = ()  # sample sources in these proportions; () by size
     fall_margin_s: float | None = None  # keep windows of fallen episodes ending this long before the fall
+    mirror: bool = False  # add the left-right mirror image of every training window (the paper's augmentation)
 
     def __post_init__(self) -> None:
         name = "TrainCfg"
@@ -99,7 +100,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         d = self.model_cfg.denoiser
         data = dict(sources=cfg.sources or None, fall_margin_s=cfg.fall_margin_s)
-        self.train_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "train", cfg.val_fraction, **data)
+        self.train_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "train", cfg.val_fraction, **data,
+                                             mirror=cfg.mirror)  # fmt: skip
         self.val_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "val", cfg.val_fraction, **data)
         self.sample_weights = self.train_set.sample_weights(dict(cfg.source_weights)) if cfg.source_weights else None
         if len(self.train_set) < cfg.batch_size:
