@@ -69,6 +69,15 @@ def xdotool(display: str, *args: str) -> None:
     subprocess.run(["xdotool", *args], env={**os.environ, "DISPLAY": display}, check=True, timeout=10)
 
 
+def click_item(display: str, tag: str) -> None:
+    """A real mouse click (xdotool) in the middle of a Dear PyGui item."""
+    import dearpygui.dearpygui as dpg
+
+    (left, top), (width, height) = dpg.get_item_rect_min(tag), dpg.get_item_rect_size(tag)
+    xdotool(display, "mousemove", str(int(left + width / 2)), str(int(top + height / 2)))
+    xdotool(display, "click", "1")
+
+
 def post(event_type: int, **fields) -> None:
     pygame.event.post(pygame.event.Event(event_type, **fields))
 
@@ -223,11 +232,6 @@ def save_and_load_a_course(display: str, screenshot: str, results) -> None:
     folder = Path(screenshot).parent
     seen: dict[str, object] = {}
 
-    def click(tag: str) -> None:
-        (left, top), (width, height) = dpg.get_item_rect_min(tag), dpg.get_item_rect_size(tag)
-        xdotool(display, "mousemove", str(int(left + width / 2)), str(int(top + height / 2)))
-        xdotool(display, "click", "1")
-
     def script(t: TeleopApp):
         while t.sim.snapshot().time < 0.5:
             yield
@@ -241,7 +245,7 @@ def save_and_load_a_course(display: str, screenshot: str, results) -> None:
         t.sim.set_waypoint((4.0, 0.5))
         dpg.set_value("course_path", str(folder / "drawn.yaml"))
         yield
-        click("save_course")
+        click_item(display, "save_course")
         for _ in range(10):
             yield
         seen["drawn"] = [list(map(float, (o.x, o.y))) for o in t.obstacles.values()]
@@ -249,7 +253,7 @@ def save_and_load_a_course(display: str, screenshot: str, results) -> None:
         Course((Cylinder(3.0, -1.0, 0.4),), (Goal(5.0, 0.0),), start=(1.0, 1.0, 0.5)).save(folder / "given.json")
         dpg.set_value("course_path", str(folder / "given.json"))
         yield
-        click("load_course")
+        click_item(display, "load_course")
         yield from wait_sim_time(t, 0.5)
         snap = t.sim.snapshot()
         seen["loaded"] = [list(map(float, (o.x, o.y))) for o in t.obstacles.values()]
@@ -258,7 +262,7 @@ def save_and_load_a_course(display: str, screenshot: str, results) -> None:
         (folder / "broken.json").write_text("{")
         dpg.set_value("course_path", str(folder / "broken.json"))
         yield
-        click("load_course")
+        click_item(display, "load_course")
         for _ in range(5):
             yield
         seen["broken_message"], seen["after_broken"] = dpg.get_value("course_message"), len(t.obstacles)
@@ -306,15 +310,10 @@ def scripted_recorded_course(display: str, screenshot: str, results) -> None:
     teleop.load_course(folder / "course.yaml")
     seen: dict[str, object] = {"start": teleop.sim.snapshot().root_xy.tolist()}
 
-    def click(tag: str) -> None:
-        (left, top), (width, height) = dpg.get_item_rect_min(tag), dpg.get_item_rect_size(tag)
-        xdotool(display, "mousemove", str(int(left + width / 2)), str(int(top + height / 2)))
-        xdotool(display, "click", "1")
-
     def script(t: TeleopApp):
         for _ in range(3):
             yield
-        click("record")
+        click_item(display, "record")
         seen["commands"] = []  # (simulation time, command the simulation was given) each frame
         while not t.devices[0].finished:
             snap = t.sim.snapshot()
@@ -324,7 +323,7 @@ def scripted_recorded_course(display: str, screenshot: str, results) -> None:
         seen["status"], seen["recording"] = dpg.get_value("status"), t.recording
         t.screenshot(screenshot)
         yield
-        click("record")
+        click_item(display, "record")
         for _ in range(3):
             yield
         snap = t.sim.snapshot()
