@@ -37,6 +37,7 @@ from torch import nn
 from bm_gym.data.state import StateLayout
 from bm_gym.guidance.costs import JoystickCost, ObstacleCost, TaskCost, WaypointCost, WeightedSum, body_margins
 from bm_gym.guidance.guide import GuidanceCfg
+from bm_gym.utils.cache import cache_root
 
 #: Per-robot scalar parameters, in this order (one row of the ``params`` input).
 PARAMS = (
@@ -483,9 +484,8 @@ GRAPH_VERSION = 2
 
 
 def cache_dir() -> Path:
-    """Where exported graphs are kept between runs: ``$BM_GYM_CACHE`` or ``$XDG_CACHE_HOME/bm_gym`` (~/.cache)."""
-    root = os.environ.get("BM_GYM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bm_gym"
-    return Path(root) / "fused"
+    """Where exported graphs are kept between runs (under :func:`bm_gym.utils.cache.cache_root`)."""
+    return cache_root() / "fused"
 
 
 def _cache_path(fingerprint: str, key: tuple) -> Path:

@@ -1,4 +1,4 @@
-"""The one small interface every simulator implements (MuJoCo on the CPU now, Isaac Lab later)."""
+"""The one small interface every simulator implements: MuJoCo on the CPU, Isaac Lab 3 on Newton."""
 
 from __future__ import annotations
 
@@ -85,6 +85,9 @@ class SimBackend(Protocol):
 
     def pd_gains(self, joint_names: list[str] | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The nominal (stiffness, damping) of the named joints, as last set."""
+
+    def applied_pd_gains(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (stiffness, damping) in effect now, ``joint_names`` order (nominal unless randomized)."""
 
     def set_randomization(self, cfg: DomainRandomizationCfg | None) -> None: ...
 

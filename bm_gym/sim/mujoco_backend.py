@@ -38,7 +38,7 @@ class ObstaclePoolFull(ValueError):
 def check_obstacle_capacity(obstacles, capacity: dict[str, int]) -> None:
     """Raise :class:`ObstaclePoolFull` if ``obstacles`` need more slots of a shape than ``capacity`` has."""
     for kind, slots in capacity.items():
-        wanted = sum(1 for o in obstacles if _kind(o) == kind)
+        wanted = sum(1 for o in obstacles if obstacle_kind(o) == kind)
         if wanted > slots:
             raise ObstaclePoolFull(
                 f"{wanted} {kind} obstacles requested but the simulator holds at most {slots} of each shape; "
@@ -235,6 +235,10 @@ class MujocoBackend:
         idx = g1.joint_index_map(joint_names)
         return self._nominal_kp[idx].copy(), self._nominal_kd[idx].copy()
 
+    def applied_pd_gains(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (stiffness, damping) the simulator uses now, ``joint_names`` order: what randomization made of them."""
+        return self.model.actuator_gainprm[self._act_ids, 0].copy(), -self.model.actuator_biasprm[self._act_ids, 2]
+
     def _write_gains(self, kp: np.ndarray, kd: np.ndarray) -> None:
         self.model.actuator_gainprm[self._act_ids, 0] = kp
         self.model.actuator_biasprm[self._act_ids, 1] = -kp
@@ -304,7 +308,7 @@ class MujocoBackend:
         return [self.add_obstacle(o) for o in obstacles]
 
     def add_obstacle(self, obstacle: Obstacle) -> int:
-        kind = _kind(obstacle)
+        kind = obstacle_kind(obstacle)
         used = {body for k, body, _ in self._handles.values() if k == kind}
         free = [b for b in self._pool[kind] if b not in used]
         if not free:
@@ -320,7 +324,7 @@ class MujocoBackend:
 
     def move_obstacle(self, handle: int, obstacle: Obstacle) -> None:
         kind, body, _ = self._lookup(handle)
-        if _kind(obstacle) != kind:
+        if obstacle_kind(obstacle) != kind:
             self.remove_obstacle(handle)
             new = self.add_obstacle(obstacle)
             self._handles[handle] = self._handles.pop(new)
@@ -355,7 +359,11 @@ class MujocoBackend:
         else:
             m.geom_size[geom] = [obstacle.half_x, obstacle.half_y, half_h]
             quat = quat_from_yaw(obstacle.yaw)
-        m.geom_rbound[geom] = float(np.linalg.norm(m.geom_size[geom]))
+        # MuJoCo's broadphase reads the bounding radius and box compiled for the pool's 0.1 m placeholder:
+        # both follow the new size, or contacts further than 0.1 m from the obstacle's centre are missed.
+        half = m.geom_size[geom] if isinstance(obstacle, Box) else np.array([obstacle.radius, obstacle.radius, half_h])
+        m.geom_rbound[geom] = float(np.linalg.norm(half))
+        m.geom_aabb[geom] = [0.0, 0.0, 0.0, *half]
         self._set_collidable(body, True)
         self.data.mocap_pos[mocap] = [obstacle.x, obstacle.y, half_h]
         self.data.mocap_quat[mocap] = quat
@@ -399,7 +407,8 @@ class MujocoBackend:
             self._renderer = None
 
 
-def _kind(obstacle: Obstacle) -> str:
+def obstacle_kind(obstacle: Obstacle) -> str:
+    """The pool an obstacle goes in: \"box\" or \"cylinder\"."""
     if isinstance(obstacle, Cylinder):
         return "cylinder"
     if isinstance(obstacle, Box):

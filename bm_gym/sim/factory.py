@@ -1,0 +1,36 @@
+"""One constructor for every backend, by name: what ``--backend`` in the tools and ``GuidedEnvCfg.backend`` use."""
+
+from __future__ import annotations
+
+from bm_gym.sim.backend import SimBackend
+from bm_gym.sim.randomization import DomainRandomizationCfg
+
+BACKENDS = ("mujoco", "isaaclab")
+
+
+def make_backend(
+    name: str = "mujoco",
+    randomization: DomainRandomizationCfg | None = None,
+    obstacle_pool: int | None = None,
+    solver: str | None = None,
+) -> SimBackend:
+    """A G1 simulation: ``"mujoco"`` (embedded, CPU) or ``"isaaclab"`` (Isaac Lab 3 on Newton, its own venv).
+
+    ``solver`` picks Newton's MuJoCo path for Isaac Lab (``"mujoco_cpu"`` or ``"mujoco_warp"``); ``None``
+    keeps each backend's default pool size and solver.
+    """
+    if name == "mujoco":
+        from bm_gym.sim.mujoco_backend import MujocoBackend, MujocoBackendCfg
+
+        if solver is not None:
+            raise ValueError(f"solver={solver!r} applies to the isaaclab backend only")
+        pool = {} if obstacle_pool is None else {"obstacle_pool": obstacle_pool}
+        return MujocoBackend(MujocoBackendCfg(randomization=randomization, **pool))
+    if name == "isaaclab":
+        from bm_gym.sim.isaaclab_backend import IsaacLabBackend, IsaacLabBackendCfg
+
+        options = {"obstacle_pool": obstacle_pool, "solver": solver}
+        return IsaacLabBackend(
+            IsaacLabBackendCfg(randomization=randomization, **{k: v for k, v in options.items() if v is not None})
+        )
+    raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
