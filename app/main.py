@@ -16,6 +16,7 @@ from bm_gym.course import Course, CourseError
 from bm_gym.devices import parse_device
 from bm_gym.diffusion import SHIPPED_CHECKPOINT
 from bm_gym.guidance import GuidanceCfg
+from bm_gym.sim import BACKENDS
 
 
 def display_problem() -> str | None:
@@ -50,6 +51,9 @@ def main() -> int:
                         "(a CSV of time, vx, vy, wz rows played on simulation time)")  # fmt: skip
     parser.add_argument("--course", type=Path, help="start in this course file (obstacles, waypoint, start pose)")
     parser.add_argument("--no-record-video", action="store_true", help="Record writes no mp4 of the 3D view")
+    parser.add_argument("--backend", choices=BACKENDS, default="mujoco",
+                        help="simulator; isaaclab: an Isaac Lab 3 scene (run with .venv-isaaclab/bin/python, made "
+                        "by bash scripts/setup.sh --isaaclab)")  # fmt: skip
     args = parser.parse_args()
     try:  # bad input is reported before any window opens
         parse_device(args.device)
@@ -64,7 +68,7 @@ def main() -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sim = SimulationCfg(checkpoint=args.checkpoint, guidance=GuidanceCfg(scale=args.scale),
-                        actions_per_plan=args.actions_per_plan)  # fmt: skip
+                        actions_per_plan=args.actions_per_plan, backend=args.backend)  # fmt: skip
     teleop = TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps, device=args.device,
                               record_video=not args.no_record_video))  # fmt: skip
     if args.course is not None:

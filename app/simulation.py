@@ -27,7 +27,7 @@ from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
 from bm_gym.obstacles import Obstacle
-from bm_gym.sim import MujocoBackend, has_fallen
+from bm_gym.sim import has_fallen, make_backend
 
 MODES = ("joystick", "waypoint", "draw")
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class SimulationCfg:
     actions_per_plan: int = 1
     max_lag_steps: int = 2  # how far behind real time the loop may fall and still catch up
     threads: int = 1  # torch threads for planning; the other core renders and runs the UI
+    backend: str = "mujoco"  # simulator (bm_gym.sim.BACKENDS); "isaaclab" runs in the Isaac Lab venv
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Simulation(threading.Thread):
         super().__init__(name="simulation", daemon=True)
         self.cfg = cfg or SimulationCfg()
         torch.set_num_threads(self.cfg.threads)
-        self.backend = MujocoBackend()
+        self.backend = make_backend(self.cfg.backend)
         # Fused plans, their graphs exported in the background: the loop never waits seconds for one.
         self.policy = DiffusionPolicy.load(self.cfg.checkpoint, expected_layout=StateLayout()).use_fused(
             background=True

@@ -1,9 +1,13 @@
-"""Benchmark: 50 Hz control steps/s with a Stage 1 policy in the loop vs MuJoCo's raw stepping, 1..N processes.
+"""Benchmark: 50 Hz control steps/s with a Stage 1 policy in the loop, per backend and solver path.
 
     python -m tools.bench_sim --policy ../shared/stage1/unitree_g1_velocity --steps 3000 --procs 1 2
+    .venv-isaaclab/bin/python -m tools.bench_sim --backend isaaclab --solver mujoco_cpu mujoco_warp --steps 500
 
-"Raw MuJoCo" replays the exact states the policy loop visited and times only the 4 ``mj_step`` calls
-of each control step, so both figures cover the same contacts and configurations.
+MuJoCo: "raw MuJoCo" replays the exact states the policy loop visited and times only the 4 ``mj_step`` calls
+of each control step, so both figures cover the same contacts and configurations; 1..N processes.
+Isaac Lab: one process per solver path (its simulation is one per process), timing the scene build (USD
+conversion, Newton model, solver), the first control step (MuJoCo-Warp compiles its kernels there unless
+Warp's kernel cache has them: ``--cold-cache`` points Warp at an empty cache) and the policy loop.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import time
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
-from bm_gym.sim import MujocoBackend
+from bm_gym.sim import BACKENDS, MujocoBackend, make_backend
+from bm_gym.sim.isaaclab_backend import SOLVERS
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import VELOCITY_POLICY
 
@@ -71,13 +77,65 @@ def run(policy_dir: str, steps: int, procs: int) -> dict[str, float]:
     }
 
 
+def _isaaclab_worker(args: tuple[str, str, int, bool]) -> dict[str, float]:
+    policy_dir, solver, steps, cold_cache = args
+    if cold_cache:
+        import tempfile
+
+        os.environ["WARP_CACHE_PATH"] = tempfile.mkdtemp(prefix="warp-cold-")
+    start = time.perf_counter()
+    backend = make_backend("isaaclab", solver=solver)
+    build_s = time.perf_counter() - start
+    policy = Stage1Policy.load(policy_dir)
+    policy.apply_gains(backend)
+    state = backend.reset(seed=0)
+    policy.reset()
+    start = time.perf_counter()
+    state = backend.step(policy.act(state, COMMANDS[0]))
+    first_step_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(steps):
+        state = backend.step(policy.act(state, COMMANDS[(i // 250) % len(COMMANDS)]))
+    loop_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        backend.step(state.joint_pos)
+    sim_s = time.perf_counter() - start
+    backend.close()
+    return {"solver": solver, "build_s": build_s, "first_step_s": first_step_s, "control_steps_per_s": steps / loop_s,
+            "sim_only_control_steps_per_s": steps / sim_s, "realtime_factor": steps / loop_s * 0.02,
+            "cold_cache": cold_cache}  # fmt: skip
+
+
+def run_isaaclab(policy_dir: str, solvers: list[str], steps: int, cold_cache: bool) -> list[dict[str, float]]:
+    ctx = mp.get_context("spawn")
+    rows = []
+    for solver in solvers:
+        with ctx.Pool(1) as pool:
+            rows.append(pool.apply(_isaaclab_worker, ((policy_dir, solver, steps, cold_cache),)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", default=str(VELOCITY_POLICY))
     parser.add_argument("--steps", type=int, default=3000, help="control steps per process")
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_sim.json"))
+    parser.add_argument("--backend", choices=BACKENDS, default="mujoco")
+    parser.add_argument("--solver", nargs="+", choices=SOLVERS, default=["mujoco_cpu"], help="isaaclab: solver paths")
+    parser.add_argument("--cold-cache", action="store_true", help="isaaclab: an empty Warp kernel cache")
     args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.backend == "isaaclab":
+        rows = run_isaaclab(args.policy, args.solver, args.steps, args.cold_cache)
+        print("| Isaac Lab solver | scene build s | first control step s | control steps/s, policy in loop "
+              "| control steps/s, simulation only | x real time |\n|---|---|---|---|---|---|")  # fmt: skip
+        for r in rows:
+            print(f"| {r['solver']} | {r['build_s']:.1f} | {r['first_step_s']:.2f} | {r['control_steps_per_s']:.0f} "
+                  f"| {r['sim_only_control_steps_per_s']:.0f} | {r['realtime_factor']:.1f} |")  # fmt: skip
+        args.out.write_text(json.dumps(rows, indent=2))
+        return
     rows = [run(args.policy, args.steps, p) for p in args.procs]
     print("| processes | policy-in-loop control steps/s | raw MuJoCo control steps/s | ratio | x real time |")
     print("|---|---|---|---|---|")
@@ -86,7 +144,6 @@ def main() -> None:
             f"| {r['procs']} | {r['control_steps_per_s']:.0f} | {r['raw_mujoco_control_steps_per_s']:.0f} "
             f"| {r['ratio']:.0%} | {r['realtime_factor']:.1f} |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
 
 

@@ -15,6 +15,7 @@ Collection resumes when rerun with the same arguments (finished episodes are kep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 from bm_gym.data import CollectCfg, Collector, DatasetError, validate
 from bm_gym.data.collect import NOISE_KINDS, CollectionLocked
 from bm_gym.data.manifest import Manifest, ManifestError, collect_manifest
-from bm_gym.sim import DomainRandomizationCfg
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg
 from tools.paths import VELOCITY_POLICY
 
 
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         help="gaussian (per-episode std up to --max-noise) or ou (Ornstein-Uhlenbeck, theta 0.8, sigma 0.1)",
     )
     c.add_argument("--motion", help="reference motion of a tracking policy (default: the one in its folder)")
+    c.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="simulator of the rollouts (default mujoco, or the manifest's 'backend'); isaaclab runs in "
+                        "the Isaac Lab venv (bash scripts/setup.sh --isaaclab)")  # fmt: skip
     v = sub.add_parser("validate", help="check a dataset file and print a summary")
     v.add_argument("path")
     e = sub.add_parser("export", help="write an HDF5 dataset as a LeRobotDataset v3 folder or a Minari dataset")
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers, seed=args.seed, motion=args.motion, motion_fps=args.motion_fps, noise=args.noise,
             action_noise=(0.0, args.max_noise),
             randomization=None if args.no_randomization else DomainRandomizationCfg(),
+            backend=args.backend or "mujoco",
         )  # fmt: skip
         start = time.perf_counter()
         added = Collector(cfg).run()
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def collect_from_manifest(args: argparse.Namespace) -> int:
     manifest = Manifest.load(args.manifest)
+    if args.backend:
+        manifest = dataclasses.replace(manifest, backend=args.backend)
     reports = collect_manifest(manifest, args.out)
     print(validate(args.out))
     for r in reports:

@@ -28,7 +28,7 @@ from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.scenarios import run_joystick
 from bm_gym.eval.tracking import run_continuation
 from bm_gym.guidance import GuidanceCfg
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, has_fallen, process_backend
 from bm_gym.stage1 import Stage1Policy
 
 
@@ -44,6 +44,7 @@ class EvalArgs:
     policy: str = ""  # the source's Stage 1 policy (tracking: the expert giving the lead-in and the reference)
     motion: str | None = None
     motion_fps: float | None = None
+    backend: str = "mujoco"
 
 
 def run_episode(args: EvalArgs, seed: int) -> dict[str, float]:
@@ -53,7 +54,7 @@ def run_episode(args: EvalArgs, seed: int) -> dict[str, float]:
     policy = DiffusionPolicy.load(args.checkpoint, use_ema=args.use_ema, expected_layout=StateLayout())
     if args.sample_steps:
         policy.diffusion.sample_scheduler.set_timesteps(args.sample_steps)
-    backend = MujocoBackend(MujocoBackendCfg(randomization=DomainRandomizationCfg() if args.randomize else None))
+    backend = process_backend(args.backend, DomainRandomizationCfg() if args.randomize else None)
     controller = DiffusionController(policy, ControllerCfg(actions_per_plan=args.actions_per_plan, seed=seed))
     if args.kind == "tracking":
         expert = Stage1Policy.load(args.policy, motion=args.motion, motion_fps=args.motion_fps)
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--no-ema", action="store_true")
     parser.add_argument("--sample-steps", type=int, default=None, help="override the checkpoint's DDIM steps")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", choices=BACKENDS, default="mujoco",
+                        help="simulator (isaaclab: in the Isaac Lab venv, scripts/setup.sh --isaaclab)")  # fmt: skip
     parser.add_argument("--data", type=Path, help="manifest dataset naming the sources (with --source)")
     parser.add_argument("--source", help="evaluate on this source of --data: tracking continuation or joystick")
     parser.add_argument("--max-joint-error", type=float, default=0.2, help="tracking: rad, for the success count")
@@ -132,7 +135,7 @@ def main() -> None:
             parser.error("--source needs --data (the manifest dataset that names the source's policy and motion)")
         kind, policy, motion, motion_fps = source_args(args.data, args.source)
     eval_args = EvalArgs(args.checkpoint, args.seconds, args.randomize, args.actions_per_plan, not args.no_ema,
-                         args.sample_steps, kind, policy, motion, motion_fps)  # fmt: skip
+                         args.sample_steps, kind, policy, motion, motion_fps, args.backend)  # fmt: skip
     jobs = [(eval_args, seed) for seed in range(args.episodes)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         results = []

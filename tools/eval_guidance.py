@@ -54,7 +54,7 @@ from bm_gym.eval.scenarios import (
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import ArrivalCfg
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, process_backend
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
@@ -66,7 +66,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
 
     torch.set_num_threads(1)
     opts, scenario, seed = job
-    backend = MujocoBackend(MujocoBackendCfg(randomization=DomainRandomizationCfg() if opts["randomize"] else None))
+    backend = process_backend(opts["backend"], DomainRandomizationCfg() if opts["randomize"] else None)
     guidance = GuidanceCfg(
         scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"] or None
     )
@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
     parser.add_argument("--warm-start-step", type=int, default=0, help="start plans from the previous one here")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", choices=BACKENDS, default="mujoco",
+                        help="simulator (isaaclab: in the Isaac Lab venv, scripts/setup.sh --isaaclab)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--reference", action="store_true", help="plan on the reference (autograd) path, not fused")
     args = parser.parse_args()
@@ -195,7 +197,7 @@ def main() -> None:
             "min_speed": args.min_speed,
             "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,
             "warm_start_step": args.warm_start_step, "fused": not args.reference,
-            "controller": args.controller, "expert": args.expert}  # fmt: skip
+            "controller": args.controller, "expert": args.expert, "backend": args.backend}  # fmt: skip
     seeds = range(args.first_seed, args.first_seed + args.episodes)
     if args.write_courses:
         args.write_courses.mkdir(parents=True, exist_ok=True)

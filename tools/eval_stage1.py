@@ -1,6 +1,6 @@
-"""Evaluate the Stage 1 policies in our MuJoCo G1: walking distance, standing drift, turn rates, tracking error.
+"""Evaluate the Stage 1 policies in our G1: walking distance, standing drift, turn rates, tracking error.
 
-python -m tools.eval_stage1 [--stage1 ../shared/stage1] [--randomize]
+python -m tools.eval_stage1 [--stage1 ../shared/stage1] [--randomize] [--backend mujoco|isaaclab]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, SimBackend, make_backend
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
@@ -26,7 +26,7 @@ VELOCITY_CASES = [  # (name, (vx, vy, wz), seconds)
 ]
 
 
-def velocity_rows(policy: Stage1Policy, backend: MujocoBackend) -> list[str]:
+def velocity_rows(policy: Stage1Policy, backend: SimBackend) -> list[str]:
     rows = []
     for name, command, seconds in VELOCITY_CASES:
         state = backend.reset(seed=0)
@@ -41,7 +41,7 @@ def velocity_rows(policy: Stage1Policy, backend: MujocoBackend) -> list[str]:
     return rows
 
 
-def tracking_row(policy: Stage1Policy, backend: MujocoBackend) -> str:
+def tracking_row(policy: Stage1Policy, backend: SimBackend) -> str:
     root, q, dq = policy.initial_state(0)
     state = backend.reset(root, q, dq, seed=0)
     policy.reset(0)
@@ -61,9 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage1", type=Path, default=SHARED_STAGE1)
     parser.add_argument("--randomize", action="store_true", help="domain randomization on (seed 0)")
+    parser.add_argument("--backend", choices=BACKENDS, default="mujoco", help="simulator (isaaclab: its own venv)")
     args = parser.parse_args()
     randomization = DomainRandomizationCfg() if args.randomize else None
-    backend = MujocoBackend(MujocoBackendCfg(randomization=randomization))
+    backend = make_backend(args.backend, randomization=randomization)
 
     velocity = Stage1Policy.load(args.stage1 / "unitree_g1_velocity")
     velocity.apply_gains(backend)

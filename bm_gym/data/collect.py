@@ -23,7 +23,7 @@ from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import StateLayout
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, has_fallen
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg, has_fallen, make_backend
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
 from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
@@ -58,6 +58,7 @@ class CollectCfg:
     randomization: DomainRandomizationCfg | None = field(default_factory=DomainRandomizationCfg)
     schedule: CommandScheduleCfg = field(default_factory=CommandScheduleCfg)
     merge_every_s: float = 180.0
+    backend: str = "mujoco"  # simulator of the rollouts (bm_gym.sim.BACKENDS); "isaaclab" needs its own venv
     stats_history: int = 4
     stats_horizon: int = 16
 
@@ -78,6 +79,7 @@ class CollectCfg:
                 self.noise_free_share, "in [0, 1]")  # fmt: skip
         positive_finite(name, "merge_every_s", self.merge_every_s)
         require(self.noise in NOISE_KINDS, name, "noise", self.noise, f"one of {', '.join(NOISE_KINDS)}")
+        require(self.backend in BACKENDS, name, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
         positive_finite(name, "ou_theta", self.ou_theta)
         positive_finite(name, "ou_sigma", self.ou_sigma, allow_zero=True)
         if self.motion_fps is not None:
@@ -97,7 +99,7 @@ class EpisodeRunner:
 
     def __init__(self, cfg: CollectCfg) -> None:
         self.cfg = cfg
-        self.backend = MujocoBackend(MujocoBackendCfg(randomization=cfg.randomization))
+        self.backend = make_backend(cfg.backend, randomization=cfg.randomization)
         self.policy = Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps)
         self.policy.apply_gains(self.backend)
         self.layout = StateLayout()

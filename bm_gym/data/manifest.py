@@ -40,13 +40,13 @@ from bm_gym.data.collect import NOISE_KINDS, CollectCfg, Collector
 from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, load_episodes, write_dataset
 from bm_gym.data.state import StateLayout
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackendCfg
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
 
 SOURCE_KEYS = {"name", "policy", "motions", "motion_fps", "episodes", "hours", "episode_s", "noise", "action_noise",
                "noise_free_share", "ou_theta", "ou_sigma", "randomization", "seed"}  # fmt: skip
-MANIFEST_KEYS = {"sources", "workers", "seed"}
+MANIFEST_KEYS = {"sources", "workers", "seed", "backend"}
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -91,6 +91,7 @@ class Manifest:
     workers: int = 2
     seed: int = 0
     text: str = field(default="", repr=False)
+    backend: str = "mujoco"  # simulator of every source's rollouts
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
@@ -117,7 +118,10 @@ class Manifest:
             raise ManifestError(f"{path}: workers must be a positive integer, got {workers!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ManifestError(f"{path}: seed must be an integer, got {seed!r}")
-        return cls(path, sources, workers, seed, text)
+        backend = spec.get("backend", "mujoco")
+        if backend not in BACKENDS:
+            raise ManifestError(f"{path}: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        return cls(path, sources, workers, seed, text, backend)
 
     def parts(self) -> list[Part]:
         """Every (source, motion) to collect, each policy and motion loaded once here to check that they fit."""
@@ -162,7 +166,7 @@ class Manifest:
             motion=None if part.motion is None else str(part.motion), motion_fps=s.motion_fps, source=s.name,
             noise=s.noise, action_noise=s.action_noise, ou_theta=s.ou_theta, ou_sigma=s.ou_sigma,
             noise_free_share=s.noise_free_share,
-            randomization=DomainRandomizationCfg() if s.randomization else None,
+            randomization=DomainRandomizationCfg() if s.randomization else None, backend=self.backend,
         )  # fmt: skip
 
 

@@ -45,7 +45,7 @@ from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.sdf import ObstacleField
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
 from bm_gym.obstacles import Box, Cylinder, Obstacle
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RobotState, has_fallen
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, RobotState, has_fallen, make_backend
 from bm_gym.utils.checks import positive_finite, positive_int, require
 
 VELOCITY_LOW = np.array([-0.5, -0.5, -1.0], dtype=np.float32)
@@ -69,6 +69,7 @@ class GuidedEnvCfg:
     randomize: bool = False  # domain randomization of the simulated robot
     torch_threads: int | None = 1  # one thread per env suits vectorized use; None keeps torch's default
     obstacle_pool: int = 24  # obstacles of each shape (cylinders, boxes) the scene holds at once
+    backend: str = "mujoco"  # simulator (bm_gym.sim.BACKENDS); "isaaclab" runs in the Isaac Lab venv
 
     def __post_init__(self) -> None:
         name = "GuidedEnvCfg"
@@ -86,6 +87,7 @@ class GuidedEnvCfg:
         if self.torch_threads is not None:
             positive_int(name, "torch_threads", self.torch_threads)
         positive_int(name, "obstacle_pool", self.obstacle_pool)
+        require(self.backend in BACKENDS, name, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
 
 
 class EnvLogic:
@@ -246,7 +248,7 @@ class GuidedG1Env(gym.Env):
         self.cfg, self.render_mode = cfg, render_mode
         self.policy = DiffusionPolicy.load(cfg.checkpoint, expected_layout=StateLayout())
         randomization = DomainRandomizationCfg() if cfg.randomize else None
-        self.backend = MujocoBackend(MujocoBackendCfg(randomization=randomization, obstacle_pool=cfg.obstacle_pool))
+        self.backend = make_backend(cfg.backend, randomization=randomization, obstacle_pool=cfg.obstacle_pool)
         self.controller = DiffusionController(
             self.policy, ControllerCfg(actions_per_plan=cfg.actions_per_plan, guidance=cfg.guidance)
         )

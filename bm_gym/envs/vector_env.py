@@ -36,14 +36,15 @@ from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import DiffusionPolicy
 from bm_gym.envs.guided_env import EnvLogic, GuidedEnvCfg, _replace
 from bm_gym.obstacles import Box, Cylinder
-from bm_gym.sim import DomainRandomizationCfg, MujocoBackend, MujocoBackendCfg, RootPose, has_fallen
+from bm_gym.sim import DomainRandomizationCfg, RootPose, has_fallen, make_backend
 from bm_gym.sim.mujoco_backend import check_obstacle_capacity
 
 
-def _worker(conn, backend_cfg: MujocoBackendCfg, count: int) -> None:
+def _worker(conn, cfg: GuidedEnvCfg, count: int) -> None:
     """Owns ``count`` simulations; answers (command, payload) messages until told to close."""
     torch.set_num_threads(1)
-    sims = [MujocoBackend(backend_cfg) for _ in range(count)]
+    sims = [make_backend(cfg.backend, randomization=DomainRandomizationCfg() if cfg.randomize else None,
+                         obstacle_pool=cfg.obstacle_pool) for _ in range(count)]  # fmt: skip
     while True:
         try:
             command, payload = conn.recv()
@@ -85,6 +86,11 @@ class GuidedG1VectorEnv(VectorEnv):
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         cores = os.cpu_count() or 1
+        if cfg.backend == "isaaclab":  # Isaac Lab's simulation is one per process
+            if workers not in (None, num_envs):
+                raise ValueError(f"the isaaclab backend runs one simulation per process: workers must equal num_envs "
+                                 f"({num_envs}), got {workers}")  # fmt: skip
+            workers = num_envs
         workers = min(workers or cores, num_envs)
         # Planning and simulation alternate, so planning may use the cores the workers leave idle meanwhile.
         threads = planning_threads or min(2, cores)
@@ -102,8 +108,6 @@ class GuidedG1VectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._capacity = {"cylinder": cfg.obstacle_pool, "box": cfg.obstacle_pool}
-        backend_cfg = MujocoBackendCfg(randomization=DomainRandomizationCfg() if cfg.randomize else None,
-                                       obstacle_pool=cfg.obstacle_pool)  # fmt: skip
         ctx = mp.get_context("spawn")
         self._slots = [
             (w, k) for w, block in enumerate(np.array_split(np.arange(num_envs), workers)) for k in range(len(block))
@@ -111,7 +115,7 @@ class GuidedG1VectorEnv(VectorEnv):
         self._conns, self._procs = [], []
         for w, block in enumerate(np.array_split(np.arange(num_envs), workers)):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, backend_cfg, len(block)), daemon=True, name=f"sim-{w}")
+            proc = ctx.Process(target=_worker, args=(child, cfg, len(block)), daemon=True, name=f"sim-{w}")
             proc.start()
             child.close()
             self._conns.append(parent)

@@ -22,6 +22,7 @@ import hashlib
 import io
 import math
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import warnings
@@ -535,6 +536,10 @@ def _exporter() -> concurrent.futures.ProcessPoolExecutor:
     if _EXPORTER is None:
         _EXPORTER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         atexit.register(_EXPORTER.shutdown, wait=False, cancel_futures=True)  # a pending export dies with us
+        # In a multiprocessing child, atexit runs only after multiprocessing joins the child's own children, the
+        # exporter among them, which waits for work forever: a finalizer with a priority runs before that join.
+        multiprocessing.util.Finalize(_EXPORTER, _EXPORTER.shutdown, kwargs={"wait": False, "cancel_futures": True},
+                                      exitpriority=10)  # fmt: skip
     return _EXPORTER
 
 

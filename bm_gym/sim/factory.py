@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from bm_gym.sim.backend import SimBackend
 from bm_gym.sim.randomization import DomainRandomizationCfg
 
@@ -34,3 +36,13 @@ def make_backend(
             IsaacLabBackendCfg(randomization=randomization, **{k: v for k, v in options.items() if v is not None})
         )
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+
+
+@functools.cache
+def process_backend(name: str = "mujoco", randomization: DomainRandomizationCfg | None = None) -> SimBackend:
+    """One backend per worker process and settings, reused by every episode that process runs.
+
+    Episodes start with a seeded ``reset`` and set their own obstacles, so reuse changes no result; it saves
+    a scene build per episode (seconds for Isaac Lab, whose simulation is also one per process).
+    """
+    return make_backend(name, randomization=randomization)

@@ -4,7 +4,7 @@ Runs in the Isaac Lab venv (Python 3.12, ``bash scripts/setup.sh --isaaclab``). 
 solver, either C MuJoCo inside Newton (``solver="mujoco_cpu"``, one world, the fast path on a CPU) or
 MuJoCo-Warp kernels (``"mujoco_warp"``, many worlds on a GPU, slow on Warp's CPU device). Isaac Lab owns the
 scene: the G1 articulation with implicit PD actuators carrying the MuJoCo backend's gains, armature and
-effort limits, a static ground box, and a pre-spawned pool of kinematic boxes and cylinders (Newton's model
+effort limits, a static ground box, and a pre-spawned pool of static box and cylinder colliders (Newton's model
 is final after ``sim.reset()``, so obstacles are moved in and out and resized, never added). docs/isaaclab.md
 says what differs from the MuJoCo backend and which Newton methods are patched.
 """
@@ -84,7 +84,7 @@ def _patch_newton_for_mujoco_cpu() -> None:
 def _scene_cfg(cfg: IsaacLabBackendCfg, usd_path: str):
     import isaaclab.sim as sim_utils
     from isaaclab.actuators import ImplicitActuatorCfg
-    from isaaclab.assets import ArticulationCfg, AssetBaseCfg, RigidObjectCfg
+    from isaaclab.assets import ArticulationCfg, AssetBaseCfg
     from isaaclab.scene import InteractiveSceneCfg
 
     actuators = {
@@ -112,21 +112,21 @@ def _scene_cfg(cfg: IsaacLabBackendCfg, usd_path: str):
         ),
         "robot": robot,
     }
-    kinematic = sim_utils.UsdPhysicsRigidBodyCfg(kinematic_enabled=True)
+    collider = sim_utils.UsdPhysicsCollisionCfg()
     for i in range(cfg.obstacle_pool):
         for kind in ("box", "cylinder"):
-            # Unit shapes; each slot is resized when an obstacle is placed in it.
+            # Static colliders of unit size, like the MuJoCo backend's mocap pool: each slot is moved and resized
+            # by editing its shape in Newton's model. (Kinematic rigid objects become free bodies with a huge
+            # locking armature in MuJoCo: a robot walking into one was thrown metres.)
             shape = (
-                sim_utils.CuboidCfg(size=(1.0, 1.0, 1.0), rigid_props=kinematic,
-                                    collision_props=sim_utils.UsdPhysicsCollisionCfg())
+                sim_utils.CuboidCfg(size=(1.0, 1.0, 1.0), collision_props=collider)
                 if kind == "box"
-                else sim_utils.CylinderCfg(radius=0.5, height=1.0, rigid_props=kinematic,
-                                           collision_props=sim_utils.UsdPhysicsCollisionCfg())
-            )  # fmt: skip
-            fields[f"obstacle_{kind}_{i}"] = RigidObjectCfg(
+                else sim_utils.CylinderCfg(radius=0.5, height=1.0, collision_props=collider)
+            )
+            fields[f"obstacle_{kind}_{i}"] = AssetBaseCfg(
                 prim_path=f"/World/obstacle_{kind}_{i}",
                 spawn=shape,
-                init_state=RigidObjectCfg.InitialStateCfg(pos=_parked_position(kind, i)),
+                init_state=AssetBaseCfg.InitialStateCfg(pos=_parked_position(kind, i)),
             )
     scene = InteractiveSceneCfg(num_envs=1, env_spacing=2.0)
     for name, entity in fields.items():  # InteractiveScene spawns every non-field attribute of its cfg
@@ -186,14 +186,18 @@ class IsaacLabBackend:
         self._sim.reset()
         self._manager = NewtonManager
         self._robot = self._scene["robot"]
-        pool = range(cfg.obstacle_pool)
-        self._slots = {kind: [self._scene[f"obstacle_{kind}_{i}"] for i in pool] for kind in ("box", "cylinder")}
 
         robot_joints = list(self._robot.joint_names)
         self._to_lab = np.array([robot_joints.index(n) for n in self.joint_names])  # ours -> Isaac Lab order
         robot_bodies = list(self._robot.body_names)
         self._key_body_ids = np.array([robot_bodies.index(n) for n in self.body_names])
         self._map_newton_bodies()
+        if cpu_solver:
+            import mujoco
+
+            # The obstacle colliders are world-body geoms moved after compilation; MuJoCo's midphase prunes geom
+            # pairs with the world body's bounding-volume tree built at compile time, so it would miss them.
+            self._manager._solver.mj_model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_MIDPHASE
 
         group_of = [g1.actuator_group(n) for n in self.joint_names]
         self._nominal_kp = np.array([g.stiffness for g in group_of])
@@ -219,38 +223,48 @@ class IsaacLabBackend:
     # -- Newton's view of the scene -----------------------------------------------------------------
 
     def _map_newton_bodies(self) -> None:
-        """Newton body indices of the robot, its feet and each obstacle slot, and MuJoCo geom -> Newton body."""
-        model = self._manager.get_model()
-        labels = list(model.body_label)
-        self._robot_body_mask = np.array([lab.startswith(_ROBOT + "/") for lab in labels] + [False])  # [-1]: static
-        self._foot_bodies = {labels.index(f"{_ROBOT}/{name}") for name in g1.FEET if f"{_ROBOT}/{name}" in labels}
-        if len(self._foot_bodies) != 2:
-            self._foot_bodies = {i for i, lab in enumerate(labels) if lab.rsplit("/", 1)[-1] in g1.FEET}
-        self._foot_side = {i: (0 if labels[i].rsplit("/", 1)[-1] == g1.FEET[0] else 1) for i in self._foot_bodies}
-        self._slot_body: dict[tuple[str, int], int] = {}
+        """Which MuJoCo geoms (inside Newton's solver) are the robot's, its feet, the ground and each obstacle slot."""
+        model, solver = self._manager.get_model(), self._manager._solver
+        body_labels, shape_labels = list(model.body_label), list(model.shape_label)
+        shape_body = model.shape_body.numpy()
+        geom_shape = solver.mjc_geom_to_newton_shape.numpy()[0]
+        shape_geom = {int(shape): geom for geom, shape in enumerate(geom_shape) if shape >= 0}
+
+        def body_name(shape: int) -> str:
+            body = shape_body[shape]
+            return body_labels[body] if body >= 0 else ""
+
+        ngeom = len(geom_shape)
+        self._geom_robot = np.zeros(ngeom, dtype=bool)
+        self._geom_ground = np.zeros(ngeom, dtype=bool)
+        self._geom_foot_side = np.full(ngeom, -1)
+        for geom, shape in enumerate(geom_shape):
+            if shape < 0:
+                continue
+            name = body_name(shape)
+            self._geom_robot[geom] = name.startswith(_ROBOT + "/")
+            self._geom_ground[geom] = shape_labels[shape].startswith("/World/ground/")
+            leaf = name.rsplit("/", 1)[-1]
+            if self._geom_robot[geom] and leaf in g1.FEET:
+                self._geom_foot_side[geom] = g1.FEET.index(leaf)
+        self._slot_shape = {}
         for kind in ("box", "cylinder"):
             for i in range(self.cfg.obstacle_pool):
-                self._slot_body[(kind, i)] = labels.index(f"/World/obstacle_{kind}_{i}")
-        self._slot_shape = {key: int(np.flatnonzero(model.shape_body.numpy() == body)[0])
-                            for key, body in self._slot_body.items()}  # fmt: skip
-        self._obstacle_body_mask = np.zeros(len(labels) + 1, dtype=bool)
-        self._obstacle_body_mask[list(self._slot_body.values())] = True
-        foot_shapes = np.flatnonzero(np.isin(model.shape_body.numpy(), list(self._foot_bodies)))
-        self._foot_shapes = foot_shapes
-        solver = self._manager._solver
-        geom_shape = solver.mjc_geom_to_newton_shape.numpy()[0]
-        self._geom_body = np.where(geom_shape >= 0, model.shape_body.numpy()[geom_shape], -1)
-        self._shape_geom = {int(shape): geom for geom, shape in enumerate(geom_shape) if shape >= 0}
+                prefix = f"/World/obstacle_{kind}_{i}/"
+                self._slot_shape[(kind, i)] = next(k for k, lab in enumerate(shape_labels) if lab.startswith(prefix))
+        self._slot_geoms = np.array([shape_geom[shape] for shape in self._slot_shape.values()])
+        self._geom_obstacle = np.zeros(ngeom, dtype=bool)
+        self._geom_obstacle[self._slot_geoms] = True
+        self._foot_geoms = np.flatnonzero(self._geom_foot_side >= 0)
+        self._foot_shapes = geom_shape[self._foot_geoms]
 
-    def _contact_bodies(self) -> np.ndarray:
-        """[n, 2] Newton body indices (-1: static ground) of every contact in the solver now."""
+    def _contact_geoms(self) -> np.ndarray:
+        """[n, 2] MuJoCo geom pairs of every contact in the solver now."""
         solver = self._manager._solver
         if self.cfg.solver == "mujoco_cpu":
-            geoms = solver.mj_data.contact.geom[: solver.mj_data.ncon]
-        else:
-            n = int(solver.mjw_data.nacon.numpy()[0])
-            geoms = solver.mjw_data.contact.geom.numpy()[:n]
-        return self._geom_body[geoms] if len(geoms) else np.zeros((0, 2), dtype=int)
+            return solver.mj_data.contact.geom[: solver.mj_data.ncon]
+        n = int(solver.mjw_data.nacon.numpy()[0])
+        return solver.mjw_data.contact.geom.numpy()[:n]
 
     # -- simulation ---------------------------------------------------------------------------------
 
@@ -321,7 +335,7 @@ class IsaacLabBackend:
         d = self._robot.data
         xyzw = d.root_link_quat_w.torch[0].cpu().numpy().astype(np.float64)
         body_xyzw = d.body_link_quat_w.torch[0].cpu().numpy().astype(np.float64)[self._key_body_ids]
-        contacts = self._contact_bodies()
+        contacts = self._contact_geoms()
         return RobotState(
             time=float(self._time),
             root_pos=d.root_link_pos_w.torch[0].cpu().numpy().astype(np.float64),
@@ -341,14 +355,14 @@ class IsaacLabBackend:
         touching = np.zeros(2, dtype=bool)
         for a, b in contacts:
             for foot, other in ((a, b), (b, a)):
-                if foot in self._foot_side and other == -1:
-                    touching[self._foot_side[foot]] = True
+                if self._geom_foot_side[foot] >= 0 and self._geom_ground[other]:
+                    touching[self._geom_foot_side[foot]] = True
         return touching
 
     def _touches_obstacle(self, contacts: np.ndarray) -> bool:
         if not self._handles or len(contacts) == 0:
             return False
-        robot, obstacle = self._robot_body_mask[contacts], self._obstacle_body_mask[contacts]
+        robot, obstacle = self._geom_robot[contacts], self._geom_obstacle[contacts]
         return bool(((robot[:, 0] & obstacle[:, 1]) | (robot[:, 1] & obstacle[:, 0])).any())
 
     # -- gains and randomization --------------------------------------------------------------------
@@ -434,17 +448,20 @@ class IsaacLabBackend:
         solver = self._manager._solver
         solver.notify_model_changed(flags)
         if self.cfg.solver == "mujoco_cpu":
+            # Only what this backend changes: the staging model's sizes of the robot's own geoms differ from
+            # C MuJoCo's (copying them all launched the robot).
             m, mw = solver.mj_model, solver.mjw_model
             m.actuator_gainprm[:] = mw.actuator_gainprm.numpy()[0]
             m.actuator_biasprm[:] = mw.actuator_biasprm.numpy()[0]
-            m.geom_size[:] = mw.geom_size.numpy()[0]
-            m.geom_friction[:] = mw.geom_friction.numpy()[0]
+            for name in ("geom_size", "geom_pos", "geom_quat"):
+                getattr(m, name)[self._slot_geoms] = getattr(mw, name).numpy()[0][self._slot_geoms]
+            m.geom_friction[self._foot_geoms] = mw.geom_friction.numpy()[0][self._foot_geoms]
         self._update_bounds()
 
     def _update_bounds(self) -> None:
         """Bounding radii and boxes of the obstacle geoms after a resize (MuJoCo's broadphase reads them)."""
         solver = self._manager._solver
-        slot_geoms = [int(self._shape_geom[shape]) for shape in self._slot_shape.values()]
+        slot_geoms = self._slot_geoms
         if self.cfg.solver == "mujoco_cpu":
             m = solver.mj_model
             for geom in slot_geoms:
@@ -492,7 +509,7 @@ class IsaacLabBackend:
     @property
     def obstacle_capacity(self) -> dict[str, int]:
         """How many obstacles of each shape the scene holds at once (``IsaacLabBackendCfg.obstacle_pool``)."""
-        return {kind: len(slots) for kind, slots in self._slots.items()}
+        return {"box": self.cfg.obstacle_pool, "cylinder": self.cfg.obstacle_pool}
 
     def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...]) -> list[int]:
         """Replace every obstacle, all or nothing: too many for the pool raises before anything changes."""
@@ -503,7 +520,7 @@ class IsaacLabBackend:
     def add_obstacle(self, obstacle: Obstacle) -> int:
         kind = obstacle_kind(obstacle)
         used = {slot for k, slot, _ in self._handles.values() if k == kind}
-        free = [i for i in range(len(self._slots[kind])) if i not in used]
+        free = [i for i in range(self.cfg.obstacle_pool) if i not in used]
         if not free:
             raise ObstaclePoolFull(
                 f"all {self.cfg.obstacle_pool} {kind} obstacle slots are in use; remove one first or make a "
@@ -528,7 +545,7 @@ class IsaacLabBackend:
     def remove_obstacle(self, handle: int) -> None:
         kind, slot, _ = self._lookup(handle)
         del self._handles[handle]
-        self._set_pose(kind, slot, _parked_position(kind, slot), np.array([1.0, 0.0, 0.0, 0.0]))
+        self._set_shape(kind, slot, _parked_position(kind, slot), np.array([1.0, 0.0, 0.0, 0.0]), None)
 
     def clear_obstacles(self) -> None:
         for handle in list(self._handles):
@@ -543,27 +560,28 @@ class IsaacLabBackend:
         return self._handles[handle]
 
     def _place(self, kind: str, slot: int, obstacle: Obstacle) -> None:
-        import warp as wp
-        from newton import ModelFlags
-
-        model = self._manager.get_model()
-        shape = self._slot_shape[(kind, slot)]
         half_h = obstacle.height / 2
         if isinstance(obstacle, Cylinder):
             scale, quat = (obstacle.radius, half_h, 0.0), np.array([1.0, 0.0, 0.0, 0.0])
         else:
             scale, quat = (obstacle.half_x, obstacle.half_y, half_h), quat_from_yaw(obstacle.yaw)
-        scales = model.shape_scale.numpy()
-        scales[shape] = scale
-        wp.copy(model.shape_scale, wp.array(scales, dtype=model.shape_scale.dtype, device=model.shape_scale.device))
-        self._notify(ModelFlags.SHAPE_PROPERTIES)
-        self._set_pose(kind, slot, (obstacle.x, obstacle.y, half_h), quat)
+        self._set_shape(kind, slot, (obstacle.x, obstacle.y, half_h), quat, scale)
 
-    def _set_pose(self, kind: str, slot: int, pos, quat_wxyz: np.ndarray) -> None:
-        torch = self._torch
-        pose = torch.tensor([[*pos, quat_wxyz[1], quat_wxyz[2], quat_wxyz[3], quat_wxyz[0]]], dtype=torch.float32)
-        self._slots[kind][slot].write_root_pose_to_sim_index(root_pose=pose)
-        self._manager.forward()
+    def _set_shape(self, kind: str, slot: int, pos, quat_wxyz: np.ndarray, scale) -> None:
+        """Move (and resize, unless ``scale`` is None) an obstacle slot's collider in Newton's model."""
+        import warp as wp
+        from newton import ModelFlags
+
+        model = self._manager.get_model()
+        shape = self._slot_shape[(kind, slot)]
+        for name, value in (("shape_transform", [*pos, *quat_wxyz[1:], quat_wxyz[0]]), ("shape_scale", scale)):
+            if value is None:
+                continue
+            array = getattr(model, name)
+            values = array.numpy()
+            values[shape] = value
+            wp.copy(array, wp.array(values, dtype=array.dtype, device=array.device))
+        self._notify(ModelFlags.SHAPE_PROPERTIES)
         self._obstacle_version += 1
 
     # -- rendering ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the 3D view) never share a process with the rest of the suite.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import multiprocessing
 import os
@@ -422,3 +423,58 @@ def test_the_virtual_stick_drives_the_robot_with_the_mouse_alone(xvfb, tmp_path)
     assert tuple(seen["released"]) == (0.0, 0.0, 0.0), "letting go stops the robot"
     assert seen["bar_command"] == pytest.approx((0.0, 0.0, 0.6), abs=0.03)
     assert tuple(seen["released_bar"]) == (0.0, 0.0, 0.0)
+
+
+def draw_into_the_isaaclab_scene(display: str, screenshot: str, results) -> None:
+    """Runs in a child process: the app on the Isaac Lab backend; the keyboard walks the robot, a click on the map
+    draws an obstacle into the Isaac Lab scene, and the robot, asked to walk into it, touches it there."""
+    from app.simulation import SimulationCfg
+    from app.ui import AppCfg
+
+    os.environ["DISPLAY"] = display
+    teleop = TeleopApp(AppCfg(sim=SimulationCfg(backend="isaaclab"), device="keyboard"))
+    seen: dict[str, object] = {"backend": type(teleop.sim.backend).__name__}
+
+    def script(t: TeleopApp):
+        while t.sim.snapshot().time < 0.5:
+            yield
+        start = t.sim.snapshot().root_xy.copy()
+        xdotool(display, "keydown", "w")
+        yield from wait_sim_time(t, 4.0)
+        xdotool(display, "keyup", "w")
+        snap = t.sim.snapshot()
+        seen["moved"] = (snap.root_xy - start).tolist()
+        target = snap.root_xy + np.array([1.2, 0.0])  # a cylinder straight ahead
+        t.map_center = np.round(snap.root_xy)
+        yield
+        x0, y0 = t.to_map(target)
+        left, top = t.map_origin()
+        xdotool(display, "mousemove", str(int(left + x0)), str(int(top + y0)))
+        yield
+        yield
+        xdotool(display, "click", "1")
+        for _ in range(30):
+            yield
+        seen["target"] = target.tolist()
+        seen["sim_obstacles"] = [(o.x, o.y) for o in t.sim.backend.obstacles().values()]
+        yield from wait_sim_time(t, 1.5)
+        t.screenshot(screenshot)
+        yield
+
+    run_script(teleop, script)
+    results.put(seen)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("isaaclab") is None,
+                    reason="Isaac Lab 3 not importable here (bash scripts/setup.sh --isaaclab)")  # fmt: skip
+def test_the_app_draws_obstacles_into_the_isaaclab_scene(xvfb, tmp_path):
+    seen = run_in_child(draw_into_the_isaaclab_scene, xvfb, tmp_path / "isaaclab.png")
+    assert seen["backend"] == "IsaacLabBackend"
+    assert seen["moved"][0] > 0.8, f"the robot walked forward in Isaac Lab under keyboard control: {seen['moved']}"
+    assert len(seen["sim_obstacles"]) == 1, "the clicked obstacle exists in the Isaac Lab scene"
+    x, y = seen["sim_obstacles"][0]
+    assert math.hypot(x - seen["target"][0], y - seen["target"][1]) < 0.1
+    shot = np.asarray(Image.open(tmp_path / "isaaclab.png").convert("RGB"))
+    assert shot.shape[0] > 600 and shot.shape[1] > 1000 and shot.std() > 10
+    if os.environ.get("BM_GYM_KEEP_SCREENSHOT"):  # how docs/isaaclab_app.png was made
+        shutil.copy(tmp_path / "isaaclab.png", os.environ["BM_GYM_KEEP_SCREENSHOT"])

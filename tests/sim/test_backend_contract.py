@@ -147,6 +147,20 @@ def test_obstacles_are_added_moved_resized_and_removed_while_running(sim):
         sim.remove_obstacle(h)
 
 
+def test_a_robot_shoved_into_a_wall_is_stopped_by_it(sim):
+    """Obstacles are solid and static: not passed through, not thrown back (a fault of kinematic free bodies)."""
+    sim.add_obstacle(Box(x=0.55, y=0.0, half_x=0.1, half_y=1.5, height=2.0))  # wall face 0.45 m ahead, 3 m wide
+    sim.reset()
+    sim.push(np.array([1.5, 0.0, 0.0]), np.zeros(3))
+    touched, fastest, furthest = False, 0.0, -np.inf
+    for _ in range(40):
+        state = sim.step(STAND)
+        touched |= state.obstacle_contact
+        fastest = max(fastest, float(np.linalg.norm(state.root_lin_vel_w)))
+        furthest = max(furthest, *state.body_pos_w[:, 0])
+    assert touched and furthest < 0.6 and fastest < 2.0, (touched, furthest, fastest)
+
+
 def test_obstacle_pool_is_all_or_nothing(sim):
     capacity = sim.obstacle_capacity["cylinder"]
     handles = [sim.add_obstacle(Cylinder(5 + i, 5, 0.2)) for i in range(capacity)]
