@@ -242,7 +242,7 @@ class TeleopApp:
         dpg.add_text("Map tool")
         dpg.add_radio_button(("set waypoint", "draw obstacles"), tag="tool", default_value="draw obstacles",
                              horizontal=True)  # fmt: skip
-        dpg.add_radio_button(("circle", "box"), tag="shape", horizontal=True)
+        dpg.add_radio_button(("circle", "box"), tag="shape", default_value="circle", horizontal=True)
         dpg.add_slider_float(label="guidance scale", tag="scale", default_value=g.scale, min_value=0.0,
                              max_value=100.0, width=220, callback=self._on_guidance)  # fmt: skip
         dpg.add_slider_float(label="obstacle weight", tag="obstacle_weight", default_value=self.cfg.sim.obstacle_weight,

@@ -21,6 +21,7 @@ from PIL import Image
 
 import bm_gym.devices.gamepad as gamepad_module
 from app.ui import TeleopApp
+from bm_gym.obstacles import Cylinder
 
 AXIS_MAX = 32767
 PAD_INSTANCE = 7
@@ -176,6 +177,7 @@ def test_gamepad_drives_mouse_draws_obstacle_keyboard_fallback(xvfb, tmp_path):
     assert seen["moved"][0] > 0.8, f"the robot walked forward under gamepad control: {seen['moved']}"
     obstacles = seen["sim_obstacles"]
     assert len(obstacles) == 1, "the clicked obstacle exists in the simulation"
+    assert isinstance(obstacles[0], Cylinder), "the shape tool starts on circle, as it is drawn"
     assert math.hypot(obstacles[0].x - seen["target"][0], obstacles[0].y - seen["target"][1]) < 0.1
     assert tuple(seen["unplugged_command"]) == (0.0, 0.0, 0.0), "the robot is told to stop when the pad disappears"
     assert seen["keyboard_command"][0] == pytest.approx(0.8)
@@ -428,6 +430,8 @@ def test_the_virtual_stick_drives_the_robot_with_the_mouse_alone(xvfb, tmp_path)
 def draw_into_the_isaaclab_scene(display: str, screenshot: str, results) -> None:
     """Runs in a child process: the app on the Isaac Lab backend; the keyboard walks the robot, a click on the map
     draws an obstacle into the Isaac Lab scene, and the robot, asked to walk into it, touches it there."""
+    import dearpygui.dearpygui as dpg
+
     from app.simulation import SimulationCfg
     from app.ui import AppCfg
 
@@ -456,7 +460,8 @@ def draw_into_the_isaaclab_scene(display: str, screenshot: str, results) -> None
         for _ in range(30):
             yield
         seen["target"] = target.tolist()
-        seen["sim_obstacles"] = [(o.x, o.y) for o in t.sim.backend.obstacles().values()]
+        seen["sim_obstacles"] = [(type(o).__name__, o.x, o.y) for o in t.sim.backend.obstacles().values()]
+        seen["shape"] = dpg.get_value("shape")
         yield from wait_sim_time(t, 1.5)
         t.screenshot(screenshot)
         yield
@@ -472,7 +477,8 @@ def test_the_app_draws_obstacles_into_the_isaaclab_scene(xvfb, tmp_path):
     assert seen["backend"] == "IsaacLabBackend"
     assert seen["moved"][0] > 0.8, f"the robot walked forward in Isaac Lab under keyboard control: {seen['moved']}"
     assert len(seen["sim_obstacles"]) == 1, "the clicked obstacle exists in the Isaac Lab scene"
-    x, y = seen["sim_obstacles"][0]
+    kind, x, y = seen["sim_obstacles"][0]
+    assert kind == "Cylinder", seen
     assert math.hypot(x - seen["target"][0], y - seen["target"][1]) < 0.1
     shot = np.asarray(Image.open(tmp_path / "isaaclab.png").convert("RGB"))
     assert shot.shape[0] > 600 and shot.shape[1] > 1000 and shot.std() > 10

@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.wrappers import RecordVideo
 
 import bm_gym  # noqa: F401 - registers the env
@@ -9,6 +10,7 @@ from bm_gym.envs import ENV_ID
 from bm_gym.utils.video import read_video, video_info
 
 STEPS = 6  # per episode (TimeLimit)
+pytest.importorskip("moviepy", reason="RecordVideo encodes with moviepy, the [video] extra (not in the Isaac Lab venv)")
 
 
 def test_record_video_writes_three_consecutive_episodes_with_distinct_frames(tmp_path):
