@@ -173,7 +173,7 @@ class IsaacLabBackend:
             _patch_newton_for_mujoco_cpu()
         solver_cfg = MJWarpSolverCfg(
             use_mujoco_cpu=cpu_solver, integrator="implicitfast", cone="pyramidal", iterations=cfg.solver_iterations,
-            ls_iterations=cfg.ls_iterations, njmax=cfg.njmax, nconmax=cfg.nconmax,
+            ls_iterations=cfg.ls_iterations, njmax=cfg.njmax, nconmax=cfg.nconmax, tolerance=1e-8,  # MuJoCo's
         )  # fmt: skip
         self._sim = sim_utils.SimulationContext(
             sim_utils.SimulationCfg(
