@@ -38,6 +38,7 @@ from bm_gym.eval.protocols import (
     run_joystick_protocol,
     run_omnidirectional,
     run_push,
+    run_tour,
     run_walk_perturb,
 )
 from bm_gym.eval.scenarios import (
@@ -58,7 +59,7 @@ from bm_gym.sim import BACKENDS, DomainRandomizationCfg, process_backend
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
-PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push", "omni")
+PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push", "omni", "tour")
 
 
 def _episode(job: tuple[dict, str, int]) -> dict:
@@ -119,6 +120,8 @@ def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) ->
         result = run_joystick_protocol(backend, driver, seed)
     elif scenario == "omni":
         result = run_omnidirectional(backend, driver, seed)
+    elif scenario == "tour":
+        result = run_tour(backend, driver, seed)
     else:
         result = run_push(backend, driver, seed, kick=opts["kick"])
     out = asdict(result)
@@ -237,6 +240,15 @@ def main() -> None:
         means = {k: np.mean([r["extra"]["achieved"][k] for r in done]) if done else float("nan") for k in names}
         print(f"\njoystick protocol ({who}): {ok}/{n} followed every command, {falls} fell; segments followed: "
               + ", ".join(f"{k} {per[k]}/{len(done)} (mean {means[k]:+.2f})" for k in names))  # fmt: skip
+    elif args.scenario == "tour":
+        legs = [leg for r in results for leg in r["extra"]["legs"]]
+        kinds = sorted({leg["kind"] for leg in legs})
+        per_kind = ", ".join(f"{k} {np.mean([g['error'] for g in legs if g['kind'] == k]):.2f} m" for k in kinds)
+        turns = [g["heading_error"] for g in legs if g["kind"] == "turn"]
+        print(f"\nwaypoint tour ({who}): {n - falls}/{n} without a fall; {len(legs)} goals, position error at the "
+              f"deadline mean {np.mean([g['error'] for g in legs]):.3f} m, median "
+              f"{np.median([g['error'] for g in legs]):.3f} m ({per_kind}); heading error after turns mean "
+              f"{np.mean(turns) if turns else float('nan'):.3f} rad")  # fmt: skip
     elif args.scenario == "omni":
         done = [r for r in results if not r["fell"]]
         parts = []

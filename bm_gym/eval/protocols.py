@@ -11,6 +11,10 @@ under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
   Failure: a fall. The sweep reports the largest kick survived in >= 90 % of the runs.
 - Omnidirectional: backward at 0.4 m/s, sideways at 0.5 m/s and forward at 1.0 m/s, 10 s each from standing:
   mean speed along the command over the last 8 s, distance covered, sideways drift.
+- Waypoint tour: a new goal pose every 5 s, as an operator gives them (steps forward, sidesteps, backing up,
+  turns in place; :func:`tour_goals`), each relative to the previous goal; one follower
+  (:func:`tour_command`, an operator's proportional stick in the robot frame) turns goals into velocity
+  commands for either driver. Measured: position and heading error at each goal's deadline. Failure: a fall.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from bm_gym.controller import DiffusionController
 from bm_gym.eval.scenarios import EpisodeResult
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.tasks import VelocityTask
-from bm_gym.sim import MujocoBackend, RobotState, has_fallen
+from bm_gym.sim import RobotState, SimBackend, has_fallen
 from bm_gym.stage1.policy import Stage1Policy
 
 #: (vx m/s, wz rad/s) of the Joystick protocol's segments, 3 s each.
@@ -38,7 +42,7 @@ FOLLOW_FRACTION = 0.5
 class VelocityDriver(Protocol):
     """Something that walks the robot on velocity commands: the diffusion controller or a Stage 1 expert."""
 
-    def start(self, backend: MujocoBackend, seed: int) -> RobotState:
+    def start(self, backend: SimBackend, seed: int) -> RobotState:
         """Reset the simulation (and the driver) for a new run."""
 
     def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
@@ -52,7 +56,7 @@ class DiffusionDriver:
     controller: DiffusionController
     guidance: GuidanceCfg
 
-    def start(self, backend: MujocoBackend, seed: int) -> RobotState:
+    def start(self, backend: SimBackend, seed: int) -> RobotState:
         state = backend.reset(seed=seed)
         self.controller.reset(state, seed=seed)
         return state
@@ -68,7 +72,7 @@ class ExpertDriver:
 
     policy: Stage1Policy
 
-    def start(self, backend: MujocoBackend, seed: int) -> RobotState:
+    def start(self, backend: SimBackend, seed: int) -> RobotState:
         self.policy.apply_gains(backend)
         state = backend.reset(seed=seed)
         self.policy.reset()
@@ -78,13 +82,13 @@ class ExpertDriver:
         return self.policy.act(state, command)
 
 
-def _kick(backend: MujocoBackend, rng: np.random.Generator, magnitude: float) -> None:
+def _kick(backend: SimBackend, rng: np.random.Generator, magnitude: float) -> None:
     """An instantaneous horizontal root-velocity change of ``magnitude`` m/s in a random direction."""
     angle = rng.uniform(-math.pi, math.pi)
     backend.push(np.array([magnitude * math.cos(angle), magnitude * math.sin(angle), 0.0]), np.zeros(3))
 
 
-def run_walk_perturb(backend: MujocoBackend, driver: VelocityDriver, seed: int, speed: float = 0.5,
+def run_walk_perturb(backend: SimBackend, driver: VelocityDriver, seed: int, speed: float = 0.5,
                      duration_s: float = 15.0, max_kick: float = 0.5,
                      period_s: float = 1.0) -> EpisodeResult:  # fmt: skip
     """Walk+Perturb (``speed`` 0: stand+perturb); success = no fall."""
@@ -102,7 +106,7 @@ def run_walk_perturb(backend: MujocoBackend, driver: VelocityDriver, seed: int, 
     return EpisodeResult(seed, True, False, 0, duration_s, {"kicks": kicks})
 
 
-def run_joystick_protocol(backend: MujocoBackend, driver: VelocityDriver, seed: int) -> EpisodeResult:
+def run_joystick_protocol(backend: SimBackend, driver: VelocityDriver, seed: int) -> EpisodeResult:
     """The Joystick protocol; success = no fall and every segment followed (see the module docstring)."""
     state = driver.start(backend, seed)
     dt = backend.control_dt
@@ -129,7 +133,7 @@ def run_joystick_protocol(backend: MujocoBackend, driver: VelocityDriver, seed: 
                                                                              "followed": followed})  # fmt: skip
 
 
-def run_push(backend: MujocoBackend, driver: VelocityDriver, seed: int, kick: float, speed: float = 0.5,
+def run_push(backend: SimBackend, driver: VelocityDriver, seed: int, kick: float, speed: float = 0.5,
              at_s: float = 2.0, after_s: float = 4.0) -> EpisodeResult:  # fmt: skip
     """One kick of ``kick`` m/s in a random horizontal direction while walking; success = no fall."""
     rng = np.random.default_rng(5000 + seed)
@@ -149,7 +153,7 @@ def run_push(backend: MujocoBackend, driver: VelocityDriver, seed: int, kick: fl
 OMNI_COMMANDS = (("backward 0.4", -0.4, 0.0), ("sideways 0.5", 0.0, 0.5), ("forward 1.0", 1.0, 0.0))
 
 
-def run_omnidirectional(backend: MujocoBackend, driver: VelocityDriver, seed: int, duration_s: float = 10.0,
+def run_omnidirectional(backend: SimBackend, driver: VelocityDriver, seed: int, duration_s: float = 10.0,
                         settle_s: float = 2.0) -> EpisodeResult:  # fmt: skip
     """Each of :data:`OMNI_COMMANDS` from a fresh start; per command: speed along it (mean after ``settle_s``),
     its error, the distance covered along it and the largest drift across it (m, start frame)."""
@@ -176,3 +180,71 @@ def run_omnidirectional(backend: MujocoBackend, driver: VelocityDriver, seed: in
         per_command[name] = {"speed": speed, "speed_error": abs(speed - math.hypot(vx, vy)),
                              "distance": float((state.root_pos[:2] - start) @ along_w), "drift": drift}  # fmt: skip
     return EpisodeResult(seed, True, False, 0, len(OMNI_COMMANDS) * duration_s, {"commands": per_command})
+
+
+#: Kinds of tour legs, relative to the previous goal pose: (name, forward m range, left m range, turn rad range).
+TOUR_LEGS = (
+    ("forward", (0.6, 1.2), (0.0, 0.0), (0.0, 0.0)),
+    ("sidestep", (0.0, 0.0), (0.3, 0.6), (0.0, 0.0)),  # left or right, drawn with a sign
+    ("back up", (-0.6, -0.3), (0.0, 0.0), (0.0, 0.0)),
+    ("turn", (0.0, 0.0), (0.0, 0.0), (math.pi / 4, math.pi / 2)),  # left or right in place
+)
+TOUR_PERIOD_S = 5.0
+
+
+def tour_goals(seed: int, count: int = 8) -> list[tuple[str, float, float, float]]:
+    """``count`` goal poses (leg kind, x, y, yaw; world frame from the origin facing +x), each a small move from
+    the previous goal; the first leg is a step forward."""
+    rng = np.random.default_rng(9000 + seed)
+    x, y, yaw, goals = 0.0, 0.0, 0.0, []
+    for k in range(count):
+        name, forward, left, turn = TOUR_LEGS[0] if k == 0 else TOUR_LEGS[rng.integers(len(TOUR_LEGS))]
+        sign = rng.choice((-1.0, 1.0))
+        dx, dy = rng.uniform(*forward), sign * rng.uniform(*left)
+        x, y = x + math.cos(yaw) * dx - math.sin(yaw) * dy, y + math.sin(yaw) * dx + math.cos(yaw) * dy
+        yaw = math.remainder(yaw + sign * rng.uniform(*turn), 2 * math.pi)
+        goals.append((name, x, y, yaw))
+    return goals
+
+
+@dataclass(frozen=True)
+class TourFollowerCfg:
+    """A proportional stick in the robot frame, saturated at the speeds an operator uses for small moves."""
+
+    gain: float = 1.2  # (m/s) per m of position error
+    max_forward: float = 0.8
+    max_backward: float = 0.4
+    max_side: float = 0.5
+    yaw_gain: float = 1.5  # (rad/s) per rad of heading error
+    max_yaw_rate: float = 1.0
+    deadband: float = 0.05  # m: inside it only the heading is corrected
+
+
+def tour_command(state: RobotState, goal: tuple[float, float, float],
+                 cfg: TourFollowerCfg = TourFollowerCfg()) -> tuple[float, float, float]:  # fmt: skip
+    """(vx, vy, wz) in the robot's heading frame towards ``goal`` = (x, y, yaw)."""
+    dx, dy = goal[0] - state.root_pos[0], goal[1] - state.root_pos[1]
+    c, s = math.cos(state.yaw), math.sin(state.yaw)
+    ex, ey = c * dx + s * dy, -s * dx + c * dy
+    if math.hypot(ex, ey) < cfg.deadband:
+        ex = ey = 0.0
+    vx = float(np.clip(cfg.gain * ex, -cfg.max_backward, cfg.max_forward))
+    vy = float(np.clip(cfg.gain * ey, -cfg.max_side, cfg.max_side))
+    wz = float(np.clip(cfg.yaw_gain * math.remainder(goal[2] - state.yaw, 2 * math.pi), -cfg.max_yaw_rate,
+                       cfg.max_yaw_rate))  # fmt: skip
+    return vx, vy, wz
+
+
+def run_tour(backend: SimBackend, driver: VelocityDriver, seed: int, count: int = 8,
+             period_s: float = TOUR_PERIOD_S) -> EpisodeResult:  # fmt: skip
+    """The waypoint tour; per goal: its kind, the position and heading error at its deadline."""
+    state = driver.start(backend, seed)
+    legs = []
+    for name, x, y, yaw in tour_goals(seed, count):
+        for _ in range(round(period_s / backend.control_dt)):
+            state = backend.step(driver.act(state, tour_command(state, (x, y, yaw))))
+            if has_fallen(state):
+                return EpisodeResult(seed, False, True, 0, state.time, {"legs": legs})
+        legs.append({"kind": name, "error": float(math.hypot(state.root_pos[0] - x, state.root_pos[1] - y)),
+                     "heading_error": abs(math.remainder(state.yaw - yaw, 2 * math.pi))})  # fmt: skip
+    return EpisodeResult(seed, True, False, 0, state.time, {"legs": legs})

@@ -5,11 +5,15 @@ import pytest
 
 from bm_gym.eval.protocols import (
     JOYSTICK_SEGMENTS,
+    TOUR_LEGS,
     DiffusionDriver,
     ExpertDriver,
     run_joystick_protocol,
     run_push,
+    run_tour,
     run_walk_perturb,
+    tour_command,
+    tour_goals,
 )
 from bm_gym.stage1 import Stage1Policy
 
@@ -57,3 +61,34 @@ def test_omnidirectional_check_measures_speed_distance_and_drift_per_command(bac
     assert result.success and set(commands) == {name for name, *_ in OMNI_COMMANDS}
     assert commands["forward 1.0"]["distance"] > 1.5 and commands["sideways 0.5"]["distance"] > 0.5
     assert commands["forward 1.0"]["speed_error"] < 0.2 and all(c["drift"] >= 0 for c in commands.values())
+
+
+def test_tour_goals_are_small_operator_moves_from_the_previous_goal():
+    goals = tour_goals(3, count=12)
+    assert goals == tour_goals(3, count=12) and goals != tour_goals(4, count=12)
+    assert goals[0][0] == "forward" and {g[0] for g in goals} <= {name for name, *_ in TOUR_LEGS}
+    previous = (0.0, 0.0, 0.0)
+    for kind, x, y, yaw in goals:
+        step = np.hypot(x - previous[0], y - previous[1])
+        turn = abs(np.remainder(yaw - previous[2] + np.pi, 2 * np.pi) - np.pi)
+        if kind == "turn":
+            assert step < 1e-9 and np.pi / 4 - 1e-9 <= turn <= np.pi / 2 + 1e-9
+        else:
+            assert 0.3 - 1e-9 <= step <= 1.2 + 1e-9 and turn < 1e-9
+        previous = (x, y, yaw)
+
+
+def test_tour_follower_steers_towards_the_goal_in_the_robot_frame(backend):
+    state = backend.reset()  # at the origin facing +x
+    assert tour_command(state, (1.0, 0.0, 0.0))[0] == pytest.approx(0.8)  # ahead: forward, saturated
+    assert tour_command(state, (-1.0, 0.0, 0.0))[0] == pytest.approx(-0.4)  # behind: backing up, slower
+    vx, vy, wz = tour_command(state, (0.0, 0.3, 0.0))
+    assert vx == 0.0 and vy == pytest.approx(0.36) and wz == 0.0  # left: a sidestep
+    assert tour_command(state, (0.0, 0.0, 1.2))[2] == pytest.approx(1.0)  # a turn in place, saturated
+    assert tour_command(state, (0.02, 0.0, 0.0)) == (0.0, 0.0, 0.0)  # inside the deadband
+
+
+def test_the_expert_follows_a_tour(backend, expert):
+    result = run_tour(backend, expert, seed=0, count=3)
+    assert not result.fell and len(result.extra["legs"]) == 3
+    assert all(leg["error"] < 0.3 for leg in result.extra["legs"]), result.extra
