@@ -2,6 +2,7 @@
 
     python -m tools.bench_sim --policy ../shared/stage1/unitree_g1_velocity --steps 3000 --procs 1 2
     .venv-isaaclab/bin/python -m tools.bench_sim --backend isaaclab --solver mujoco_cpu mujoco_warp --steps 500
+    .venv-isaaclab/bin/python -m tools.bench_sim --backend isaaclab --solver mujoco_warp --num-envs 1 4 16
 
 MuJoCo: "raw MuJoCo" replays the exact states the policy loop visited and times only the 4 ``mj_step`` calls
 of each control step, so both figures cover the same contacts and configurations; 1..N processes.
@@ -22,7 +23,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from bm_gym.sim import BACKENDS, MujocoBackend, make_backend
+from bm_gym.sim import BACKENDS, MujocoBackend
 from bm_gym.sim.isaaclab_backend import SOLVERS
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import VELOCITY_POLICY
@@ -77,42 +78,54 @@ def run(policy_dir: str, steps: int, procs: int) -> dict[str, float]:
     }
 
 
-def _isaaclab_worker(args: tuple[str, str, int, bool]) -> dict[str, float]:
-    policy_dir, solver, steps, cold_cache = args
+def _isaaclab_worker(args: tuple[str, str, int, bool, int]) -> dict[str, float]:
+    policy_dir, solver, steps, cold_cache, num_envs = args
     if cold_cache:
         import tempfile
 
         os.environ["WARP_CACHE_PATH"] = tempfile.mkdtemp(prefix="warp-cold-")
+    from bm_gym.sim.isaaclab_backend import IsaacLabBackend, IsaacLabBackendCfg
+
     start = time.perf_counter()
-    backend = make_backend("isaaclab", solver=solver)
+    backend = IsaacLabBackend(IsaacLabBackendCfg(solver=solver, num_envs=num_envs))
     build_s = time.perf_counter() - start
-    policy = Stage1Policy.load(policy_dir)
-    policy.apply_gains(backend)
-    state = backend.reset(seed=0)
-    policy.reset()
+    policies = [Stage1Policy.load(policy_dir) for _ in range(num_envs)]
+    policies[0].apply_gains(backend)
+    states = [backend.reset(seed=env, env=env) for env in range(num_envs)]
+    for policy in policies:
+        policy.reset()
+
+    def act(i: int) -> np.ndarray:
+        command = COMMANDS[(i // 250) % len(COMMANDS)]
+        return np.stack([policy.act(state, command) for policy, state in zip(policies, states, strict=True)])
+
     start = time.perf_counter()
-    state = backend.step(policy.act(state, COMMANDS[0]))
+    states = backend.step_all(act(0))
     first_step_s = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(steps):
-        state = backend.step(policy.act(state, COMMANDS[(i // 250) % len(COMMANDS)]))
+        states = backend.step_all(act(i))
     loop_s = time.perf_counter() - start
+    hold = np.stack([state.joint_pos for state in states])
     start = time.perf_counter()
     for _ in range(steps):
-        backend.step(state.joint_pos)
+        backend.step_all(hold)
     sim_s = time.perf_counter() - start
     backend.close()
-    return {"solver": solver, "build_s": build_s, "first_step_s": first_step_s, "control_steps_per_s": steps / loop_s,
-            "sim_only_control_steps_per_s": steps / sim_s, "realtime_factor": steps / loop_s * 0.02,
-            "cold_cache": cold_cache}  # fmt: skip
+    rate = steps * num_envs / loop_s
+    return {"solver": solver, "num_envs": num_envs, "build_s": build_s, "first_step_s": first_step_s,
+            "control_steps_per_s": rate, "sim_only_control_steps_per_s": steps * num_envs / sim_s,
+            "realtime_factor": rate * 0.02, "cold_cache": cold_cache}  # fmt: skip
 
 
-def run_isaaclab(policy_dir: str, solvers: list[str], steps: int, cold_cache: bool) -> list[dict[str, float]]:
+def run_isaaclab(policy_dir: str, solvers: list[str], steps: int, cold_cache: bool,
+                 num_envs: list[int]) -> list[dict[str, float]]:  # fmt: skip
     ctx = mp.get_context("spawn")
     rows = []
     for solver in solvers:
-        with ctx.Pool(1) as pool:
-            rows.append(pool.apply(_isaaclab_worker, ((policy_dir, solver, steps, cold_cache),)))
+        for count in num_envs if solver == "mujoco_warp" else [1]:
+            with ctx.Pool(1) as pool:
+                rows.append(pool.apply(_isaaclab_worker, ((policy_dir, solver, steps, cold_cache, count),)))
     return rows
 
 
@@ -125,15 +138,18 @@ def main() -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="mujoco")
     parser.add_argument("--solver", nargs="+", choices=SOLVERS, default=["mujoco_cpu"], help="isaaclab: solver paths")
     parser.add_argument("--cold-cache", action="store_true", help="isaaclab: an empty Warp kernel cache")
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1],
+                        help="isaaclab, mujoco_warp: robots (Newton worlds) stepped together")  # fmt: skip
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.backend == "isaaclab":
-        rows = run_isaaclab(args.policy, args.solver, args.steps, args.cold_cache)
-        print("| Isaac Lab solver | scene build s | first control step s | control steps/s, policy in loop "
-              "| control steps/s, simulation only | x real time |\n|---|---|---|---|---|---|")  # fmt: skip
+        rows = run_isaaclab(args.policy, args.solver, args.steps, args.cold_cache, args.num_envs)
+        print("| Isaac Lab solver | worlds | scene build s | first control step s | robot control steps/s, policy in "
+              "loop | simulation only | x real time, all robots |\n|---|---|---|---|---|---|---|")  # fmt: skip
         for r in rows:
-            print(f"| {r['solver']} | {r['build_s']:.1f} | {r['first_step_s']:.2f} | {r['control_steps_per_s']:.0f} "
-                  f"| {r['sim_only_control_steps_per_s']:.0f} | {r['realtime_factor']:.1f} |")  # fmt: skip
+            print(f"| {r['solver']} | {r['num_envs']} | {r['build_s']:.1f} | {r['first_step_s']:.2f} "
+                  f"| {r['control_steps_per_s']:.0f} | {r['sim_only_control_steps_per_s']:.0f} "
+                  f"| {r['realtime_factor']:.1f} |")  # fmt: skip
         args.out.write_text(json.dumps(rows, indent=2))
         return
     rows = [run(args.policy, args.steps, p) for p in args.procs]

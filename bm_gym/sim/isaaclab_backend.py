@@ -2,17 +2,20 @@
 
 Runs in the Isaac Lab venv (Python 3.12, ``bash scripts/setup.sh --isaaclab``). Physics is Newton's MuJoCo
 solver, either C MuJoCo inside Newton (``solver="mujoco_cpu"``, one world, the fast path on a CPU) or
-MuJoCo-Warp kernels (``"mujoco_warp"``, many worlds on a GPU, slow on Warp's CPU device). Isaac Lab owns the
-scene: the G1 articulation with implicit PD actuators carrying the MuJoCo backend's gains, armature and
-effort limits, a static ground box, and a pre-spawned pool of static box and cylinder colliders (Newton's model
-is final after ``sim.reset()``, so obstacles are moved in and out and resized, never added). docs/isaaclab.md
-says what differs from the MuJoCo backend and which Newton methods are patched.
+MuJoCo-Warp kernels (``"mujoco_warp"``, many worlds on a GPU, slow on Warp's CPU device). ``num_envs`` robots
+live in separate Newton worlds (MuJoCo-Warp only); every method takes ``env`` (default 0), so the single robot
+of the :class:`~bm_gym.sim.SimBackend` contract is the ``num_envs = 1`` case, and
+:meth:`IsaacLabBackend.step_all` steps every world at once. Isaac Lab owns the scene: the G1 articulation
+with implicit PD actuators carrying the MuJoCo backend's gains, armature and effort limits, a static ground
+box, and a pre-spawned pool of static box and cylinder colliders per world (Newton's model is final after
+``sim.reset()``, so obstacles are moved in and out and resized, never added). docs/isaaclab.md says what
+differs from the MuJoCo backend and which Newton methods are patched.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,7 +34,25 @@ from bm_gym.utils.math import quat_from_yaw
 
 SOLVERS = ("mujoco_cpu", "mujoco_warp")
 _HIDDEN_Z = -50.0
-_ROBOT = "/World/envs/env_0/Robot"
+
+
+def _env_path(env: int) -> str:
+    return f"/World/envs/env_{env}"
+
+
+@dataclass
+class _World:
+    """What one robot's world keeps between steps: its origin, obstacles, randomness and clock."""
+
+    origin: np.ndarray  # [3] m, world frame; states and obstacles are reported relative to it
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    handles: dict = field(default_factory=dict)  # handle -> (kind, slot, obstacle)
+    next_handle: int = 0
+    latency: int = 0
+    joint_bias: np.ndarray = field(default_factory=lambda: np.zeros(len(g1.JOINT_NAMES)))
+    next_push_time: float = math.inf
+    prev_targets: np.ndarray = field(default_factory=lambda: np.array(g1.DEFAULT_JOINT_POS))
+    time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,8 @@ class IsaacLabBackendCfg:
     device: str = "cpu"
     njmax: int = 400  # constraint rows per world (MuJoCo-Warp preallocates)
     nconmax: int = 150  # contacts per world
+    num_envs: int = 1  # robots, each in its own Newton world; more than one needs solver="mujoco_warp"
+    env_spacing: float = 5.0  # m between the worlds' origins (worlds never touch; this is for viewers)
 
     @property
     def control_dt(self) -> float:
@@ -56,6 +79,11 @@ class IsaacLabBackendCfg:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise ValueError(f"IsaacLabBackendCfg.solver must be one of {SOLVERS}, got {self.solver!r}")
+        if not isinstance(self.num_envs, int) or self.num_envs < 1:
+            raise ValueError(f"IsaacLabBackendCfg.num_envs must be a positive integer, got {self.num_envs!r}")
+        if self.num_envs > 1 and self.solver == "mujoco_cpu":
+            raise ValueError(f"IsaacLabBackendCfg.num_envs={self.num_envs} needs solver='mujoco_warp': C MuJoCo "
+                             "inside Newton simulates one world")  # fmt: skip
 
 
 def _patch_newton_for_mujoco_cpu() -> None:
@@ -124,23 +152,23 @@ def _scene_cfg(cfg: IsaacLabBackendCfg, usd_path: str):
                 else sim_utils.CylinderCfg(radius=0.5, height=1.0, collision_props=collider)
             )
             fields[f"obstacle_{kind}_{i}"] = AssetBaseCfg(
-                prim_path=f"/World/obstacle_{kind}_{i}",
+                prim_path=f"{{ENV_REGEX_NS}}/obstacle_{kind}_{i}",
                 spawn=shape,
                 init_state=AssetBaseCfg.InitialStateCfg(pos=_parked_position(kind, i)),
             )
-    scene = InteractiveSceneCfg(num_envs=1, env_spacing=2.0)
+    scene = InteractiveSceneCfg(num_envs=cfg.num_envs, env_spacing=cfg.env_spacing)
     for name, entity in fields.items():  # InteractiveScene spawns every non-field attribute of its cfg
         setattr(scene, name, entity)
     return scene
 
 
 def _parked_position(kind: str, slot: int) -> tuple[float, float, float]:
-    """Far below the floor, spread out so that parked obstacles never touch each other."""
+    """Far below the floor (relative to a world's origin), spread out so that parked obstacles never touch."""
     return (3.0 * slot, 3.0 if kind == "box" else -3.0, _HIDDEN_Z)
 
 
 class IsaacLabBackend:
-    """A G1 in an Isaac Lab scene on Newton, with the :class:`~bm_gym.sim.SimBackend` contract.
+    """G1s in an Isaac Lab scene on Newton, with the :class:`~bm_gym.sim.SimBackend` contract for each.
 
     One per process: Isaac Lab's simulation context is a process-wide singleton.
     """
@@ -186,6 +214,9 @@ class IsaacLabBackend:
         self._sim.reset()
         self._manager = NewtonManager
         self._robot = self._scene["robot"]
+        self.num_envs = cfg.num_envs
+        origins = self._scene.env_origins.cpu().numpy().astype(np.float64)
+        self._worlds = [_World(origin=origins[k]) for k in range(cfg.num_envs)]
 
         robot_joints = list(self._robot.joint_names)
         self._to_lab = np.array([robot_joints.index(n) for n in self.joint_names])  # ours -> Isaac Lab order
@@ -202,69 +233,69 @@ class IsaacLabBackend:
         group_of = [g1.actuator_group(n) for n in self.joint_names]
         self._nominal_kp = np.array([g.stiffness for g in group_of])
         self._nominal_kd = np.array([g.damping for g in group_of])
-        self._nominal_mass = self._robot.data.body_mass.torch.clone()
+        self._nominal_mass = self._robot.data.body_mass.torch.clone()  # [worlds, bodies]
         self._nominal_com = self._robot.data.body_com_pos_b.torch.clone()
         model = self._manager.get_model()
         self._nominal_mu = model.shape_material_mu.numpy().copy()
 
-        self._handles: dict[int, tuple[str, int, Obstacle]] = {}
-        self._next_handle = 0
-        self._rng = np.random.default_rng()
         self._randomization = cfg.randomization
-        self._latency = 0
-        self._joint_bias = np.zeros(len(self.joint_names))
-        self._next_push_time = math.inf
-        self._prev_targets = np.array(g1.DEFAULT_JOINT_POS)
-        self._time = 0.0
         self._mirror: MujocoBackend | None = None
         self._obstacle_version = 0  # bumped on every obstacle change; the mirror scene follows it
         self._mirror_version = -1
+        # Obstacle slots start parked, relative to each world's origin.
+        self._write_shapes([(env, kind, slot, _parked_position(kind, slot), np.array([1.0, 0.0, 0.0, 0.0]), None)
+                            for (env, kind, slot) in self._slot_shape])  # fmt: skip
 
     # -- Newton's view of the scene -----------------------------------------------------------------
 
     def _map_newton_bodies(self) -> None:
-        """Which MuJoCo geoms (inside Newton's solver) are the robot's, its feet, the ground and each obstacle slot."""
+        """Which MuJoCo geoms (inside Newton's solver) are the robot's, its feet, the ground and each obstacle slot.
+
+        MuJoCo's geoms are one template for every world (world 0 classifies them); Newton's shapes are per world.
+        """
         model, solver = self._manager.get_model(), self._manager._solver
         body_labels, shape_labels = list(model.body_label), list(model.shape_label)
         shape_body = model.shape_body.numpy()
-        geom_shape = solver.mjc_geom_to_newton_shape.numpy()[0]
-        shape_geom = {int(shape): geom for geom, shape in enumerate(geom_shape) if shape >= 0}
-
-        def body_name(shape: int) -> str:
-            body = shape_body[shape]
-            return body_labels[body] if body >= 0 else ""
-
-        ngeom = len(geom_shape)
+        geom_shapes = solver.mjc_geom_to_newton_shape.numpy()  # [worlds, geoms]
+        robot = _env_path(0) + "/Robot/"
+        ngeom = geom_shapes.shape[1]
         self._geom_robot = np.zeros(ngeom, dtype=bool)
         self._geom_ground = np.zeros(ngeom, dtype=bool)
         self._geom_foot_side = np.full(ngeom, -1)
-        for geom, shape in enumerate(geom_shape):
+        for geom, shape in enumerate(geom_shapes[0]):
             if shape < 0:
                 continue
-            name = body_name(shape)
-            self._geom_robot[geom] = name.startswith(_ROBOT + "/")
+            body = shape_body[shape]
+            name = body_labels[body] if body >= 0 else ""
+            self._geom_robot[geom] = name.startswith(robot)
             self._geom_ground[geom] = shape_labels[shape].startswith("/World/ground/")
             leaf = name.rsplit("/", 1)[-1]
             if self._geom_robot[geom] and leaf in g1.FEET:
                 self._geom_foot_side[geom] = g1.FEET.index(leaf)
-        self._slot_shape = {}
-        for kind in ("box", "cylinder"):
-            for i in range(self.cfg.obstacle_pool):
-                prefix = f"/World/obstacle_{kind}_{i}/"
-                self._slot_shape[(kind, i)] = next(k for k, lab in enumerate(shape_labels) if lab.startswith(prefix))
-        self._slot_geoms = np.array([shape_geom[shape] for shape in self._slot_shape.values()])
+        first_shape = {}
+        for k, label in enumerate(shape_labels):
+            first_shape.setdefault(label.rsplit("/geometry", 1)[0], k)
+        self._slot_shape = {
+            (env, kind, i): first_shape[f"{_env_path(env)}/obstacle_{kind}_{i}"]
+            for env in range(self.cfg.num_envs) for kind in ("box", "cylinder") for i in range(self.cfg.obstacle_pool)
+        }  # fmt: skip
+        world0 = {int(shape): geom for geom, shape in enumerate(geom_shapes[0]) if shape >= 0}
+        self._slot_geoms = np.array(
+            sorted({world0[shape] for (env, *_), shape in self._slot_shape.items() if env == 0})
+        )
         self._geom_obstacle = np.zeros(ngeom, dtype=bool)
         self._geom_obstacle[self._slot_geoms] = True
         self._foot_geoms = np.flatnonzero(self._geom_foot_side >= 0)
-        self._foot_shapes = geom_shape[self._foot_geoms]
+        self._foot_shapes = geom_shapes[:, self._foot_geoms]  # [worlds, feet geoms]: Newton shapes per world
 
-    def _contact_geoms(self) -> np.ndarray:
-        """[n, 2] MuJoCo geom pairs of every contact in the solver now."""
+    def _contact_geoms(self, env: int) -> np.ndarray:
+        """[n, 2] MuJoCo geom pairs of every contact in world ``env`` now."""
         solver = self._manager._solver
         if self.cfg.solver == "mujoco_cpu":
             return solver.mj_data.contact.geom[: solver.mj_data.ncon]
         n = int(solver.mjw_data.nacon.numpy()[0])
-        return solver.mjw_data.contact.geom.numpy()[:n]
+        contact = solver.mjw_data.contact
+        return contact.geom.numpy()[:n][contact.worldid.numpy()[:n] == env]
 
     # -- simulation ---------------------------------------------------------------------------------
 
@@ -274,81 +305,112 @@ class IsaacLabBackend:
         joint_pos: np.ndarray | None = None,
         joint_vel: np.ndarray | None = None,
         seed: int | None = None,
+        env: int = 0,
     ) -> RobotState:
-        torch = self._torch
+        """Place robot ``env`` (its world's frame), re-draw its randomization; the other worlds run on."""
+        torch, world = self._torch, self._world(env)
         root = root or RootPose()
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            world.rng = np.random.default_rng(seed)
         joint_pos = np.asarray(g1.DEFAULT_JOINT_POS if joint_pos is None else joint_pos, dtype=np.float64)
         joint_vel = np.zeros(len(self.joint_names)) if joint_vel is None else np.asarray(joint_vel, float)
         for name, value in (("joint_pos", joint_pos), ("joint_vel", joint_vel)):
             if value.shape != (len(self.joint_names),) or not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} must be {len(self.joint_names)} finite values, got shape {value.shape}")
         quat = np.asarray(root.quat, float) / np.linalg.norm(root.quat)
-        pose = torch.tensor([[*root.pos, quat[1], quat[2], quat[3], quat[0]]], dtype=torch.float32)  # xyzw
-        r = self._robot
-        r.write_root_link_pose_to_sim_index(root_pose=pose)
-        r.write_root_link_velocity_to_sim_index(root_velocity=torch.zeros(1, 6))
-        r.write_joint_position_to_sim_index(position=self._lab(joint_pos))
-        r.write_joint_velocity_to_sim_index(velocity=self._lab(joint_vel))
-        r.reset()
-        self._set_targets(joint_pos)
-        self._prev_targets = joint_pos.copy()
-        self._time = 0.0
-        self._apply_randomization()
+        pos = world.origin + np.asarray(root.pos, float)
+        pose = torch.tensor([[*pos, quat[1], quat[2], quat[3], quat[0]]], dtype=torch.float32)  # xyzw
+        r, ids = self._robot, [env]
+        r.write_root_link_pose_to_sim_index(root_pose=pose, env_ids=ids)
+        r.write_root_link_velocity_to_sim_index(root_velocity=torch.zeros(1, 6), env_ids=ids)
+        r.write_joint_position_to_sim_index(position=self._lab(joint_pos), env_ids=ids)
+        r.write_joint_velocity_to_sim_index(velocity=self._lab(joint_vel), env_ids=ids)
+        r.reset(env_ids=ids)
+        world.prev_targets = joint_pos.copy()
+        world.time = 0.0
+        self._set_targets()
+        self._apply_randomization(env)
         self._scene.write_data_to_sim()
         self._manager.forward()
         self._scene.update(0.0)
-        return self.state()
+        return self.state(env)
+
+    def _world(self, env: int) -> _World:
+        if not 0 <= env < self.num_envs:
+            raise IndexError(f"env {env} out of range: this backend has {self.num_envs} worlds")
+        return self._worlds[env]
 
     def _lab(self, values: np.ndarray):
-        """A [1, 29] tensor in Isaac Lab joint order from values in ``joint_names`` order."""
-        out = np.empty(len(values))
-        out[self._to_lab] = values
-        return self._torch.tensor(out[None], dtype=self._torch.float32)
+        """A [rows, 29] tensor in Isaac Lab joint order from values ([29] or [rows, 29]) in ``joint_names`` order."""
+        values = np.atleast_2d(values)
+        out = np.empty_like(values, dtype=np.float64)
+        out[:, self._to_lab] = values
+        return self._torch.tensor(out, dtype=self._torch.float32)
 
-    def _ours(self, lab_values) -> np.ndarray:
-        return lab_values.torch[0].cpu().numpy().astype(np.float64)[self._to_lab]
+    def _ours(self, lab_values, env: int) -> np.ndarray:
+        return lab_values.torch[env].cpu().numpy().astype(np.float64)[self._to_lab]
 
-    def _set_targets(self, targets: np.ndarray) -> None:
-        self._robot.actuators.target_command.set_position_index(value=self._lab(targets))
+    def _set_targets(self, substep: int | None = None, targets: np.ndarray | None = None) -> None:
+        """Every world's position targets: ``targets`` (rows by world) once past each world's latency, else the
+        previous ones (``substep`` None: the previous ones everywhere)."""
+        rows = [
+            w.prev_targets if targets is None or substep is None or substep < w.latency else targets[k]
+            for k, w in enumerate(self._worlds)
+        ]  # fmt: skip
+        self._robot.actuators.target_command.set_position_index(value=self._lab(np.stack(rows)))
 
     def step(self, joint_targets: np.ndarray) -> RobotState:
+        if self.num_envs != 1:
+            raise RuntimeError(f"this backend has {self.num_envs} worlds: step them together with step_all")
+        return self.step_all(np.asarray(joint_targets, dtype=np.float64)[None])[0]
+
+    def step_all(self, joint_targets: np.ndarray) -> list[RobotState]:
+        """Hold ``joint_targets`` [num_envs, 29] (rad, ``joint_names`` order) for one control period, every world."""
         targets = np.asarray(joint_targets, dtype=np.float64)
-        if targets.shape != (len(self.joint_names),):
-            raise ValueError(f"joint_targets must have shape ({len(self.joint_names)},), got {targets.shape}")
+        joints = len(self.joint_names)
+        if targets.shape != (self.num_envs, joints):
+            want, got = (
+                ((joints,), targets.shape[1:]) if self.num_envs == 1 else ((self.num_envs, joints), targets.shape)
+            )
+            raise ValueError(f"joint_targets must have shape {want}, got {got}")
         if not np.all(np.isfinite(targets)):
-            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(targets))]
-            raise ValueError(f"joint_targets contain NaN/inf for joints {bad}")
-        if self._time >= self._next_push_time:
-            self._random_push()
+            env = int(np.argwhere(~np.isfinite(targets))[0, 0])
+            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(targets[env]))]
+            where = f" of env {env}" if self.num_envs > 1 else ""
+            raise ValueError(f"joint_targets contain NaN/inf for joints {bad}{where}")
+        for env, world in enumerate(self._worlds):
+            if world.time >= world.next_push_time:
+                self._random_push(env)
         for substep in range(self.cfg.decimation):
-            self._set_targets(self._prev_targets if substep < self._latency else targets)
+            self._set_targets(substep, targets)
             self._scene.write_data_to_sim()
             self._sim.step(render=False)
-            self._time += self.cfg.sim_dt
         self._scene.update(self.control_dt)
-        self._prev_targets = targets.copy()
-        return self.state()
+        for env, world in enumerate(self._worlds):
+            world.time += self.control_dt
+            world.prev_targets = targets[env].copy()
+        return [self.state(env) for env in range(self.num_envs)]
 
-    def state(self) -> RobotState:
-        d = self._robot.data
-        xyzw = d.root_link_quat_w.torch[0].cpu().numpy().astype(np.float64)
-        body_xyzw = d.body_link_quat_w.torch[0].cpu().numpy().astype(np.float64)[self._key_body_ids]
-        contacts = self._contact_geoms()
+    def state(self, env: int = 0) -> RobotState:
+        world, d = self._world(env), self._robot.data
+
+        def row(array) -> np.ndarray:
+            return array.torch[env].cpu().numpy().astype(np.float64)
+
+        contacts = self._contact_geoms(env)
         return RobotState(
-            time=float(self._time),
-            root_pos=d.root_link_pos_w.torch[0].cpu().numpy().astype(np.float64),
-            root_quat=np.roll(xyzw, 1),
-            root_lin_vel_w=d.root_link_lin_vel_w.torch[0].cpu().numpy().astype(np.float64),
-            root_ang_vel_b=d.root_link_ang_vel_b.torch[0].cpu().numpy().astype(np.float64),
-            projected_gravity=d.projected_gravity_b.torch[0].cpu().numpy().astype(np.float64),
-            joint_pos=self._ours(d.joint_pos) + self._joint_bias,
-            joint_vel=self._ours(d.joint_vel),
-            body_pos_w=d.body_link_pos_w.torch[0].cpu().numpy().astype(np.float64)[self._key_body_ids],
-            body_quat_w=np.roll(body_xyzw, 1, axis=1),
+            time=float(world.time),
+            root_pos=row(d.root_link_pos_w) - world.origin,
+            root_quat=np.roll(row(d.root_link_quat_w), 1),
+            root_lin_vel_w=row(d.root_link_lin_vel_w),
+            root_ang_vel_b=row(d.root_link_ang_vel_b),
+            projected_gravity=row(d.projected_gravity_b),
+            joint_pos=self._ours(d.joint_pos, env) + world.joint_bias,
+            joint_vel=self._ours(d.joint_vel, env),
+            body_pos_w=row(d.body_link_pos_w)[self._key_body_ids] - world.origin,
+            body_quat_w=np.roll(row(d.body_link_quat_w)[self._key_body_ids], 1, axis=1),
             foot_contact=self._foot_contacts(contacts),
-            obstacle_contact=self._touches_obstacle(contacts),
+            obstacle_contact=bool(world.handles) and self._touches_obstacle(contacts),
         )
 
     def _foot_contacts(self, contacts: np.ndarray) -> np.ndarray:
@@ -360,7 +422,7 @@ class IsaacLabBackend:
         return touching
 
     def _touches_obstacle(self, contacts: np.ndarray) -> bool:
-        if not self._handles or len(contacts) == 0:
+        if len(contacts) == 0:
             return False
         robot, obstacle = self._geom_robot[contacts], self._geom_obstacle[contacts]
         return bool(((robot[:, 0] & obstacle[:, 1]) | (robot[:, 1] & obstacle[:, 0])).any())
@@ -368,45 +430,51 @@ class IsaacLabBackend:
     # -- gains and randomization --------------------------------------------------------------------
 
     def set_pd_gains(self, joint_names: list[str], stiffness: np.ndarray, damping: np.ndarray) -> None:
+        """Nominal PD gains of the named joints, every world (randomization scales these at each world's reset)."""
         idx = g1.joint_index_map(joint_names)
         stiffness, damping = np.asarray(stiffness, float), np.asarray(damping, float)
         if stiffness.shape != (len(idx),) or damping.shape != (len(idx),):
             raise ValueError(f"expected {len(idx)} stiffness and damping values")
         self._nominal_kp[idx] = stiffness
         self._nominal_kd[idx] = damping
-        self._write_gains(self._nominal_kp, self._nominal_kd)
+        self._write_gains(np.tile(self._nominal_kp, (self.num_envs, 1)), np.tile(self._nominal_kd, (self.num_envs, 1)))
 
     def pd_gains(self, joint_names: list[str] | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The nominal (un-randomized) PD gains of the named joints."""
         idx = g1.joint_index_map(joint_names)
         return self._nominal_kp[idx].copy(), self._nominal_kd[idx].copy()
 
-    def applied_pd_gains(self) -> tuple[np.ndarray, np.ndarray]:
+    def applied_pd_gains(self, env: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The (stiffness, damping) the solver uses now, ``joint_names`` order: what randomization made of them."""
         d = self._robot.data
-        return self._ours(d.joint_stiffness), self._ours(d.joint_damping)
+        return self._ours(d.joint_stiffness, env), self._ours(d.joint_damping, env)
 
-    def _write_gains(self, kp: np.ndarray, kd: np.ndarray) -> None:
+    def _write_gains(self, kp: np.ndarray, kd: np.ndarray, envs: list[int] | None = None) -> None:
+        """Gains rows ``kp``, ``kd`` [len(envs), 29] into worlds ``envs`` (default: all)."""
         from newton import ModelFlags
 
-        self._robot.write_joint_stiffness_to_sim_index(stiffness=self._lab(kp))
-        self._robot.write_joint_damping_to_sim_index(damping=self._lab(kd))
+        ids = list(range(self.num_envs)) if envs is None else envs
+        self._robot.write_joint_stiffness_to_sim_index(stiffness=self._lab(kp), env_ids=ids)
+        self._robot.write_joint_damping_to_sim_index(damping=self._lab(kd), env_ids=ids)
         self._notify(ModelFlags.JOINT_DOF_PROPERTIES)
 
     def set_randomization(self, cfg: DomainRandomizationCfg | None) -> None:
         self._randomization = cfg
 
-    def _apply_randomization(self) -> None:
-        """The terms of :class:`DomainRandomizationCfg` through Isaac Lab's articulation API and Newton's model."""
-        torch, cfg, rng, r = self._torch, self._randomization, self._rng, self._robot
-        mass, com = self._nominal_mass.clone(), self._nominal_com.clone()
-        mu = self._nominal_mu.copy()
+    def _apply_randomization(self, env: int) -> None:
+        """The terms of :class:`DomainRandomizationCfg` for world ``env``, through Isaac Lab's articulation API and
+        Newton's model."""
+        torch, cfg, r, world = self._torch, self._randomization, self._robot, self._world(env)
+        rng = world.rng
+        mass, com = self._nominal_mass[env : env + 1].clone(), self._nominal_com[env : env + 1].clone()
+        feet = self._foot_shapes[env]
+        mu = self._nominal_mu[feet].copy()
         kp, kd = self._nominal_kp.copy(), self._nominal_kd.copy()
-        self._latency, self._joint_bias[:] = 0, 0.0
-        self._next_push_time = math.inf
+        world.latency, world.joint_bias[:] = 0, 0.0
+        world.next_push_time = math.inf
         if cfg is not None:
             if cfg.foot_friction:
-                mu[self._foot_shapes] = rng.uniform(*cfg.foot_friction)
+                mu[:] = rng.uniform(*cfg.foot_friction)
             if cfg.link_mass_scale:
                 mass *= torch.tensor(rng.uniform(*cfg.link_mass_scale, size=mass.shape[-1]), dtype=mass.dtype)
             if cfg.torso_com_offset:
@@ -418,22 +486,25 @@ class IsaacLabBackend:
             if cfg.kd_scale:
                 kd *= rng.uniform(*cfg.kd_scale, size=kd.shape)
             if cfg.latency_substeps:
-                self._latency = int(rng.integers(cfg.latency_substeps[0], cfg.latency_substeps[1] + 1))
+                world.latency = int(rng.integers(cfg.latency_substeps[0], cfg.latency_substeps[1] + 1))
             if cfg.joint_pos_bias:
-                self._joint_bias[:] = rng.uniform(-cfg.joint_pos_bias, cfg.joint_pos_bias, len(self._joint_bias))
+                world.joint_bias[:] = rng.uniform(-cfg.joint_pos_bias, cfg.joint_pos_bias, len(world.joint_bias))
             if cfg.push:
-                self._next_push_time = self._time + rng.uniform(*cfg.push.interval_s)
-        r.set_masses_index(masses=mass)
-        r.set_coms_index(coms=com)
-        self._write_gains(kp, kd)
-        self._write_friction(mu)
+                world.next_push_time = world.time + rng.uniform(*cfg.push.interval_s)
+        r.set_masses_index(masses=mass, env_ids=[env])
+        r.set_coms_index(coms=com, env_ids=[env])
+        self._write_gains(kp[None], kd[None], [env])
+        self._write_friction(feet, mu)
 
-    def _write_friction(self, mu: np.ndarray) -> None:
+    def _write_friction(self, shapes: np.ndarray, mu: np.ndarray) -> None:
         import warp as wp
         from newton import ModelFlags
 
         model = self._manager.get_model()
-        wp.copy(model.shape_material_mu, wp.array(mu.astype(np.float32), device=model.shape_material_mu.device))
+        values = model.shape_material_mu.numpy()
+        values[shapes] = mu
+        wp.copy(model.shape_material_mu, wp.array(values, dtype=model.shape_material_mu.dtype,
+                                                  device=model.shape_material_mu.device))  # fmt: skip
         self._notify(ModelFlags.SHAPE_PROPERTIES)
 
     def _notify(self, flags) -> None:
@@ -473,36 +544,40 @@ class IsaacLabBackend:
             import warp as wp
 
             mw = solver.mjw_model
-            size = mw.geom_size.numpy()
+            size, types = mw.geom_size.numpy(), mw.geom_type.numpy()  # size: [worlds or 1, geoms, 3]
             rbound, aabb = mw.geom_rbound.numpy(), mw.geom_aabb.numpy()
-            types = mw.geom_type.numpy()
             for geom in slot_geoms:
-                s = size[0, geom]
-                half = np.array([s[0], s[0], s[1]]) if types[geom] == 5 else s.copy()
-                rbound[..., geom] = float(np.linalg.norm(half))
-                aabb[..., geom, 0, :] = 0.0
-                aabb[..., geom, 1, :] = half
+                sizes = size[:, geom]
+                half = np.stack([sizes[:, 0], sizes[:, 0], sizes[:, 1]], axis=1) if types[geom] == 5 else sizes
+                radius = np.linalg.norm(half, axis=1)
+                # Per world where MuJoCo-Warp batches the field, else the largest over the worlds.
+                rbound[..., geom] = radius if rbound.ndim == 2 and len(radius) == len(rbound) else radius.max()
+                if aabb.ndim == 4 and len(half) == len(aabb):
+                    aabb[:, geom, 0], aabb[:, geom, 1] = 0.0, half
+                else:
+                    aabb[..., geom, 0, :], aabb[..., geom, 1, :] = 0.0, half.max(axis=0)
             wp.copy(mw.geom_rbound, wp.array(rbound, dtype=mw.geom_rbound.dtype, device=mw.geom_rbound.device))
             wp.copy(mw.geom_aabb, wp.array(aabb, dtype=mw.geom_aabb.dtype, device=mw.geom_aabb.device))
 
-    def _random_push(self) -> None:
-        push, rng = self._randomization.push, self._rng
-        lin = rng.uniform(-1, 1, 3) * np.array([push.lin_vel_xy, push.lin_vel_xy, push.lin_vel_z])
-        ang = rng.uniform(-1, 1, 3) * np.array([push.ang_vel_rp, push.ang_vel_rp, push.ang_vel_yaw])
-        self.push(lin, ang)
-        self._next_push_time = self._time + rng.uniform(*push.interval_s)
+    def _random_push(self, env: int) -> None:
+        push, world = self._randomization.push, self._world(env)
+        lin = world.rng.uniform(-1, 1, 3) * np.array([push.lin_vel_xy, push.lin_vel_xy, push.lin_vel_z])
+        ang = world.rng.uniform(-1, 1, 3) * np.array([push.ang_vel_rp, push.ang_vel_rp, push.ang_vel_yaw])
+        self.push(lin, ang, env)
+        world.next_push_time = world.time + world.rng.uniform(*push.interval_s)
 
-    def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray) -> None:
-        """Add to the root velocity: ``lin_vel`` in the world frame, ``ang_vel`` in the pelvis frame."""
+    def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray, env: int = 0) -> None:
+        """Add to a root velocity: ``lin_vel`` in the world frame, ``ang_vel`` in the pelvis frame."""
         from bm_gym.utils.math import quat_rotate
 
+        self._world(env)
         torch, d = self._torch, self._robot.data
-        velocity = d.root_link_vel_w.torch[0].cpu().numpy().astype(np.float64)
-        quat = np.roll(d.root_link_quat_w.torch[0].cpu().numpy().astype(np.float64), 1)
+        velocity = d.root_link_vel_w.torch[env].cpu().numpy().astype(np.float64)
+        quat = np.roll(d.root_link_quat_w.torch[env].cpu().numpy().astype(np.float64), 1)
         velocity[:3] += np.asarray(lin_vel, float)
         velocity[3:] += quat_rotate(quat, np.asarray(ang_vel, float))
         velocity_t = torch.tensor(velocity[None], dtype=torch.float32)
-        self._robot.write_root_link_velocity_to_sim_index(root_velocity=velocity_t)
+        self._robot.write_root_link_velocity_to_sim_index(root_velocity=velocity_t, env_ids=[env])
 
     # -- obstacles ----------------------------------------------------------------------------------
 
@@ -511,75 +586,82 @@ class IsaacLabBackend:
         """How many obstacles of each shape the scene holds at once (``IsaacLabBackendCfg.obstacle_pool``)."""
         return {"box": self.cfg.obstacle_pool, "cylinder": self.cfg.obstacle_pool}
 
-    def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...]) -> list[int]:
-        """Replace every obstacle, all or nothing: too many for the pool raises before anything changes."""
+    def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...], env: int = 0) -> list[int]:
+        """Replace every obstacle of world ``env``, all or nothing: too many for the pool raises first."""
         check_obstacle_capacity(obstacles, self.obstacle_capacity)
-        self.clear_obstacles()
-        return [self.add_obstacle(o) for o in obstacles]
+        self.clear_obstacles(env)
+        return [self.add_obstacle(o, env) for o in obstacles]
 
-    def add_obstacle(self, obstacle: Obstacle) -> int:
-        kind = obstacle_kind(obstacle)
-        used = {slot for k, slot, _ in self._handles.values() if k == kind}
+    def add_obstacle(self, obstacle: Obstacle, env: int = 0) -> int:
+        """Place an obstacle (world ``env``'s frame) while the simulation runs; returns its handle there."""
+        kind, world = obstacle_kind(obstacle), self._world(env)
+        used = {slot for k, slot, _ in world.handles.values() if k == kind}
         free = [i for i in range(self.cfg.obstacle_pool) if i not in used]
         if not free:
             raise ObstaclePoolFull(
                 f"all {self.cfg.obstacle_pool} {kind} obstacle slots are in use; remove one first or make a "
                 "backend with a larger IsaacLabBackendCfg(obstacle_pool=...)"
             )
-        handle = self._next_handle
-        self._next_handle += 1
-        self._handles[handle] = (kind, free[0], obstacle)
-        self._place(kind, free[0], obstacle)
+        handle = world.next_handle
+        world.next_handle += 1
+        world.handles[handle] = (kind, free[0], obstacle)
+        self._place(env, kind, free[0], obstacle)
         return handle
 
-    def move_obstacle(self, handle: int, obstacle: Obstacle) -> None:
-        kind, slot, _ = self._lookup(handle)
+    def move_obstacle(self, handle: int, obstacle: Obstacle, env: int = 0) -> None:
+        kind, slot, _ = self._lookup(handle, env)
+        handles = self._worlds[env].handles
         if obstacle_kind(obstacle) != kind:
-            self.remove_obstacle(handle)
-            new = self.add_obstacle(obstacle)
-            self._handles[handle] = self._handles.pop(new)
+            self.remove_obstacle(handle, env)
+            new = self.add_obstacle(obstacle, env)
+            handles[handle] = handles.pop(new)
             return
-        self._handles[handle] = (kind, slot, obstacle)
-        self._place(kind, slot, obstacle)
+        handles[handle] = (kind, slot, obstacle)
+        self._place(env, kind, slot, obstacle)
 
-    def remove_obstacle(self, handle: int) -> None:
-        kind, slot, _ = self._lookup(handle)
-        del self._handles[handle]
-        self._set_shape(kind, slot, _parked_position(kind, slot), np.array([1.0, 0.0, 0.0, 0.0]), None)
+    def remove_obstacle(self, handle: int, env: int = 0) -> None:
+        kind, slot, _ = self._lookup(handle, env)
+        del self._worlds[env].handles[handle]
+        self._set_shape(env, kind, slot, _parked_position(kind, slot), np.array([1.0, 0.0, 0.0, 0.0]), None)
 
-    def clear_obstacles(self) -> None:
-        for handle in list(self._handles):
-            self.remove_obstacle(handle)
+    def clear_obstacles(self, env: int = 0) -> None:
+        for handle in list(self._world(env).handles):
+            self.remove_obstacle(handle, env)
 
-    def obstacles(self) -> dict[int, Obstacle]:
-        return {h: o for h, (_, _, o) in self._handles.items()}
+    def obstacles(self, env: int = 0) -> dict[int, Obstacle]:
+        return {h: o for h, (_, _, o) in self._world(env).handles.items()}
 
-    def _lookup(self, handle: int) -> tuple[str, int, Obstacle]:
-        if handle not in self._handles:
-            raise KeyError(f"no obstacle with handle {handle}; live handles: {sorted(self._handles)}")
-        return self._handles[handle]
+    def _lookup(self, handle: int, env: int) -> tuple[str, int, Obstacle]:
+        handles = self._world(env).handles
+        if handle not in handles:
+            raise KeyError(f"no obstacle with handle {handle}; live handles: {sorted(handles)}")
+        return handles[handle]
 
-    def _place(self, kind: str, slot: int, obstacle: Obstacle) -> None:
+    def _place(self, env: int, kind: str, slot: int, obstacle: Obstacle) -> None:
         half_h = obstacle.height / 2
         if isinstance(obstacle, Cylinder):
             scale, quat = (obstacle.radius, half_h, 0.0), np.array([1.0, 0.0, 0.0, 0.0])
         else:
             scale, quat = (obstacle.half_x, obstacle.half_y, half_h), quat_from_yaw(obstacle.yaw)
-        self._set_shape(kind, slot, (obstacle.x, obstacle.y, half_h), quat, scale)
+        self._set_shape(env, kind, slot, (obstacle.x, obstacle.y, half_h), quat, scale)
 
-    def _set_shape(self, kind: str, slot: int, pos, quat_wxyz: np.ndarray, scale) -> None:
-        """Move (and resize, unless ``scale`` is None) an obstacle slot's collider in Newton's model."""
+    def _set_shape(self, env: int, kind: str, slot: int, pos, quat_wxyz: np.ndarray, scale) -> None:
+        """Move (and resize, unless ``scale`` is None) an obstacle slot's collider; ``pos`` in world ``env``'s frame."""
+        self._write_shapes([(env, kind, slot, pos, quat_wxyz, scale)])
+
+    def _write_shapes(self, updates: list) -> None:
+        """(env, kind, slot, pos, quat wxyz, scale or None) of obstacle slots into Newton's model; one notification."""
         import warp as wp
         from newton import ModelFlags
 
         model = self._manager.get_model()
-        shape = self._slot_shape[(kind, slot)]
-        for name, value in (("shape_transform", [*pos, *quat_wxyz[1:], quat_wxyz[0]]), ("shape_scale", scale)):
-            if value is None:
-                continue
-            array = getattr(model, name)
-            values = array.numpy()
-            values[shape] = value
+        transforms, scales = model.shape_transform.numpy(), model.shape_scale.numpy()
+        for env, kind, slot, pos, quat, scale in updates:
+            shape = self._slot_shape[(env, kind, slot)]
+            transforms[shape] = [*(self._worlds[env].origin + np.asarray(pos, float)), *quat[1:], quat[0]]
+            if scale is not None:
+                scales[shape] = scale
+        for array, values in ((model.shape_transform, transforms), (model.shape_scale, scales)):
             wp.copy(array, wp.array(values, dtype=array.dtype, device=array.device))
         self._notify(ModelFlags.SHAPE_PROPERTIES)
         self._obstacle_version += 1
@@ -588,7 +670,7 @@ class IsaacLabBackend:
 
     @property
     def model(self):
-        """A MuJoCo model of the same scene, for drawing only (kit-less Isaac Lab has no CPU renderer)."""
+        """A MuJoCo model of world 0's scene, for drawing only (kit-less Isaac Lab has no CPU renderer)."""
         return self._visual_mirror().model
 
     def _visual_mirror(self) -> MujocoBackend:
@@ -596,7 +678,8 @@ class IsaacLabBackend:
         if self._mirror is None:
             self._mirror = MujocoBackend(MujocoBackendCfg(obstacle_pool=self.cfg.obstacle_pool))
         if self._mirror_version != self._obstacle_version:
-            self._mirror.set_obstacles([self._handles[h][2] for h in sorted(self._handles)])
+            handles = self._worlds[0].handles
+            self._mirror.set_obstacles([handles[h][2] for h in sorted(handles)])
             self._mirror_version = self._obstacle_version
         return self._mirror
 
@@ -605,7 +688,7 @@ class IsaacLabBackend:
         mirror, state = self._visual_mirror(), self.state()
         qpos = mirror.data.qpos.copy()
         qpos[:3], qpos[3:7] = state.root_pos, state.root_quat
-        qpos[mirror._qpos_adr] = state.joint_pos - self._joint_bias
+        qpos[mirror._qpos_adr] = state.joint_pos - self._worlds[0].joint_bias
         return qpos, mirror.data.mocap_pos.copy(), mirror.data.mocap_quat.copy()
 
     def render(self, width: int = 640, height: int = 480, camera: str | None = None) -> np.ndarray:

@@ -37,7 +37,6 @@ def egl_can_render() -> bool:
     query_devices = ctypes.CFUNCTYPE(uint, cint, ctypes.POINTER(vp), ctypes.POINTER(cint))(query_addr)
     get_display = ctypes.CFUNCTYPE(vp, uint, vp, ctypes.POINTER(cint))(display_addr)
     egl.eglInitialize.argtypes = [vp, ctypes.POINTER(cint), ctypes.POINTER(cint)]
-    egl.eglTerminate.argtypes = [vp]
     egl.eglBindAPI.argtypes = [uint]
     egl.eglChooseConfig.argtypes = [vp, ctypes.POINTER(cint), ctypes.POINTER(vp), cint, ctypes.POINTER(cint)]
     egl.eglCreateContext.restype, egl.eglCreateContext.argtypes = vp, [vp, vp, vp, ctypes.POINTER(cint)]
@@ -47,22 +46,21 @@ def egl_can_render() -> bool:
         return False
     attributes = (cint * 15)(_RED, 8, _GREEN, 8, _BLUE, 8, _ALPHA, 8, _DEPTH, 24, _SURFACE, _PBUFFER_BIT,
                              _RENDERABLE, _OPENGL_BIT, _NONE)  # fmt: skip
+    # Displays stay initialized: a device's display is one per process, shared with MuJoCo's EGL contexts, and
+    # eglTerminate (not reference-counted) would pull it from under a renderer made before this probe ran.
     for k in range(count.value):
         display = get_display(_PLATFORM_DEVICE, devices[k], None)
         if not display or not egl.eglInitialize(display, None, None):
             continue
-        try:
-            config, matches = vp(), cint(0)
-            if not egl.eglBindAPI(_OPENGL_API):
-                continue
-            if not egl.eglChooseConfig(display, attributes, ctypes.byref(config), 1, ctypes.byref(matches)):
-                continue
-            context = egl.eglCreateContext(display, config, None, None) if matches.value else None
-            if context:
-                egl.eglDestroyContext(display, context)
-                return True
-        finally:
-            egl.eglTerminate(display)
+        config, matches = vp(), cint(0)
+        if not egl.eglBindAPI(_OPENGL_API):
+            continue
+        if not egl.eglChooseConfig(display, attributes, ctypes.byref(config), 1, ctypes.byref(matches)):
+            continue
+        context = egl.eglCreateContext(display, config, None, None) if matches.value else None
+        if context:
+            egl.eglDestroyContext(display, context)
+            return True
     return False
 
 
