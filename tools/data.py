@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--backend", choices=BACKENDS, default=None,
                    help="simulator of the rollouts (default mujoco, or the manifest's 'backend'); isaaclab runs in "
                         "the Isaac Lab venv (bash scripts/setup.sh --isaaclab)")  # fmt: skip
+    c.add_argument("--envs-per-worker", type=int, default=None,
+                   help="isaaclab: episodes each worker rolls out at once, one Newton world each (MuJoCo-Warp; a "
+                        "GPU's path; default 1, or the manifest's 'envs_per_worker')")  # fmt: skip
     v = sub.add_parser("validate", help="check a dataset file and print a summary")
     v.add_argument("path")
     e = sub.add_parser("export", help="write an HDF5 dataset as a LeRobotDataset v3 folder or a Minari dataset")
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers, seed=args.seed, motion=args.motion, motion_fps=args.motion_fps, noise=args.noise,
             action_noise=(0.0, args.max_noise),
             randomization=None if args.no_randomization else DomainRandomizationCfg(),
-            backend=args.backend or "mujoco",
+            backend=args.backend or "mujoco", envs_per_worker=args.envs_per_worker or 1,
         )  # fmt: skip
         start = time.perf_counter()
         added = Collector(cfg).run()
@@ -96,6 +99,8 @@ def collect_from_manifest(args: argparse.Namespace) -> int:
     manifest = Manifest.load(args.manifest)
     if args.backend:
         manifest = dataclasses.replace(manifest, backend=args.backend)
+    if args.envs_per_worker:
+        manifest = dataclasses.replace(manifest, envs_per_worker=args.envs_per_worker)
     reports = collect_manifest(manifest, args.out)
     print(validate(args.out))
     for r in reports:

@@ -23,6 +23,7 @@ from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import StateLayout
+from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg, has_fallen, make_backend
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
@@ -30,7 +31,7 @@ from bm_gym.utils.checks import is_finite, positive_finite, positive_int, requir
 from bm_gym.utils.files import atomic_write_text
 
 #: Settings that may change between runs of one collection: how many episodes, how fast, and where the folder is.
-RESUMABLE_CHANGES = ("episodes", "workers", "merge_every_s", "out")
+RESUMABLE_CHANGES = ("episodes", "workers", "merge_every_s", "out", "envs_per_worker")
 
 
 NOISE_KINDS = ("gaussian", "ou")
@@ -59,6 +60,8 @@ class CollectCfg:
     schedule: CommandScheduleCfg = field(default_factory=CommandScheduleCfg)
     merge_every_s: float = 180.0
     backend: str = "mujoco"  # simulator of the rollouts (bm_gym.sim.BACKENDS); "isaaclab" needs its own venv
+    # Episodes each worker rolls out at once, one Newton world each (isaaclab on MuJoCo-Warp: a GPU's path).
+    envs_per_worker: int = 1
     stats_history: int = 4
     stats_horizon: int = 16
 
@@ -80,6 +83,9 @@ class CollectCfg:
         positive_finite(name, "merge_every_s", self.merge_every_s)
         require(self.noise in NOISE_KINDS, name, "noise", self.noise, f"one of {', '.join(NOISE_KINDS)}")
         require(self.backend in BACKENDS, name, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        positive_int(name, "envs_per_worker", self.envs_per_worker)
+        require(self.envs_per_worker == 1 or self.backend == "isaaclab", name, "envs_per_worker",
+                self.envs_per_worker, "1 unless backend is 'isaaclab' (several Newton worlds per process)")  # fmt: skip
         positive_finite(name, "ou_theta", self.ou_theta)
         positive_finite(name, "ou_sigma", self.ou_sigma, allow_zero=True)
         if self.motion_fps is not None:
@@ -95,78 +101,123 @@ def episode_seed(cfg: CollectCfg, index: int) -> int:
 
 
 class EpisodeRunner:
-    """Owns one simulator and policy (one per worker process) and records episodes."""
+    """Owns one simulator and policy per robot (one runner per worker process) and records episodes.
+
+    With ``envs_per_worker`` N > 1 the simulator holds N worlds and N episodes run in lockstep; one world is the
+    N = 1 case of the same loop. An episode's randomness depends only on its index, so batching changes no data.
+    """
 
     def __init__(self, cfg: CollectCfg) -> None:
         self.cfg = cfg
-        self.backend = make_backend(cfg.backend, randomization=cfg.randomization)
-        self.policy = Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps)
-        self.policy.apply_gains(self.backend)
+        n = cfg.envs_per_worker
+        self.backend = make_backend(cfg.backend, randomization=cfg.randomization,
+                                    **({"solver": "mujoco_warp", "num_envs": n} if n > 1 else {}))  # fmt: skip
+        self.policies = [Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps) for _ in range(n)]
+        self.policies[0].apply_gains(self.backend)
         self.layout = StateLayout()
-        motion_file = cfg.motion or (find_motion(Path(cfg.policy)) if self.policy.motion is not None else None)
+        motion_file = cfg.motion or (find_motion(Path(cfg.policy)) if self.policies[0].motion is not None else None)
         self.motion_name = Path(motion_file).stem if motion_file else ""
 
     def run(self, index: int) -> Episode:
-        cfg, policy, backend = self.cfg, self.policy, self.backend
-        seed = episode_seed(cfg, index)
-        rng = np.random.default_rng(seed)
+        return self.run_batch([index])[0]
+
+    def run_batch(self, indices: list[int]) -> list[Episode]:
+        """Episodes ``indices`` (at most ``envs_per_worker``), one per world, stepped together."""
+        backend = self.backend
+        rollouts = [_Rollout(self, env, index) for env, index in enumerate(indices)]
+        spare = [np.array(g1.DEFAULT_JOINT_POS)] * (self.cfg.envs_per_worker - len(rollouts))  # worlds left idle
+        while any(r.running for r in rollouts):
+            targets = [r.act() if r.running else r.last for r in rollouts] + spare  # ended ones hold their pose
+            states = backend.step_all(np.stack(targets)) if len(targets) > 1 else [backend.step(targets[0])]
+            for rollout, state in zip(rollouts, states, strict=False):
+                if rollout.running:
+                    rollout.observe(state)
+        return [r.episode() for r in rollouts]
+
+
+class _Rollout:
+    """One episode in one world: its seeded schedule and noise, the recording, and whether it has ended."""
+
+    def __init__(self, runner: EpisodeRunner, env: int, index: int) -> None:
+        cfg, backend = runner.cfg, runner.backend
+        self.runner, self.index, self.policy = runner, index, runner.policies[env]
+        policy = self.policy
+        self.seed = episode_seed(cfg, index)
+        self.rng = rng = np.random.default_rng(self.seed)
         steps = round(cfg.episode_s / backend.control_dt)
         start_frame = 0
         if policy.motion is not None:
             steps = min(steps, policy.motion.num_frames - 1)
             start_frame = int(rng.integers(0, policy.motion.num_frames - steps))
-            commands = np.zeros((steps, 3))
+            self.commands = np.zeros((steps, 3))
         else:
-            commands = sample_schedule(rng, steps, backend.control_dt, cfg.schedule, policy.conventions.command_ranges)
+            self.commands = sample_schedule(rng, steps, backend.control_dt, cfg.schedule,
+                                            policy.conventions.command_ranges)  # fmt: skip
         noisy_episode = rng.random() >= cfg.noise_free_share
-        noise_std = rng.uniform(*cfg.action_noise) if noisy_episode and cfg.noise == "gaussian" else 0.0
-        noise_scale = np.zeros(len(backend.joint_names))
-        noise_scale[policy.conventions.sim_index] = policy.conventions.action_scale
-        ou = np.zeros(len(backend.joint_names)) if noisy_episode and cfg.noise == "ou" else None
-        dt = backend.control_dt
-
+        self.noise_std = rng.uniform(*cfg.action_noise) if noisy_episode and cfg.noise == "gaussian" else 0.0
+        self.noise_scale = np.zeros(len(backend.joint_names))
+        self.noise_scale[policy.conventions.sim_index] = policy.conventions.action_scale
+        self.ou = np.zeros(len(backend.joint_names)) if noisy_episode and cfg.noise == "ou" else None
         root, q, dq = policy.initial_state(start_frame)
-        state = backend.reset(root, q, dq, seed=seed)
+        reset = {"env": env} if cfg.envs_per_worker > 1 else {}
+        self.state = backend.reset(root, q, dq, seed=self.seed, **reset)
         policy.reset(start_frame)
-        states = np.empty((steps, self.layout.dim), np.float32)
-        actions = np.empty((steps, self.layout.action_dim), np.float32)
-        applied = np.empty_like(actions)
-        frames = np.full(steps, -1, np.int32)
-        fell, length = False, steps
-        for t in range(steps):
-            states[t] = self.layout.encode(state)
-            frames[t] = policy.frame if policy.motion is not None else -1
-            expert = policy.act(state, commands[t])
-            if ou is not None:
-                ou += -cfg.ou_theta * ou * dt + cfg.ou_sigma * np.sqrt(dt) * rng.normal(size=ou.shape)
-                noisy = expert + ou * noise_scale
-            else:
-                noisy = expert + rng.normal(size=expert.shape) * noise_std * noise_scale
-            actions[t], applied[t] = expert, noisy
-            state = backend.step(noisy)
-            reference = (
-                policy.motion.root_pos[min(policy.frame, policy.motion.num_frames - 1), 2] if policy.motion else None
-            )
-            if has_fallen(state, reference):
-                fell, length = True, t + 1
-                break
-        return Episode(index, states[:length], actions[:length], applied[:length], commands[:length].astype(np.float32),
-                       frames[:length], fell, seed, cfg.source, self.motion_name)  # fmt: skip
+        layout = runner.layout
+        self.states = np.empty((steps, layout.dim), np.float32)
+        self.actions = np.empty((steps, layout.action_dim), np.float32)
+        self.applied = np.empty_like(self.actions)
+        self.frames = np.full(steps, -1, np.int32)
+        self.t, self.length, self.fell, self.running = 0, steps, False, steps > 0
+        self.last = q.copy()
+
+    def act(self) -> np.ndarray:
+        """Record the state, then the expert's action and the noisy one that is executed."""
+        cfg, policy, t = self.runner.cfg, self.policy, self.t
+        self.states[t] = self.runner.layout.encode(self.state)
+        self.frames[t] = policy.frame if policy.motion is not None else -1
+        expert = policy.act(self.state, self.commands[t])
+        dt = self.runner.backend.control_dt
+        if self.ou is not None:
+            self.ou += -cfg.ou_theta * self.ou * dt + cfg.ou_sigma * np.sqrt(dt) * self.rng.normal(size=self.ou.shape)
+            noisy = expert + self.ou * self.noise_scale
+        else:
+            noisy = expert + self.rng.normal(size=expert.shape) * self.noise_std * self.noise_scale
+        self.actions[t], self.applied[t], self.last = expert, noisy, noisy
+        return noisy
+
+    def observe(self, state) -> None:
+        policy = self.policy
+        self.state, self.t = state, self.t + 1
+        motion = policy.motion
+        reference = motion.root_pos[min(policy.frame, motion.num_frames - 1), 2] if motion is not None else None
+        if has_fallen(state, reference):
+            self.fell, self.length, self.running = True, self.t, False
+        elif self.t >= self.length:
+            self.running = False
+
+    def episode(self) -> Episode:
+        n, cfg = self.length, self.runner.cfg
+        return Episode(self.index, self.states[:n], self.actions[:n], self.applied[:n],
+                       self.commands[:n].astype(np.float32), self.frames[:n], self.fell, self.seed, cfg.source,
+                       self.runner.motion_name)  # fmt: skip
 
 
 _runner: EpisodeRunner | None = None
 
 
-def _run_and_save(args: tuple[CollectCfg, int, str]) -> tuple[int, int, bool]:
-    """Worker task. The runner is built on first use, not in a pool initializer: an initializer that raises
-    makes ``multiprocessing.Pool`` respawn workers forever, while a task's exception reaches the parent."""
+def _run_and_save(args: tuple[CollectCfg, list[int], list[str]]) -> list[tuple[int, int, bool]]:
+    """Worker task: episodes ``indices`` (one per world), each written to its shard. The runner is built on first
+    use, not in a pool initializer: an initializer that raises makes ``multiprocessing.Pool`` respawn workers
+    forever, while a task's exception reaches the parent."""
     global _runner
-    cfg, index, shard = args
+    cfg, indices, shards = args
     if _runner is None:
         _runner = EpisodeRunner(cfg)
-    episode = _runner.run(index)
-    write_shard(Path(shard), episode)
-    return index, len(episode), episode.fell
+    done = []
+    for episode, shard in zip(_runner.run_batch(indices), shards, strict=True):
+        write_shard(Path(shard), episode)
+        done.append((episode.index, len(episode), episode.fell))
+    return done
 
 
 class CollectionLocked(RuntimeError):
@@ -231,9 +282,11 @@ class Collector:
             if todo:
                 ctx = mp.get_context("spawn")
                 with ctx.Pool(min(self.cfg.workers, len(todo))) as pool:
-                    tasks = [(self.cfg, i, str(self.shard_path(i))) for i in todo]
-                    for _index, _length, _fell in pool.imap_unordered(_run_and_save, tasks):
-                        bar.update()
+                    n = self.cfg.envs_per_worker
+                    batches = [todo[k : k + n] for k in range(0, len(todo), n)]
+                    tasks = [(self.cfg, batch, [str(self.shard_path(i)) for i in batch]) for batch in batches]
+                    for done in pool.imap_unordered(_run_and_save, tasks):
+                        bar.update(len(done))
                         if time.monotonic() - last_merge > self.cfg.merge_every_s:
                             self.merge()
                             last_merge = time.monotonic()

@@ -46,7 +46,7 @@ from bm_gym.stage1.policy import find_motion
 
 SOURCE_KEYS = {"name", "policy", "motions", "motion_fps", "episodes", "hours", "episode_s", "noise", "action_noise",
                "noise_free_share", "ou_theta", "ou_sigma", "randomization", "seed"}  # fmt: skip
-MANIFEST_KEYS = {"sources", "workers", "seed", "backend"}
+MANIFEST_KEYS = {"sources", "workers", "seed", "backend", "envs_per_worker"}
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -92,6 +92,7 @@ class Manifest:
     seed: int = 0
     text: str = field(default="", repr=False)
     backend: str = "mujoco"  # simulator of every source's rollouts
+    envs_per_worker: int = 1  # isaaclab: episodes per worker at once, one Newton world each
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
@@ -121,7 +122,10 @@ class Manifest:
         backend = spec.get("backend", "mujoco")
         if backend not in BACKENDS:
             raise ManifestError(f"{path}: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        return cls(path, sources, workers, seed, text, backend)
+        envs = spec.get("envs_per_worker", 1)
+        if not isinstance(envs, int) or isinstance(envs, bool) or envs < 1:
+            raise ManifestError(f"{path}: envs_per_worker must be a positive integer, got {envs!r}")
+        return cls(path, sources, workers, seed, text, backend, envs)
 
     def parts(self) -> list[Part]:
         """Every (source, motion) to collect, each policy and motion loaded once here to check that they fit."""
@@ -167,6 +171,7 @@ class Manifest:
             noise=s.noise, action_noise=s.action_noise, ou_theta=s.ou_theta, ou_sigma=s.ou_sigma,
             noise_free_share=s.noise_free_share,
             randomization=DomainRandomizationCfg() if s.randomization else None, backend=self.backend,
+            envs_per_worker=self.envs_per_worker,
         )  # fmt: skip
 
 

@@ -15,23 +15,24 @@ def make_backend(
     randomization: DomainRandomizationCfg | None = None,
     obstacle_pool: int | None = None,
     solver: str | None = None,
+    num_envs: int | None = None,
 ) -> SimBackend:
     """A G1 simulation: ``"mujoco"`` (embedded, CPU) or ``"isaaclab"`` (Isaac Lab 3 on Newton, its own venv).
 
-    ``solver`` picks Newton's MuJoCo path for Isaac Lab (``"mujoco_cpu"`` or ``"mujoco_warp"``); ``None``
-    keeps each backend's default pool size and solver.
+    ``solver`` picks Newton's MuJoCo path for Isaac Lab (``"mujoco_cpu"`` or ``"mujoco_warp"``) and ``num_envs``
+    its number of worlds (robots); ``None`` keeps each backend's default pool size, solver and one robot.
     """
     if name == "mujoco":
         from bm_gym.sim.mujoco_backend import MujocoBackend, MujocoBackendCfg
 
-        if solver is not None:
-            raise ValueError(f"solver={solver!r} applies to the isaaclab backend only")
+        if solver is not None or num_envs not in (None, 1):
+            raise ValueError("solver and num_envs > 1 apply to the isaaclab backend only")
         pool = {} if obstacle_pool is None else {"obstacle_pool": obstacle_pool}
         return MujocoBackend(MujocoBackendCfg(randomization=randomization, **pool))
     if name == "isaaclab":
         from bm_gym.sim.isaaclab_backend import IsaacLabBackend, IsaacLabBackendCfg
 
-        options = {"obstacle_pool": obstacle_pool, "solver": solver}
+        options = {"obstacle_pool": obstacle_pool, "solver": solver, "num_envs": num_envs}
         return IsaacLabBackend(
             IsaacLabBackendCfg(randomization=randomization, **{k: v for k, v in options.items() if v is not None})
         )

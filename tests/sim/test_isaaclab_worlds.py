@@ -78,3 +78,26 @@ def test_robots_in_separate_worlds_step_together_and_keep_their_own_obstacles_an
     assert all(0.7 < h < 0.85 for h in seen["heights"]), seen["heights"]
     assert seen["time"][0] == pytest.approx(0.22) and seen["time"][1] == pytest.approx(0.2)  # each since its reset
     assert all(all(feet) for feet in seen["feet"])
+
+
+def test_batched_collection_needs_the_isaaclab_backend(tmp_path, velocity_dir):
+    from bm_gym.data import CollectCfg
+
+    with pytest.raises(ValueError, match="envs_per_worker"):
+        CollectCfg(policy=str(velocity_dir), out=str(tmp_path / "d.h5"), envs_per_worker=2)
+
+
+@pytest.mark.skipif(not ISAACLAB, reason="Isaac Lab 3 not importable here (bash scripts/setup.sh --isaaclab)")
+def test_a_worker_collects_episodes_in_several_worlds_at_once(tmp_path, velocity_dir):
+    from bm_gym.data import CollectCfg, Collector
+    from bm_gym.data.hdf5 import load_episodes
+
+    out = tmp_path / "batched.h5"
+    cfg = CollectCfg(policy=str(velocity_dir), out=str(out), episodes=3, episode_s=1.0, workers=1, seed=3,
+                     backend="isaaclab", envs_per_worker=2, stats_history=2, stats_horizon=4)  # fmt: skip
+    assert Collector(cfg).run(progress=False) == 3  # a batch of two worlds, then one with a world left idle
+    episodes, _, _ = load_episodes(out, include_fallen=True)
+    assert sorted(e.index for e in episodes) == [0, 1, 2]
+    assert all(len(e) == 50 and not e.fell for e in episodes)
+    assert len({e.seed for e in episodes}) == 3
+    assert not np.allclose(episodes[0].states, episodes[1].states)  # separate worlds, separate schedules
