@@ -7,6 +7,7 @@ global batch and its noise are the same for any N, so N processes train the same
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -286,5 +287,11 @@ class Trainer:
             self.save()
             writer.close()
             log.close()
+        # The DDP wrapper's reducer holds the process group: release it before the group goes, or its C++
+        # destructor may run at interpreter exit against a destroyed group and abort the process (seen in CI as
+        # "terminate called without an active exception" after a finished 2-process run).
+        del steps, step_batches
+        self.train_model = self.model
+        gc.collect()
         ctx.close()
         return self.out / "checkpoint"
