@@ -16,7 +16,7 @@ from bm_gym.course import Course, CourseError
 from bm_gym.devices import parse_device
 from bm_gym.diffusion import SHIPPED_CHECKPOINT
 from bm_gym.guidance import GuidanceCfg
-from bm_gym.sim import BACKENDS
+from bm_gym.sim import BACKENDS, backend_problem
 
 
 def display_problem() -> str | None:
@@ -55,6 +55,8 @@ def main() -> int:
                         help="simulator; isaaclab: an Isaac Lab 3 scene (run with .venv-isaaclab/bin/python, made "
                         "by bash scripts/setup.sh --isaaclab)")  # fmt: skip
     args = parser.parse_args()
+    if backend_problem(args.backend):
+        parser.error(backend_problem(args.backend))
     try:  # bad input is reported before any window opens
         parse_device(args.device)
         if args.course is not None:

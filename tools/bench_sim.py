@@ -23,7 +23,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from bm_gym.sim import BACKENDS, MujocoBackend
+from bm_gym.sim import BACKENDS, MujocoBackend, backend_problem
 from bm_gym.sim.isaaclab_backend import SOLVERS
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import VELOCITY_POLICY
@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1],
                         help="isaaclab, mujoco_warp: robots (Newton worlds) stepped together")  # fmt: skip
     args = parser.parse_args()
+    if backend_problem(args.backend):
+        parser.error(backend_problem(args.backend))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.backend == "isaaclab":
         rows = run_isaaclab(args.policy, args.solver, args.steps, args.cold_cache, args.num_envs)

@@ -87,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"this run added {added} of {cfg.episodes} episodes in {elapsed:.0f} s")
         return 0
     except ImportError as err:
-        print(f"error: {err.name or err} is missing; install the export extra: pip install -e '.[export]'",
-              file=sys.stderr)  # fmt: skip
+        if args.command == "export":
+            print(f"error: {err.name or err} is missing; install the export extra: pip install -e '.[export]'",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print(f"error: {err}", file=sys.stderr)
         return 1
     except (DatasetError, ValueError, OSError, CollectionLocked, ManifestError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -28,7 +28,7 @@ from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.scenarios import run_joystick
 from bm_gym.eval.tracking import run_continuation
 from bm_gym.guidance import GuidanceCfg
-from bm_gym.sim import BACKENDS, DomainRandomizationCfg, has_fallen, process_backend
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, has_fallen, process_backend
 from bm_gym.stage1 import Stage1Policy
 
 
@@ -129,6 +129,8 @@ def main() -> None:
     parser.add_argument("--max-joint-error", type=float, default=0.2, help="tracking: rad, for the success count")
     parser.add_argument("--out", type=Path, default=None, help="write per-episode results as JSON")
     args = parser.parse_args()
+    if backend_problem(args.backend):
+        parser.error(backend_problem(args.backend))
     kind, policy, motion, motion_fps = "survival", "", None, None
     if args.source:
         if args.data is None:

@@ -55,7 +55,7 @@ from bm_gym.eval.scenarios import (
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import ArrivalCfg
-from bm_gym.sim import BACKENDS, DomainRandomizationCfg, process_backend
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, process_backend
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
@@ -192,6 +192,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--reference", action="store_true", help="plan on the reference (autograd) path, not fused")
     args = parser.parse_args()
+    if backend_problem(args.backend):
+        parser.error(backend_problem(args.backend))
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario in ("waypoint", "stay") else "navigate"),

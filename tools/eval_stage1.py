@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bm_gym.sim import BACKENDS, DomainRandomizationCfg, SimBackend, make_backend
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, SimBackend, backend_problem, make_backend
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--randomize", action="store_true", help="domain randomization on (seed 0)")
     parser.add_argument("--backend", choices=BACKENDS, default="mujoco", help="simulator (isaaclab: its own venv)")
     args = parser.parse_args()
+    if backend_problem(args.backend):
+        parser.error(backend_problem(args.backend))
     randomization = DomainRandomizationCfg() if args.randomize else None
     backend = make_backend(args.backend, randomization=randomization)
 

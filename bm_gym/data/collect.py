@@ -24,7 +24,7 @@ from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import StateLayout
 from bm_gym.robot import g1
-from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg, has_fallen, make_backend
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg, backend_problem, has_fallen, make_backend
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
 from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
@@ -234,7 +234,11 @@ class Collector:
         return self.shards / f"episode_{index:06d}.h5"
 
     def check(self) -> Stage1Policy:
-        """Everything that can be wrong before a rollout starts: the output path and the policy (loaded here)."""
+        """Everything that can be wrong before a rollout starts: the simulator, the output path and the policy
+        (loaded here)."""
+        problem = backend_problem(self.cfg.backend)
+        if problem:
+            raise ValueError(problem)
         if self.out.is_dir():
             raise ValueError(f"--out {self.out} is a directory; give a dataset file such as {self.out / 'data.h5'}")
         self.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 from bm_gym.sim.backend import SimBackend
 from bm_gym.sim.randomization import DomainRandomizationCfg
 
 BACKENDS = ("mujoco", "isaaclab")
+
+
+def backend_problem(name: str) -> str | None:
+    """Why backend ``name`` cannot run in this interpreter (unknown, or Isaac Lab not installed), else None."""
+    if name not in BACKENDS:
+        return f"unknown backend {name!r}; choose one of {BACKENDS}"
+    if name == "isaaclab" and importlib.util.find_spec("isaaclab") is None:
+        return ("the isaaclab backend needs Isaac Lab 3 (Python 3.12), which this interpreter lacks: run `bash "
+                "scripts/setup.sh --isaaclab` and use .venv-isaaclab/bin/python")  # fmt: skip
+    return None
 
 
 def make_backend(
