@@ -71,3 +71,29 @@ def g1_usd_path(cache: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return usd
+
+
+def ground_plane_usd_path(cache: Path | None = None) -> Path:
+    """A USD with one infinite-style collision plane (200 m), written once: Isaac Lab's ``GroundPlaneCfg`` downloads
+    its USD, and a box floor gives capsule feet one contact each where MuJoCo's plane gives two (the feet then
+    rolled on landing: ankle speeds 8x those of the MuJoCo backend in the first control step)."""
+    from pxr import Usd, UsdGeom, UsdPhysics
+
+    folder = cache or cache_root() / "isaaclab"
+    path = folder / f"ground_plane_v{ASSET_VERSION}.usda"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{path.name}.{os.getpid()}.usda"
+    stage = Usd.Stage.CreateNew(str(staging))
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    stage.SetDefaultPrim(UsdGeom.Xform.Define(stage, "/Ground").GetPrim())
+    plane = UsdGeom.Plane.Define(stage, "/Ground/Plane")
+    plane.CreateAxisAttr(UsdGeom.Tokens.z)
+    plane.CreateWidthAttr(200.0)
+    plane.CreateLengthAttr(200.0)
+    UsdPhysics.CollisionAPI.Apply(plane.GetPrim())
+    stage.GetRootLayer().Save()
+    os.replace(staging, path)
+    return path

@@ -6,8 +6,8 @@ MuJoCo-Warp kernels (``"mujoco_warp"``, many worlds on a GPU, slow on Warp's CPU
 live in separate Newton worlds (MuJoCo-Warp only); every method takes ``env`` (default 0), so the single robot
 of the :class:`~bm_gym.sim.SimBackend` contract is the ``num_envs = 1`` case, and
 :meth:`IsaacLabBackend.step_all` steps every world at once. Isaac Lab owns the scene: the G1 articulation
-with implicit PD actuators carrying the MuJoCo backend's gains, armature and effort limits, a static ground
-box, and a pre-spawned pool of static box and cylinder colliders per world (Newton's model is final after
+with implicit PD actuators carrying the MuJoCo backend's gains, armature and effort limits, a ground plane,
+and a pre-spawned pool of static box and cylinder colliders per world (Newton's model is final after
 ``sim.reset()``, so obstacles are moved in and out and resized, never added). docs/isaaclab.md says what
 differs from the MuJoCo backend and which Newton methods are patched.
 """
@@ -109,7 +109,7 @@ def _patch_newton_for_mujoco_cpu() -> None:
     SolverMuJoCo.get_max_contact_count = get_max_contact_count
 
 
-def _scene_cfg(cfg: IsaacLabBackendCfg, usd_path: str):
+def _scene_cfg(cfg: IsaacLabBackendCfg, usd_path: str, ground_usd_path: str):
     import isaaclab.sim as sim_utils
     from isaaclab.actuators import ImplicitActuatorCfg
     from isaaclab.assets import ArticulationCfg, AssetBaseCfg
@@ -131,13 +131,10 @@ def _scene_cfg(cfg: IsaacLabBackendCfg, usd_path: str):
         ),
         actuators=actuators,
     )
-    # No GroundPlaneCfg: it downloads its USD from a content server. A static 200 m box is the floor.
+    # Not GroundPlaneCfg: it downloads its USD from a content server. A collision plane written locally, as in
+    # the MuJoCo backend (bm_gym.sim.isaaclab_asset.ground_plane_usd_path).
     fields = {
-        "ground": AssetBaseCfg(
-            prim_path="/World/ground",
-            spawn=sim_utils.CuboidCfg(size=(200.0, 200.0, 1.0), collision_props=sim_utils.UsdPhysicsCollisionCfg()),
-            init_state=AssetBaseCfg.InitialStateCfg(pos=(0.0, 0.0, -0.5)),
-        ),
+        "ground": AssetBaseCfg(prim_path="/World/ground", spawn=sim_utils.UsdFileCfg(usd_path=ground_usd_path)),
         "robot": robot,
     }
     collider = sim_utils.UsdPhysicsCollisionCfg()
@@ -190,7 +187,7 @@ class IsaacLabBackend:
                 "the Isaac Lab backend needs Isaac Lab 3 (Python 3.12): run `bash scripts/setup.sh --isaaclab` and "
                 f"use .venv-isaaclab/bin/python ({exc})"
             ) from exc
-        from bm_gym.sim.isaaclab_asset import g1_usd_path
+        from bm_gym.sim.isaaclab_asset import g1_usd_path, ground_plane_usd_path
 
         self._torch = torch
         self.joint_names = g1.JOINT_NAMES
@@ -210,7 +207,7 @@ class IsaacLabBackend:
             )
         )  # fmt: skip
         IsaacLabBackend._alive = True
-        self._scene = instantiate(_scene_cfg(cfg, str(g1_usd_path())))
+        self._scene = instantiate(_scene_cfg(cfg, str(g1_usd_path()), str(ground_plane_usd_path())))
         self._sim.reset()
         self._manager = NewtonManager
         self._robot = self._scene["robot"]
