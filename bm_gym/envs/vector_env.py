@@ -37,7 +37,7 @@ from bm_gym.diffusion.policy import DiffusionPolicy
 from bm_gym.envs.guided_env import EnvLogic, GuidedEnvCfg, _replace
 from bm_gym.obstacles import Box, Cylinder
 from bm_gym.sim import DomainRandomizationCfg, RootPose, has_fallen, make_backend
-from bm_gym.sim.mujoco_backend import check_obstacle_capacity
+from bm_gym.sim.pool import check_obstacle_capacity
 
 
 def _worker(conn, cfg: GuidedEnvCfg, count: int) -> None:

@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from bm_gym.obstacles import Obstacle
+from bm_gym.robot import g1
 from bm_gym.sim.randomization import DomainRandomizationCfg
 from bm_gym.utils.math import quat_rotate_inverse, yaw_from_quat
 
@@ -49,6 +50,36 @@ def has_fallen(state: RobotState, reference_height: float | None = None) -> bool
     if reference_height is not None:
         return state.root_pos[2] < reference_height - 0.25
     return state.root_pos[2] < 0.45
+
+
+def initial_joint_state(joint_pos, joint_vel, joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """``reset``'s joint positions and velocities: the standing pose and rest by default, checked."""
+    joint_pos = np.asarray(g1.DEFAULT_JOINT_POS if joint_pos is None else joint_pos, dtype=np.float64)
+    joint_vel = np.zeros(joints) if joint_vel is None else np.asarray(joint_vel, dtype=np.float64)
+    for name, value in (("joint_pos", joint_pos), ("joint_vel", joint_vel)):
+        if value.shape != (joints,) or not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must be {joints} finite values, got shape {value.shape}")
+    return joint_pos, joint_vel
+
+
+def checked_targets(joint_targets, joint_names: tuple[str, ...], where: str = "") -> np.ndarray:
+    """``step``'s joint targets as floats, or an error naming the bad shape or the joints that are not finite."""
+    targets = np.asarray(joint_targets, dtype=np.float64)
+    if targets.shape != (len(joint_names),):
+        raise ValueError(f"joint_targets{where} must have shape ({len(joint_names)},), got {targets.shape}")
+    if not np.all(np.isfinite(targets)):
+        bad = [joint_names[i] for i in np.flatnonzero(~np.isfinite(targets))]
+        raise ValueError(f"joint_targets{where} contain NaN/inf for joints {bad}")
+    return targets
+
+
+def checked_gains(joint_names, stiffness, damping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``set_pd_gains``' arguments: (indices into the G1's joints, stiffness, damping), checked."""
+    idx = g1.joint_index_map(joint_names)
+    stiffness, damping = np.asarray(stiffness, float), np.asarray(damping, float)
+    if stiffness.shape != (len(idx),) or damping.shape != (len(idx),):
+        raise ValueError(f"expected {len(idx)} stiffness and damping values")
+    return idx, stiffness, damping
 
 
 @dataclass(frozen=True)

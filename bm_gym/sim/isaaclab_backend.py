@@ -14,6 +14,7 @@ differs from the MuJoCo backend and which Newton methods are patched.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -21,15 +22,10 @@ import numpy as np
 
 from bm_gym.obstacles import Cylinder, Obstacle
 from bm_gym.robot import g1
-from bm_gym.sim.backend import RobotState, RootPose
-from bm_gym.sim.mujoco_backend import (
-    MujocoBackend,
-    MujocoBackendCfg,
-    ObstaclePoolFull,
-    check_obstacle_capacity,
-    obstacle_kind,
-)
-from bm_gym.sim.randomization import DomainRandomizationCfg
+from bm_gym.sim.backend import RobotState, RootPose, checked_gains, checked_targets, initial_joint_state
+from bm_gym.sim.mujoco_backend import MujocoBackend, MujocoBackendCfg
+from bm_gym.sim.pool import KINDS, ObstacleSlots
+from bm_gym.sim.randomization import DomainRandomizationCfg, RandomizationDraw, draw_push
 from bm_gym.utils.math import quat_from_yaw
 
 SOLVERS = ("mujoco_cpu", "mujoco_warp")
@@ -46,8 +42,7 @@ class _World:
 
     origin: np.ndarray  # [3] m, world frame; states and obstacles are reported relative to it
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
-    handles: dict = field(default_factory=dict)  # handle -> (kind, slot, obstacle)
-    next_handle: int = 0
+    slots: ObstacleSlots | None = None  # this world's obstacles, set by the backend
     latency: int = 0
     joint_bias: np.ndarray = field(default_factory=lambda: np.zeros(len(g1.JOINT_NAMES)))
     next_push_time: float = math.inf
@@ -139,7 +134,7 @@ def _scene_cfg(cfg: IsaacLabBackendCfg, usd_path: str, ground_usd_path: str):
     }
     collider = sim_utils.UsdPhysicsCollisionCfg()
     for i in range(cfg.obstacle_pool):
-        for kind in ("box", "cylinder"):
+        for kind in KINDS:
             # Static colliders of unit size, like the MuJoCo backend's mocap pool: each slot is moved and resized
             # by editing its shape in Newton's model. (Kinematic rigid objects become free bodies with a huge
             # locking armature in MuJoCo: a robot walking into one was thrown metres.)
@@ -214,6 +209,11 @@ class IsaacLabBackend:
         self.num_envs = cfg.num_envs
         origins = self._scene.env_origins.cpu().numpy().astype(np.float64)
         self._worlds = [_World(origin=origins[k]) for k in range(cfg.num_envs)]
+        for env, world in enumerate(self._worlds):
+            world.slots = ObstacleSlots(
+                cfg.obstacle_pool, functools.partial(self._place, env), functools.partial(self._park, env),
+                "IsaacLabBackendCfg(obstacle_pool=...)",
+            )  # fmt: skip
 
         robot_joints = list(self._robot.joint_names)
         self._to_lab = np.array([robot_joints.index(n) for n in self.joint_names])  # ours -> Isaac Lab order
@@ -274,7 +274,7 @@ class IsaacLabBackend:
             first_shape.setdefault(label.rsplit("/geometry", 1)[0], k)
         self._slot_shape = {
             (env, kind, i): first_shape[f"{_env_path(env)}/obstacle_{kind}_{i}"]
-            for env in range(self.cfg.num_envs) for kind in ("box", "cylinder") for i in range(self.cfg.obstacle_pool)
+            for env in range(self.cfg.num_envs) for kind in KINDS for i in range(self.cfg.obstacle_pool)
         }  # fmt: skip
         world0 = {int(shape): geom for geom, shape in enumerate(geom_shapes[0]) if shape >= 0}
         self._slot_geoms = np.array(
@@ -309,11 +309,7 @@ class IsaacLabBackend:
         root = root or RootPose()
         if seed is not None:
             world.rng = np.random.default_rng(seed)
-        joint_pos = np.asarray(g1.DEFAULT_JOINT_POS if joint_pos is None else joint_pos, dtype=np.float64)
-        joint_vel = np.zeros(len(self.joint_names)) if joint_vel is None else np.asarray(joint_vel, float)
-        for name, value in (("joint_pos", joint_pos), ("joint_vel", joint_vel)):
-            if value.shape != (len(self.joint_names),) or not np.all(np.isfinite(value)):
-                raise ValueError(f"{name} must be {len(self.joint_names)} finite values, got shape {value.shape}")
+        joint_pos, joint_vel = initial_joint_state(joint_pos, joint_vel, len(self.joint_names))
         quat = np.asarray(root.quat, float) / np.linalg.norm(root.quat)
         pos = world.origin + np.asarray(root.pos, float)
         pose = torch.tensor([[*pos, quat[1], quat[2], quat[3], quat[0]]], dtype=torch.float32)  # xyzw
@@ -359,22 +355,16 @@ class IsaacLabBackend:
     def step(self, joint_targets: np.ndarray) -> RobotState:
         if self.num_envs != 1:
             raise RuntimeError(f"this backend has {self.num_envs} worlds: step them together with step_all")
-        return self.step_all(np.asarray(joint_targets, dtype=np.float64)[None])[0]
+        return self.step_all(checked_targets(joint_targets, self.joint_names)[None])[0]
 
     def step_all(self, joint_targets: np.ndarray) -> list[RobotState]:
         """Hold ``joint_targets`` [num_envs, 29] (rad, ``joint_names`` order) for one control period, every world."""
-        targets = np.asarray(joint_targets, dtype=np.float64)
         joints = len(self.joint_names)
-        if targets.shape != (self.num_envs, joints):
-            want, got = (
-                ((joints,), targets.shape[1:]) if self.num_envs == 1 else ((self.num_envs, joints), targets.shape)
-            )
-            raise ValueError(f"joint_targets must have shape {want}, got {got}")
-        if not np.all(np.isfinite(targets)):
-            env = int(np.argwhere(~np.isfinite(targets))[0, 0])
-            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(targets[env]))]
-            where = f" of env {env}" if self.num_envs > 1 else ""
-            raise ValueError(f"joint_targets contain NaN/inf for joints {bad}{where}")
+        rows = np.asarray(joint_targets, dtype=np.float64)
+        if rows.shape != (self.num_envs, joints):
+            raise ValueError(f"joint_targets must have shape ({self.num_envs}, {joints}), got {rows.shape}")
+        targets = np.stack([checked_targets(row, self.joint_names, f" of env {env}" if self.num_envs > 1 else "")
+                            for env, row in enumerate(rows)])  # fmt: skip
         for env, world in enumerate(self._worlds):
             if world.time >= world.next_push_time:
                 self._random_push(env)
@@ -407,7 +397,7 @@ class IsaacLabBackend:
             body_pos_w=row(d.body_link_pos_w)[self._key_body_ids] - world.origin,
             body_quat_w=np.roll(row(d.body_link_quat_w)[self._key_body_ids], 1, axis=1),
             foot_contact=self._foot_contacts(contacts),
-            obstacle_contact=bool(world.handles) and self._touches_obstacle(contacts),
+            obstacle_contact=bool(world.slots.obstacles()) and self._touches_obstacle(contacts),
         )
 
     def _foot_contacts(self, contacts: np.ndarray) -> np.ndarray:
@@ -428,10 +418,7 @@ class IsaacLabBackend:
 
     def set_pd_gains(self, joint_names: list[str], stiffness: np.ndarray, damping: np.ndarray) -> None:
         """Nominal PD gains of the named joints, every world (randomization scales these at each world's reset)."""
-        idx = g1.joint_index_map(joint_names)
-        stiffness, damping = np.asarray(stiffness, float), np.asarray(damping, float)
-        if stiffness.shape != (len(idx),) or damping.shape != (len(idx),):
-            raise ValueError(f"expected {len(idx)} stiffness and damping values")
+        idx, stiffness, damping = checked_gains(joint_names, stiffness, damping)
         self._nominal_kp[idx] = stiffness
         self._nominal_kd[idx] = damping
         self._write_gains(np.tile(self._nominal_kp, (self.num_envs, 1)), np.tile(self._nominal_kd, (self.num_envs, 1)))
@@ -461,35 +448,23 @@ class IsaacLabBackend:
     def _apply_randomization(self, env: int) -> None:
         """The terms of :class:`DomainRandomizationCfg` for world ``env``, through Isaac Lab's articulation API and
         Newton's model."""
-        torch, cfg, r, world = self._torch, self._randomization, self._robot, self._world(env)
-        rng = world.rng
+        torch, r, world = self._torch, self._robot, self._world(env)
         mass, com = self._nominal_mass[env : env + 1].clone(), self._nominal_com[env : env + 1].clone()
+        draw = RandomizationDraw.draw(self._randomization, world.rng, mass.shape[-1], len(self.joint_names))
         feet = self._foot_shapes[env]
         mu = self._nominal_mu[feet].copy()
-        kp, kd = self._nominal_kp.copy(), self._nominal_kd.copy()
-        world.latency, world.joint_bias[:] = 0, 0.0
-        world.next_push_time = math.inf
-        if cfg is not None:
-            if cfg.foot_friction:
-                mu[:] = rng.uniform(*cfg.foot_friction)
-            if cfg.link_mass_scale:
-                mass *= torch.tensor(rng.uniform(*cfg.link_mass_scale, size=mass.shape[-1]), dtype=mass.dtype)
-            if cfg.torso_com_offset:
-                torso = list(r.body_names).index(g1.ANCHOR_BODY)
-                offset = rng.uniform(-1, 1, 3) * np.asarray(cfg.torso_com_offset)
-                com[0, torso] += torch.tensor(offset, dtype=com.dtype)
-            if cfg.kp_scale:
-                kp *= rng.uniform(*cfg.kp_scale, size=kp.shape)
-            if cfg.kd_scale:
-                kd *= rng.uniform(*cfg.kd_scale, size=kd.shape)
-            if cfg.latency_substeps:
-                world.latency = int(rng.integers(cfg.latency_substeps[0], cfg.latency_substeps[1] + 1))
-            if cfg.joint_pos_bias:
-                world.joint_bias[:] = rng.uniform(-cfg.joint_pos_bias, cfg.joint_pos_bias, len(world.joint_bias))
-            if cfg.push:
-                world.next_push_time = world.time + rng.uniform(*cfg.push.interval_s)
+        if draw.foot_friction is not None:
+            mu[:] = draw.foot_friction
+        if draw.mass_scale is not None:
+            mass *= torch.tensor(draw.mass_scale, dtype=mass.dtype)
+        if draw.torso_com_offset is not None:
+            com[0, list(r.body_names).index(g1.ANCHOR_BODY)] += torch.tensor(draw.torso_com_offset, dtype=com.dtype)
+        world.latency = draw.latency_substeps
+        world.joint_bias[:] = 0.0 if draw.joint_bias is None else draw.joint_bias
+        world.next_push_time = world.time + draw.first_push_in
         r.set_masses_index(masses=mass, env_ids=[env])
         r.set_coms_index(coms=com, env_ids=[env])
+        kp, kd = draw.gains(self._nominal_kp, self._nominal_kd)
         self._write_gains(kp[None], kd[None], [env])
         self._write_friction(feet, mu)
 
@@ -557,11 +532,10 @@ class IsaacLabBackend:
             wp.copy(mw.geom_aabb, wp.array(aabb, dtype=mw.geom_aabb.dtype, device=mw.geom_aabb.device))
 
     def _random_push(self, env: int) -> None:
-        push, world = self._randomization.push, self._world(env)
-        lin = world.rng.uniform(-1, 1, 3) * np.array([push.lin_vel_xy, push.lin_vel_xy, push.lin_vel_z])
-        ang = world.rng.uniform(-1, 1, 3) * np.array([push.ang_vel_rp, push.ang_vel_rp, push.ang_vel_yaw])
+        world = self._world(env)
+        lin, ang, next_in = draw_push(self._randomization.push, world.rng)
         self.push(lin, ang, env)
-        world.next_push_time = world.time + world.rng.uniform(*push.interval_s)
+        world.next_push_time = world.time + next_in
 
     def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray, env: int = 0) -> None:
         """Add to a root velocity: ``lin_vel`` in the world frame, ``ang_vel`` in the pelvis frame."""
@@ -581,58 +555,30 @@ class IsaacLabBackend:
     @property
     def obstacle_capacity(self) -> dict[str, int]:
         """How many obstacles of each shape the scene holds at once (``IsaacLabBackendCfg.obstacle_pool``)."""
-        return {"box": self.cfg.obstacle_pool, "cylinder": self.cfg.obstacle_pool}
+        return self._worlds[0].slots.capacity
 
     def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...], env: int = 0) -> list[int]:
         """Replace every obstacle of world ``env``, all or nothing: too many for the pool raises first."""
-        check_obstacle_capacity(obstacles, self.obstacle_capacity)
-        self.clear_obstacles(env)
-        return [self.add_obstacle(o, env) for o in obstacles]
+        return self._world(env).slots.set(obstacles)
 
     def add_obstacle(self, obstacle: Obstacle, env: int = 0) -> int:
         """Place an obstacle (world ``env``'s frame) while the simulation runs; returns its handle there."""
-        kind, world = obstacle_kind(obstacle), self._world(env)
-        used = {slot for k, slot, _ in world.handles.values() if k == kind}
-        free = [i for i in range(self.cfg.obstacle_pool) if i not in used]
-        if not free:
-            raise ObstaclePoolFull(
-                f"all {self.cfg.obstacle_pool} {kind} obstacle slots are in use; remove one first or make a "
-                "backend with a larger IsaacLabBackendCfg(obstacle_pool=...)"
-            )
-        handle = world.next_handle
-        world.next_handle += 1
-        world.handles[handle] = (kind, free[0], obstacle)
-        self._place(env, kind, free[0], obstacle)
-        return handle
+        return self._world(env).slots.add(obstacle)
 
     def move_obstacle(self, handle: int, obstacle: Obstacle, env: int = 0) -> None:
-        kind, slot, _ = self._lookup(handle, env)
-        handles = self._worlds[env].handles
-        if obstacle_kind(obstacle) != kind:
-            self.remove_obstacle(handle, env)
-            new = self.add_obstacle(obstacle, env)
-            handles[handle] = handles.pop(new)
-            return
-        handles[handle] = (kind, slot, obstacle)
-        self._place(env, kind, slot, obstacle)
+        self._world(env).slots.move(handle, obstacle)
 
     def remove_obstacle(self, handle: int, env: int = 0) -> None:
-        kind, slot, _ = self._lookup(handle, env)
-        del self._worlds[env].handles[handle]
-        self._set_shape(env, kind, slot, _parked_position(kind, slot), np.array([1.0, 0.0, 0.0, 0.0]), None)
+        self._world(env).slots.remove(handle)
 
     def clear_obstacles(self, env: int = 0) -> None:
-        for handle in list(self._world(env).handles):
-            self.remove_obstacle(handle, env)
+        self._world(env).slots.clear()
 
     def obstacles(self, env: int = 0) -> dict[int, Obstacle]:
-        return {h: o for h, (_, _, o) in self._world(env).handles.items()}
+        return self._world(env).slots.obstacles()
 
-    def _lookup(self, handle: int, env: int) -> tuple[str, int, Obstacle]:
-        handles = self._world(env).handles
-        if handle not in handles:
-            raise KeyError(f"no obstacle with handle {handle}; live handles: {sorted(handles)}")
-        return handles[handle]
+    def _park(self, env: int, kind: str, slot: int) -> None:
+        self._set_shape(env, kind, slot, _parked_position(kind, slot), np.array([1.0, 0.0, 0.0, 0.0]), None)
 
     def _place(self, env: int, kind: str, slot: int, obstacle: Obstacle) -> None:
         half_h = obstacle.height / 2
@@ -675,8 +621,8 @@ class IsaacLabBackend:
         if self._mirror is None:
             self._mirror = MujocoBackend(MujocoBackendCfg(obstacle_pool=self.cfg.obstacle_pool))
         if self._mirror_version != self._obstacle_version:
-            handles = self._worlds[0].handles
-            self._mirror.set_obstacles([handles[h][2] for h in sorted(handles)])
+            live = self._worlds[0].slots.obstacles()
+            self._mirror.set_obstacles([live[h] for h in sorted(live)])
             self._mirror_version = self._obstacle_version
         return self._mirror
 

@@ -10,8 +10,9 @@ import numpy as np
 
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 from bm_gym.robot import g1
-from bm_gym.sim.backend import RobotState, RootPose
-from bm_gym.sim.randomization import DomainRandomizationCfg
+from bm_gym.sim.backend import RobotState, RootPose, checked_gains, checked_targets, initial_joint_state
+from bm_gym.sim.pool import ObstacleSlots
+from bm_gym.sim.randomization import DomainRandomizationCfg, RandomizationDraw, draw_push
 from bm_gym.utils.math import quat_from_yaw
 
 
@@ -29,21 +30,6 @@ class MujocoBackendCfg:
     @property
     def control_dt(self) -> float:
         return self.sim_dt * self.decimation
-
-
-class ObstaclePoolFull(ValueError):
-    """More obstacles of one shape than the simulator's pool holds."""
-
-
-def check_obstacle_capacity(obstacles, capacity: dict[str, int]) -> None:
-    """Raise :class:`ObstaclePoolFull` if ``obstacles`` need more slots of a shape than ``capacity`` has."""
-    for kind, slots in capacity.items():
-        wanted = sum(1 for o in obstacles if obstacle_kind(o) == kind)
-        if wanted > slots:
-            raise ObstaclePoolFull(
-                f"{wanted} {kind} obstacles requested but the simulator holds at most {slots} of each shape; "
-                "nothing was changed (raise MujocoBackendCfg.obstacle_pool / GuidedEnvCfg.obstacle_pool)"
-            )
 
 
 _HIDDEN_Z = -50.0  # parked pool geoms live far below the floor with collisions off
@@ -85,8 +71,7 @@ class MujocoBackend:
         self._robot_geom_mask[self._obstacle_geoms] = False
         self._obstacle_geom_mask = np.zeros(m.ngeom, dtype=bool)
         self._obstacle_geom_mask[self._obstacle_geoms] = True
-        self._handles: dict[int, tuple[str, int, Obstacle]] = {}
-        self._next_handle = 0
+        self._slots = ObstacleSlots(cfg.obstacle_pool, self._place, self._park, "MujocoBackendCfg(obstacle_pool=...)")
 
         self._nominal_kp = m.actuator_gainprm[self._act_ids, 0].copy()
         self._nominal_kd = -m.actuator_biasprm[self._act_ids, 2].copy()
@@ -152,31 +137,23 @@ class MujocoBackend:
         root = root or RootPose()
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        joint_pos = np.asarray(g1.DEFAULT_JOINT_POS if joint_pos is None else joint_pos, dtype=np.float64)
-        joint_vel = np.zeros(len(self.joint_names)) if joint_vel is None else np.asarray(joint_vel, float)
-        for name, value in (("joint_pos", joint_pos), ("joint_vel", joint_vel)):
-            if value.shape != (len(self.joint_names),) or not np.all(np.isfinite(value)):
-                raise ValueError(f"{name} must be {len(self.joint_names)} finite values, got shape {value.shape}")
+        joint_pos, joint_vel = initial_joint_state(joint_pos, joint_vel, len(self.joint_names))
         mujoco.mj_resetData(self.model, self.data)
+        # Randomize first: mj_setConst runs the model at qpos0 in this data, which would overwrite the state.
+        self._apply_randomization()
         self.data.qpos[:3] = root.pos
         self.data.qpos[3:7] = np.asarray(root.quat) / np.linalg.norm(root.quat)
         self.data.qpos[self._qpos_adr] = joint_pos
         self.data.qvel[self._qvel_adr] = joint_vel
         self.data.ctrl[self._act_ids] = joint_pos
         self._prev_targets = joint_pos.copy()
-        for _, body, obstacle in self._handles.values():
-            self._place(body, obstacle)
-        self._apply_randomization()
+        for kind, index, obstacle in self._slots.placed():
+            self._place(kind, index, obstacle)
         mujoco.mj_forward(self.model, self.data)
         return self.state()
 
     def step(self, joint_targets: np.ndarray) -> RobotState:
-        targets = np.asarray(joint_targets, dtype=np.float64)
-        if targets.shape != (len(self.joint_names),):
-            raise ValueError(f"joint_targets must have shape ({len(self.joint_names)},), got {targets.shape}")
-        if not np.all(np.isfinite(targets)):
-            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(targets))]
-            raise ValueError(f"joint_targets contain NaN/inf for joints {bad}")
+        targets = checked_targets(joint_targets, self.joint_names)
         if self.data.time >= self._next_push_time:
             self._random_push()
         if self._latency:
@@ -213,7 +190,7 @@ class MujocoBackend:
         return touching
 
     def _touches_obstacle(self, contact_geoms: np.ndarray) -> bool:
-        if not self._handles or len(contact_geoms) == 0:
+        if not self._slots.obstacles() or len(contact_geoms) == 0:
             return False
         g1_, g2_ = contact_geoms[:, 0], contact_geoms[:, 1]
         robot_obstacle = (self._robot_geom_mask[g1_] & self._obstacle_geom_mask[g2_]) | (
@@ -222,10 +199,7 @@ class MujocoBackend:
         return bool(robot_obstacle.any())
 
     def set_pd_gains(self, joint_names: list[str], stiffness: np.ndarray, damping: np.ndarray) -> None:
-        idx = g1.joint_index_map(joint_names)
-        stiffness, damping = np.asarray(stiffness, float), np.asarray(damping, float)
-        if stiffness.shape != (len(idx),) or damping.shape != (len(idx),):
-            raise ValueError(f"expected {len(idx)} stiffness and damping values")
+        idx, stiffness, damping = checked_gains(joint_names, stiffness, damping)
         self._nominal_kp[idx] = stiffness
         self._nominal_kd[idx] = damping
         self._write_gains(self._nominal_kp, self._nominal_kd)
@@ -250,45 +224,30 @@ class MujocoBackend:
         self._randomization = cfg
 
     def _apply_randomization(self) -> None:
-        m, cfg, rng = self.model, self._randomization, self._rng
+        m = self.model
+        robot_bodies = np.arange(self._root_body, self._root_body + len(g1.JOINT_NAMES) + 1)
+        draw = RandomizationDraw.draw(self._randomization, self._rng, len(robot_bodies), len(self.joint_names))
         m.body_mass[:] = self._nominal_mass
         m.body_inertia[:] = self._nominal_inertia
         m.body_ipos[:] = self._nominal_ipos
         m.geom_friction[:] = self._nominal_friction
-        kp, kd = self._nominal_kp.copy(), self._nominal_kd.copy()
-        self._latency, self._joint_bias[:] = 0, 0.0
-        self._next_push_time = math.inf
-        if cfg is None:
-            self._write_gains(kp, kd)
-            return
-        if cfg.foot_friction:
-            m.geom_friction[self._foot_geoms, 0] = rng.uniform(*cfg.foot_friction)
-        if cfg.link_mass_scale:
-            robot_bodies = np.arange(self._root_body, self._root_body + len(g1.JOINT_NAMES) + 1)
-            scale = rng.uniform(*cfg.link_mass_scale, size=len(robot_bodies))
-            m.body_mass[robot_bodies] *= scale
-            m.body_inertia[robot_bodies] *= scale[:, None]
-        if cfg.torso_com_offset:
-            m.body_ipos[self._torso_body] += rng.uniform(-1, 1, 3) * np.asarray(cfg.torso_com_offset)
-        if cfg.kp_scale:
-            kp *= rng.uniform(*cfg.kp_scale, size=kp.shape)
-        if cfg.kd_scale:
-            kd *= rng.uniform(*cfg.kd_scale, size=kd.shape)
-        self._write_gains(kp, kd)
-        if cfg.latency_substeps:
-            self._latency = int(rng.integers(cfg.latency_substeps[0], cfg.latency_substeps[1] + 1))
-        if cfg.joint_pos_bias:
-            self._joint_bias[:] = rng.uniform(-cfg.joint_pos_bias, cfg.joint_pos_bias, len(self._joint_bias))
-        if cfg.push:
-            self._next_push_time = self.data.time + rng.uniform(*cfg.push.interval_s)
-        mujoco.mj_setConst(m, self.data)
+        if draw.foot_friction is not None:
+            m.geom_friction[self._foot_geoms, 0] = draw.foot_friction
+        if draw.mass_scale is not None:
+            m.body_mass[robot_bodies] *= draw.mass_scale
+            m.body_inertia[robot_bodies] *= draw.mass_scale[:, None]
+        if draw.torso_com_offset is not None:
+            m.body_ipos[self._torso_body] += draw.torso_com_offset
+        self._write_gains(*draw.gains(self._nominal_kp, self._nominal_kd))
+        self._latency = draw.latency_substeps
+        self._joint_bias[:] = 0.0 if draw.joint_bias is None else draw.joint_bias
+        self._next_push_time = self.data.time + draw.first_push_in
+        mujoco.mj_setConst(m, self.data)  # masses and inertias may have changed
 
     def _random_push(self) -> None:
-        push, rng = self._randomization.push, self._rng
-        lin = rng.uniform(-1, 1, 3) * np.array([push.lin_vel_xy, push.lin_vel_xy, push.lin_vel_z])
-        ang = rng.uniform(-1, 1, 3) * np.array([push.ang_vel_rp, push.ang_vel_rp, push.ang_vel_yaw])
+        lin, ang, next_in = draw_push(self._randomization.push, self._rng)
         self.push(lin, ang)
-        self._next_push_time = self.data.time + rng.uniform(*push.interval_s)
+        self._next_push_time = self.data.time + next_in
 
     def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray) -> None:
         self.data.qvel[:3] += lin_vel
@@ -299,57 +258,29 @@ class MujocoBackend:
     @property
     def obstacle_capacity(self) -> dict[str, int]:
         """How many obstacles of each shape the scene holds at once (``MujocoBackendCfg.obstacle_pool``)."""
-        return {kind: len(bodies) for kind, bodies in self._pool.items()}
+        return self._slots.capacity
 
     def set_obstacles(self, obstacles: list[Obstacle] | tuple[Obstacle, ...]) -> list[int]:
         """Replace every obstacle, all or nothing: too many for the pool raises before anything changes."""
-        check_obstacle_capacity(obstacles, self.obstacle_capacity)
-        self.clear_obstacles()
-        return [self.add_obstacle(o) for o in obstacles]
+        return self._slots.set(obstacles)
 
     def add_obstacle(self, obstacle: Obstacle) -> int:
-        kind = obstacle_kind(obstacle)
-        used = {body for k, body, _ in self._handles.values() if k == kind}
-        free = [b for b in self._pool[kind] if b not in used]
-        if not free:
-            raise ObstaclePoolFull(
-                f"all {self.cfg.obstacle_pool} {kind} obstacle slots are in use; remove one first or make a "
-                "backend with a larger MujocoBackendCfg(obstacle_pool=...)"
-            )
-        handle = self._next_handle
-        self._next_handle += 1
-        self._handles[handle] = (kind, free[0], obstacle)
-        self._place(free[0], obstacle)
-        return handle
+        return self._slots.add(obstacle)
 
     def move_obstacle(self, handle: int, obstacle: Obstacle) -> None:
-        kind, body, _ = self._lookup(handle)
-        if obstacle_kind(obstacle) != kind:
-            self.remove_obstacle(handle)
-            new = self.add_obstacle(obstacle)
-            self._handles[handle] = self._handles.pop(new)
-            return
-        self._handles[handle] = (kind, body, obstacle)
-        self._place(body, obstacle)
+        self._slots.move(handle, obstacle)
 
     def remove_obstacle(self, handle: int) -> None:
-        _, body, _ = self._lookup(handle)
-        del self._handles[handle]
-        self._park(body)
+        self._slots.remove(handle)
 
     def clear_obstacles(self) -> None:
-        for handle in list(self._handles):
-            self.remove_obstacle(handle)
+        self._slots.clear()
 
     def obstacles(self) -> dict[int, Obstacle]:
-        return {h: o for h, (_, _, o) in self._handles.items()}
+        return self._slots.obstacles()
 
-    def _lookup(self, handle: int) -> tuple[str, int, Obstacle]:
-        if handle not in self._handles:
-            raise KeyError(f"no obstacle with handle {handle}; live handles: {sorted(self._handles)}")
-        return self._handles[handle]
-
-    def _place(self, body: int, obstacle: Obstacle) -> None:
+    def _place(self, kind: str, index: int, obstacle: Obstacle) -> None:
+        body = self._pool[kind][index]
         m, geom = self.model, self._obstacle_geom_of_body[body]
         mocap = m.body_mocapid[body]
         half_h = obstacle.height / 2
@@ -368,7 +299,8 @@ class MujocoBackend:
         self.data.mocap_pos[mocap] = [obstacle.x, obstacle.y, half_h]
         self.data.mocap_quat[mocap] = quat
 
-    def _park(self, body: int) -> None:
+    def _park(self, kind: str, index: int) -> None:
+        body = self._pool[kind][index]
         self._set_collidable(body, False)
         self.data.mocap_pos[self.model.body_mocapid[body]] = [0.0, 0.0, _HIDDEN_Z]
 
@@ -405,12 +337,3 @@ class MujocoBackend:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
-
-def obstacle_kind(obstacle: Obstacle) -> str:
-    """The pool an obstacle goes in: \"box\" or \"cylinder\"."""
-    if isinstance(obstacle, Cylinder):
-        return "cylinder"
-    if isinstance(obstacle, Box):
-        return "box"
-    raise TypeError(f"unsupported obstacle type {type(obstacle).__name__}")

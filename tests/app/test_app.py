@@ -80,6 +80,22 @@ def click_item(display: str, tag: str) -> None:
     xdotool(display, "click", "1")
 
 
+def click_on_map(display: str, teleop: TeleopApp, xy, center=None, settle_frames: int = 30):
+    """A real mouse click (xdotool) on the map at world point ``xy``, the map first centred on ``center``; then
+    ``settle_frames`` UI frames for the edit to reach the simulation. A generator: ``yield from`` it in a script."""
+    if center is not None:
+        teleop.map_center = np.asarray(center, dtype=float)
+        yield
+    x0, y0 = teleop.to_map(xy)
+    left, top = teleop.map_origin()
+    xdotool(display, "mousemove", str(int(left + x0)), str(int(top + y0)))
+    yield
+    yield
+    xdotool(display, "click", "1")
+    for _ in range(settle_frames):
+        yield
+
+
 def post(event_type: int, **fields) -> None:
     pygame.event.post(pygame.event.Event(event_type, **fields))
 
@@ -126,16 +142,7 @@ def drive_the_app(display: str, screenshot: str, results) -> None:
 
         # Mouse: click on the map 1.5 m ahead and 1.2 m left of the robot ("draw obstacles" tool, circle).
         target = snap.root_xy + np.array([1.5, 1.2])
-        t.map_center = np.round(snap.root_xy)
-        yield
-        x0, y0 = t.to_map(target)
-        left, top = t.map_origin()
-        xdotool(display, "mousemove", str(int(left + x0)), str(int(top + y0)))
-        yield
-        yield
-        xdotool(display, "click", "1")
-        for _ in range(30):
-            yield
+        yield from click_on_map(display, t, target, center=np.round(snap.root_xy))
         seen["target"], seen["sim_obstacles"] = target, list(t.sim.backend.obstacles().values())
         yield from wait_sim_time(t, 1.0)
         t.screenshot(screenshot)
@@ -449,16 +456,7 @@ def draw_into_the_isaaclab_scene(display: str, screenshot: str, results) -> None
         snap = t.sim.snapshot()
         seen["moved"] = (snap.root_xy - start).tolist()
         target = snap.root_xy + np.array([1.2, 0.0])  # a cylinder straight ahead
-        t.map_center = np.round(snap.root_xy)
-        yield
-        x0, y0 = t.to_map(target)
-        left, top = t.map_origin()
-        xdotool(display, "mousemove", str(int(left + x0)), str(int(top + y0)))
-        yield
-        yield
-        xdotool(display, "click", "1")
-        for _ in range(30):
-            yield
+        yield from click_on_map(display, t, target, center=np.round(snap.root_xy))
         seen["target"] = target.tolist()
         seen["sim_obstacles"] = [(type(o).__name__, o.x, o.y) for o in t.sim.backend.obstacles().values()]
         seen["shape"] = dpg.get_value("shape")

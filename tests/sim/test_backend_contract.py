@@ -203,6 +203,16 @@ def test_randomization_is_seeded_and_undone(sim):
     np.testing.assert_allclose(sim.applied_pd_gains()[0], NOMINAL_KP, rtol=1e-5)
 
 
+def test_a_randomized_reset_keeps_the_given_pose(sim):
+    """Randomization is drawn at reset and must not move the robot off the pose it is reset to."""
+    sim.set_randomization(dataclasses.replace(DomainRandomizationCfg(), push=None))
+    joints = STAND.copy()
+    joints[g1.JOINT_NAMES.index("left_elbow_joint")] = 0.5
+    state = sim.reset(RootPose(pos=(1.0, 2.0, 0.8)), joints, seed=1)
+    np.testing.assert_allclose(state.root_pos, [1.0, 2.0, 0.8], atol=1e-5)
+    np.testing.assert_allclose(state.joint_pos, joints, atol=0.02)  # encoder bias at most 0.015 rad
+
+
 def test_random_pushes_arrive(sim):
     sim.set_randomization(dataclasses.replace(DomainRandomizationCfg.off(), push=PushCfg()))
     sim.reset(seed=0)
