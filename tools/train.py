@@ -43,6 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fall-margin-s", type=float, default=None,
                         help="keep windows of fallen episodes that end this long before the fall")  # fmt: skip
     parser.add_argument("--mirror", action="store_true", help="add left-right mirrored training windows")
+    parser.add_argument(
+        "--action-loss-horizon",
+        type=int,
+        default=None,
+        metavar="K",
+        help="only the first K future actions carry the action loss (paper: 8; default: the preset's)",
+    )
+    parser.add_argument(
+        "--action-rate-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of the squared change between consecutive predicted actions (paper's code: 0.1)",
+    )
+    parser.add_argument(
+        "--tokens",
+        choices=["joint", "split"],
+        default=None,
+        help="token layout: joint (one per step) or split (the paper's; default: the preset's)",
+    )
     args = parser.parse_args(argv)
     try:
         return _train(args)
@@ -58,7 +78,8 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, seed=args.seed, amp=args.amp, log_every=args.log_every,
         loader_workers=args.loader_workers,
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
-        mirror=args.mirror,
+        mirror=args.mirror, action_loss_horizon=args.action_loss_horizon, action_rate_weight=args.action_rate_weight,
+        tokens=args.tokens,
     )  # fmt: skip
     trainer = Trainer(cfg)
     main_process = trainer.dist.main

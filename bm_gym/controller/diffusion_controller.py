@@ -28,6 +28,9 @@ class ControllerCfg:
     # Warm start: begin each plan from the previous one (advanced, re-framed, noised) at this denoising step,
     # skipping the ones before it; 0 samples from pure noise (see docs/benchmarks.md for what it changes).
     warm_start_step: int = 0
+    # Rolling warm start (split-token models, Diffuse-CLoC): the previous plan's actions start at this later,
+    # less noisy step than its states (warm_start_step); None: at the same step as the states.
+    warm_start_action_step: int | None = None
 
 
 #: Plan latencies kept in ``DiffusionController.plan_ms`` (200 s of replanning at 50 Hz).
@@ -63,6 +66,14 @@ class DiffusionController:
         steps = len(policy.diffusion.sample_scheduler.timesteps)
         if not 0 <= self.cfg.warm_start_step < steps:
             raise ValueError(f"warm_start_step must be in 0..{steps - 1}, got {self.cfg.warm_start_step}")
+        action_step = self.cfg.warm_start_action_step
+        if action_step is not None and action_step != self.cfg.warm_start_step:
+            if not self.cfg.warm_start_step or not self.cfg.warm_start_step <= action_step < steps:
+                raise ValueError(f"warm_start_action_step must be in warm_start_step..{steps - 1} with warm_start_step "
+                                 f"> 0, got {action_step} (warm_start_step {self.cfg.warm_start_step})")  # fmt: skip
+            if policy.cfg.denoiser.tokens != "split":
+                raise ValueError("warm_start_action_step needs a split-token model (DenoiserCfg.tokens='split'); "
+                                 f"this one has tokens={policy.cfg.denoiser.tokens!r}")  # fmt: skip
         if num_robots < 1:
             raise ValueError(f"num_robots must be at least 1, got {num_robots}")
         self.layout = policy.layout
@@ -193,8 +204,9 @@ class DiffusionController:
             init = np.stack(warm) if all(w is not None for w in warm) else None
             generators = [r.generator if on else torch.Generator().manual_seed(0)
                           for r, on in zip(self.robots, active, strict=True)]  # fmt: skip
-            plans = self.policy.plan(np.stack(windows), generators, guides, init=init,
-                                     start_step=self.cfg.warm_start_step if init is not None else 0)  # fmt: skip
+            warm_steps = (self.cfg.warm_start_step, self.cfg.warm_start_action_step) if init is not None else (0, None)
+            plans = self.policy.plan(np.stack(windows), generators, guides, init=init, start_step=warm_steps[0],
+                                     action_start_step=warm_steps[1])  # fmt: skip
             for r, plan, s in zip(self.robots, plans, encoded, strict=True):
                 r.plan, r.plan_origin = plan, s
             self.plan_ms.append((time.perf_counter() - start) * 1000)

@@ -25,6 +25,7 @@ before any rollout starts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -39,13 +40,14 @@ import yaml
 from bm_gym.data.collect import NOISE_KINDS, CollectCfg, Collector
 from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, load_episodes, write_dataset
+from bm_gym.data.schedules import CommandScheduleCfg
 from bm_gym.data.state import StateLayout
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
 
 SOURCE_KEYS = {"name", "policy", "motions", "motion_fps", "episodes", "hours", "episode_s", "noise", "action_noise",
-               "noise_free_share", "ou_theta", "ou_sigma", "randomization", "seed"}  # fmt: skip
+               "noise_free_share", "ou_theta", "ou_sigma", "randomization", "seed", "schedule"}  # fmt: skip
 MANIFEST_KEYS = {"sources", "workers", "seed", "backend", "envs_per_worker"}
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -69,6 +71,7 @@ class SourceCfg:
     ou_sigma: float = 0.1
     randomization: bool = True
     seed: int = 0
+    schedule: CommandScheduleCfg = field(default_factory=CommandScheduleCfg)  # velocity policies' command mix
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ class Manifest:
             noise=s.noise, action_noise=s.action_noise, ou_theta=s.ou_theta, ou_sigma=s.ou_sigma,
             noise_free_share=s.noise_free_share,
             randomization=DomainRandomizationCfg() if s.randomization else None, backend=self.backend,
-            envs_per_worker=self.envs_per_worker,
+            envs_per_worker=self.envs_per_worker, schedule=s.schedule,
         )  # fmt: skip
 
 
@@ -288,6 +291,7 @@ def _source(path: Path, index: int, spec: object) -> SourceCfg:
     randomization = spec.get("randomization", True)
     if not isinstance(randomization, bool):
         raise ManifestError(f"{where}: 'randomization' must be true or false, got {randomization!r}")
+    schedule = _schedule(where, spec.get("schedule", {}))
     try:
         return SourceCfg(
             name=name, policy=policy, motions=motions,
@@ -297,10 +301,25 @@ def _source(path: Path, index: int, spec: object) -> SourceCfg:
             noise_free_share=_number(where, spec, "noise_free_share", 0.2),
             ou_theta=_number(where, spec, "ou_theta", 0.8), ou_sigma=_number(where, spec, "ou_sigma", 0.1),
             randomization=randomization,
-            seed=int(spec.get("seed", index)),
+            seed=int(spec.get("seed", index)), schedule=schedule,
         )  # fmt: skip
     except (TypeError, ValueError) as err:
         raise ManifestError(f"{where}: {err}") from err
+
+
+def _schedule(where: str, spec: object) -> CommandScheduleCfg:
+    """A source's ``schedule`` mapping: any fields of :class:`CommandScheduleCfg` (segment weights, durations)."""
+    allowed = {f.name for f in dataclasses.fields(CommandScheduleCfg)}
+    if not isinstance(spec, dict):
+        raise ManifestError(f"{where}: 'schedule' must be a mapping of {sorted(allowed)}, got {spec!r}")
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ManifestError(f"{where}: schedule: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    try:
+        return CommandScheduleCfg(**values)
+    except (TypeError, ValueError) as err:
+        raise ManifestError(f"{where}: schedule: {err}") from err
 
 
 def _number(where: str, spec: dict, key: str, default: float) -> float:

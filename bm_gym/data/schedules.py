@@ -6,9 +6,11 @@ sideways and backwards, joined by smooth ramps or abrupt steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
+
+from bm_gym.utils.checks import is_finite, positive_finite, require
 
 DEFAULT_RANGES = {"lin_vel_x": (-0.5, 1.0), "lin_vel_y": (-0.5, 0.5), "ang_vel_z": (-1.0, 1.0)}
 
@@ -27,6 +29,27 @@ class CommandScheduleCfg:
     sideways: float = 0.1
     backward: float = 0.05
     omni: float = 0.1  # all three components random
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(f.default, tuple):
+                ok = (
+                    isinstance(value, tuple)
+                    and len(value) == 2
+                    and all(is_finite(v) and v >= 0 for v in value)
+                    and value[0] <= value[1]
+                )
+                require(ok, "CommandScheduleCfg", f.name, value, "(low, high) with 0 <= low <= high")
+            else:
+                positive_finite("CommandScheduleCfg", f.name, value, allow_zero=True)
+        require(0 <= self.abrupt_prob <= 1, "CommandScheduleCfg", "abrupt_prob", self.abrupt_prob, "in [0, 1]")
+        require(self.segment_s[0] > 0, "CommandScheduleCfg", "segment_s", self.segment_s, "a low end above 0")
+        require(sum(getattr(self, k) for k in SEGMENT_KINDS) > 0, "CommandScheduleCfg", "segment weights",
+                tuple(getattr(self, k) for k in SEGMENT_KINDS), "not all zero")  # fmt: skip
+
+
+SEGMENT_KINDS = ("stand", "forward", "walk_turn", "turn_in_place", "sideways", "backward", "omni")
 
 
 def sample_segment(kind: str, rng: np.random.Generator, ranges: dict[str, tuple[float, float]]) -> np.ndarray:
@@ -59,7 +82,7 @@ def sample_schedule(
 ) -> np.ndarray:
     """A [steps, 3] array of (vx, vy, wz) commands."""
     ranges = {**DEFAULT_RANGES, **(ranges or {})}
-    kinds = ["stand", "forward", "walk_turn", "turn_in_place", "sideways", "backward", "omni"]
+    kinds = SEGMENT_KINDS
     weights = np.array([getattr(cfg, k) for k in kinds], dtype=float)
     weights /= weights.sum()
     out = np.zeros((steps, 3))

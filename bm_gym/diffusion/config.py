@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bm_gym.utils.checks import is_finite, positive_int, require
+from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
+
+TOKEN_LAYOUTS = ("joint", "split")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,12 @@ class DenoiserCfg:
     dropout: float = 0.0
     history: int = 4  # N past (state, action) pairs; the present state makes N+1 memory tokens
     horizon: int = 16  # H future steps predicted
+    # "joint": one token per future step (its state and action embedded together), the history as cross-attention
+    # memory. "split" (the paper's): separate state and action tokens, each with its own noise level (independent
+    # per token in training), in one sequence with the history; states attend to states only, actions to states
+    # and actions up to their own step. Actions are then inferred from the (guided) states, and a plan can be
+    # warm-started with states and actions at different noise levels.
+    tokens: str = "joint"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "heads", "layers", "ff_mult", "history", "horizon"):
@@ -25,6 +33,7 @@ class DenoiserCfg:
         require(self.d_model % self.heads == 0, "DenoiserCfg", "d_model", self.d_model,
                 f"a multiple of heads ({self.heads})")  # fmt: skip
         require(is_finite(self.dropout) and 0 <= self.dropout < 1, "DenoiserCfg", "dropout", self.dropout, "in [0, 1)")
+        require(self.tokens in TOKEN_LAYOUTS, "DenoiserCfg", "tokens", self.tokens, f"one of {TOKEN_LAYOUTS}")
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,26 @@ class ModelCfg:
     denoiser: DenoiserCfg = field(default_factory=DenoiserCfg)
     diffusion: DiffusionCfg = field(default_factory=DiffusionCfg)
     action_loss_weight: float = 2.0  # actions are what the robot executes; weigh them above states
+    # Only the first this many future actions carry the action loss (0: all H). The paper masks beyond 8: a plan
+    # executes its first actions, and later ones, conditioned on a far, uncertain future, are mostly noise to fit.
+    action_loss_horizon: int = 0
+    # Weight of the mean squared change between consecutive predicted clean actions (the authors' code: 0.1):
+    # smooth setpoints, as the RL experts' action-rate penalty made theirs.
+    action_rate_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive_finite("ModelCfg", "action_loss_weight", self.action_loss_weight, allow_zero=True)
+        positive_int("ModelCfg", "action_loss_horizon", self.action_loss_horizon, minimum=0)
+        require(self.action_loss_horizon <= self.denoiser.horizon, "ModelCfg", "action_loss_horizon",
+                self.action_loss_horizon, f"at most the horizon ({self.denoiser.horizon}); 0 for all")  # fmt: skip
+        positive_finite("ModelCfg", "action_rate_weight", self.action_rate_weight, allow_zero=True)
 
 
-#: BeyondMimic's size: 6 layers, 4 heads, 512 dims. Train it on a GPU.
-PAPER = ModelCfg(denoiser=DenoiserCfg(d_model=512, heads=4, layers=6))
+#: BeyondMimic's model: 6 layers, 4 heads, 512 dims, split state and action tokens with per-token noise levels,
+#: the action loss over 8 steps and an action-rate loss of 0.1. Train it on a GPU.
+PAPER = ModelCfg(
+    denoiser=DenoiserCfg(d_model=512, heads=4, layers=6, tokens="split"), action_loss_horizon=8, action_rate_weight=0.1
+)
 #: Small enough to train in under an hour and plan at 50 Hz on 2 CPU cores.
 CPU = ModelCfg(denoiser=DenoiserCfg(d_model=128, heads=4, layers=2))
 

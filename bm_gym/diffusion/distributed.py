@@ -81,11 +81,11 @@ class GlobalBatches:
 
 
 def step_noise(
-    seed: int, step: int, batch_size: int, shape: tuple[int, ...], timesteps: int
+    seed: int, step: int, batch_size: int, shape: tuple[int, ...], timesteps: int, level_shape: tuple[int, ...] = ()
 ) -> tuple[torch.Tensor, ...]:
-    """Noise levels and noise for global batch ``step``, the same on every process."""
+    """Noise levels ([batch, *level_shape]) and noise for global batch ``step``, the same on every process."""
     generator = torch.Generator().manual_seed(_mix(seed, step, 2))
-    t = torch.randint(0, timesteps, (batch_size,), generator=generator)
+    t = torch.randint(0, timesteps, (batch_size, *level_shape), generator=generator)
     return t, torch.randn((batch_size, *shape), generator=generator)
 
 

@@ -100,13 +100,15 @@ class DiffusionPolicy:
         guide: CostGuide | list[CostGuide | None] | None = None,
         init: np.ndarray | None = None,
         start_step: int = 0,
+        action_start_step: int | None = None,
     ) -> np.ndarray:
         """history [N+1, S+A] or [B, N+1, S+A] (physical units, present action ignored) -> future [.., H, S+A].
 
         For a batch, ``generator`` and ``guide`` may be lists with one entry per robot: each robot's starting
         noise comes from its own generator (so a robot plans the same whatever batch it is in) and each is
         steered by its own guide. ``init`` ([.., H, S+A], physical units, present frame) warm-starts sampling at
-        step ``start_step``.
+        step ``start_step``, its actions at ``action_start_step`` if given (split-token models: the rolling warm
+        start of :meth:`TrajectoryDiffusion.sample`).
         """
         h = torch.as_tensor(history, dtype=torch.float32)
         single = h.ndim == 2
@@ -140,7 +142,8 @@ class DiffusionPolicy:
         if any(g is not None for g in guides):
             batch_guide = guides[0] if b == 1 or all(g is guides[0] for g in guides) else BatchGuide(guides)
         first = generators[0] if generators is not None else generator  # DDPM's per-step noise
-        sample = self.diffusion.sample(self.model, h, first, batch_guide, self.fast_forward, x_init, start_step, noise)
+        sample = self.diffusion.sample(self.model, h, first, batch_guide, self.fast_forward, x_init, start_step, noise,
+                                       action_start_step)  # fmt: skip
         future = self.denormalize(sample).detach().cpu().numpy()
         return future[0] if single else future
 
@@ -193,7 +196,10 @@ class DiffusionPolicy:
         try:
             layout = StateLayout.from_json(json.dumps(config["state_layout"]))
             m = config["model"]
-            cfg = ModelCfg(DenoiserCfg(**m["denoiser"]), DiffusionCfg(**m["diffusion"]), float(m["action_loss_weight"]))
+            # loss terms added after the first checkpoints; absent keys keep their defaults
+            terms = {k: m[k] for k in ("action_loss_horizon", "action_rate_weight") if k in m}
+            cfg = ModelCfg(DenoiserCfg(**m["denoiser"]), DiffusionCfg(**m["diffusion"]), float(m["action_loss_weight"]),
+                           **terms)  # fmt: skip
             norm = Normalizer(**{k: np.asarray(v, dtype=np.float32) for k, v in config["normalization"].items()})
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{where}: malformed model, state_layout or normalization ({err!r})") from err

@@ -59,6 +59,10 @@ class TrainCfg:
     source_weights: tuple[tuple[str, float], ...] = ()  # sample sources in these proportions; () by size
     fall_margin_s: float | None = None  # keep windows of fallen episodes ending this long before the fall
     mirror: bool = False  # add the left-right mirror image of every training window (the paper's augmentation)
+    # Override the preset's loss terms (bm_gym.diffusion.config.ModelCfg); None keeps the preset's value.
+    action_loss_horizon: int | None = None
+    action_rate_weight: float | None = None
+    tokens: str | None = None  # the denoiser's token layout ("joint" or "split"); None keeps the preset's
 
     def __post_init__(self) -> None:
         name = "TrainCfg"
@@ -93,7 +97,11 @@ class Trainer:
         if cfg.device.startswith("cuda") and self.dist.world > 1:
             cfg = dataclasses.replace(cfg, device=f"cuda:{self.dist.local_rank}")
         self.cfg = cfg
-        self.model_cfg: ModelCfg = PRESETS[cfg.preset]
+        overrides = {k: getattr(cfg, k) for k in ("action_loss_horizon", "action_rate_weight")}
+        preset = PRESETS[cfg.preset]
+        if cfg.tokens is not None:
+            preset = dataclasses.replace(preset, denoiser=dataclasses.replace(preset.denoiser, tokens=cfg.tokens))
+        self.model_cfg: ModelCfg = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
@@ -146,11 +154,10 @@ class Trainer:
         try:
             # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code.
             state = torch.load(path, map_location=self.cfg.device, weights_only=True)
-            if state["cfg"]["preset"] != self.cfg.preset or state["cfg"]["data"] != self.cfg.data:
-                raise ValueError(
-                    f"{self.out} holds a run with preset/data {state['cfg']['preset']}/{state['cfg']['data']}; "
-                    "use another --out"
-                )
+            keys = ("preset", "data", "action_loss_horizon", "action_rate_weight", "tokens")
+            if any(state["cfg"].get(k) != getattr(self.cfg, k) for k in keys):
+                held = ", ".join(f"{k}={state['cfg'].get(k)!r}" for k in keys)
+                raise ValueError(f"{self.out} holds a run with {held}; use the same options or another --out")
             self.model.load_state_dict(state["model"])
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
@@ -214,7 +221,7 @@ class Trainer:
                 if i >= self.cfg.val_batches:
                     break
                 loss, parts = self.diffusion.loss(model, history.to(self.cfg.device), future.to(self.cfg.device),
-                                                  self.model_cfg.action_loss_weight)  # fmt: skip
+                                                  self.model_cfg)  # fmt: skip
                 totals["loss"].append(loss.item())
                 totals["state"].append(parts["state"].item())
                 totals["action"].append(parts["action"].item())
@@ -233,17 +240,18 @@ class Trainer:
                            multiprocessing_context="spawn" if cfg.loader_workers else None)  # fmt: skip
         step_batches = iter(steps)
         future_shape = (d.horizon, self.train_set.layout.dim + self.train_set.layout.action_dim)
+        level_shape = self.diffusion.level_shape(d, cfg.batch_size)
         last_save = time.monotonic()
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not (progress and ctx.main))
         self.model.train()
         while self.step < cfg.steps:
             history, future = next(step_batches)
             t, noise = (shard(x, ctx) for x in step_noise(cfg.seed, self.step, cfg.batch_size, future_shape,
-                                                           self.model_cfg.diffusion.train_timesteps))  # fmt: skip
+                                                           self.model_cfg.diffusion.train_timesteps,
+                                                           level_shape[1:]))  # fmt: skip
             with torch.autocast(cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
                 loss, parts = self.diffusion.loss(self.train_model, history.to(cfg.device), future.to(cfg.device),
-                                                  self.model_cfg.action_loss_weight, t.to(cfg.device),
-                                                  noise.to(cfg.device))  # fmt: skip
+                                                  self.model_cfg, t.to(cfg.device), noise.to(cfg.device))  # fmt: skip
             if not ctx.all_true(bool(torch.isfinite(loss))):
                 raise TrainingError(
                     f"non-finite loss {loss.item()} at step {self.step + 1} (state {parts['state'].item()}, action "
@@ -269,6 +277,8 @@ class Trainer:
                     writer.add_scalar("train/loss", values["loss"], self.step)
                     writer.add_scalar("train/state_mse", values["state"], self.step)
                     writer.add_scalar("train/action_mse", values["action"], self.step)
+                    if "action_rate" in values:
+                        writer.add_scalar("train/action_rate", values["action_rate"], self.step)
                     writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
                     log.write(f"{self.step},{values['loss']:.8f},{values['state']:.8f},{values['action']:.8f},"
                               f"{self.elapsed_s:.3f}\n")  # fmt: skip

@@ -104,12 +104,13 @@ def test_fused_plans_equal_reference_plans_along_a_closed_loop_episode(backend):
     differences = []
     plan = reference.plan
 
-    def plan_both(history, generators, guides, init=None, start_step=0):
+    def plan_both(history, generators, guides, init=None, start_step=0, action_start_step=None):
         copies = []
         for g in generators:
             copies.append(torch.Generator())
             copies[-1].set_state(g.get_state())
-        planned = plan(history, generators, guides, init=init, start_step=start_step)
+        planned = plan(history, generators, guides, init=init, start_step=start_step,
+                       action_start_step=action_start_step)  # fmt: skip
         fused_guides = [None if g is None else fused.guide(g.cost, g.cfg) for g in guides]
         differences.append(np.abs(fused.plan(history, copies, fused_guides) - planned).max())
         return planned

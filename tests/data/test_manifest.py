@@ -120,6 +120,8 @@ def test_fall_margin_keeps_only_windows_that_end_long_before_the_fall(small_data
         ({"name": "d", "policy": "{tracking}", "motions": ["{bad_motion}"], "episodes": 2}, "does not load"),
         ({"name": "v", "policy": "{velocity}", "motions": ["{good_motion}"], "episodes": 2}, "velocity policy"),
         ({"name": "v", "policy": "{velocity}", "episodes": 2, "noise": "pink"}, "'noise' must be"),
+        ({"name": "v", "policy": "{velocity}", "episodes": 2, "schedule": {"moonwalk": 1}}, "unknown keys .*moonwalk"),
+        ({"name": "v", "policy": "{velocity}", "episodes": 2, "schedule": {"ramp_s": [2, 1]}}, "ramp_s must be"),
     ],
 )
 def test_bad_manifests_fail_before_any_rollout(tmp_path, velocity_dir, tracking_dir, source, message):
@@ -155,3 +157,12 @@ def test_single_policy_collections_from_before_manifests_still_resume(tmp_path, 
                                                                                "motion", "source")}  # fmt: skip
     record.write_text(json.dumps(older))  # as written before these settings existed
     assert Collector(cfg).run(progress=False) == 0
+
+
+def test_a_source_sets_its_command_mix(tmp_path, velocity_dir):
+    schedule = {"backward": 0.5, "sideways": 0.5, "segment_s": [2.0, 3.0]}
+    path = write(tmp_path, {"sources": [{"name": "v", "policy": str(velocity_dir), "episodes": 2,
+                                         "schedule": schedule}]})  # fmt: skip
+    manifest = Manifest.load(path)
+    cfg = manifest.part_cfg(manifest.parts()[0], tmp_path / "out.h5").schedule
+    assert (cfg.backward, cfg.sideways, cfg.forward, cfg.segment_s) == (0.5, 0.5, 0.25, (2.0, 3.0))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule, sample_segment
+from bm_gym.data.schedules import SEGMENT_KINDS, CommandScheduleCfg, sample_schedule, sample_segment
 
 
 def test_schedules_cover_standing_walking_turning_and_stay_in_range():
@@ -27,3 +27,15 @@ def test_first_steps_stand_and_unknown_kinds_raise():
         sample_segment(
             "moonwalk", np.random.default_rng(0), {"lin_vel_x": (0, 1), "lin_vel_y": (0, 1), "ang_vel_z": (0, 1)}
         )
+
+
+def test_the_command_mix_follows_its_weights_and_bad_mixes_are_refused():
+    only_back = CommandScheduleCfg(**{k: 0.0 for k in SEGMENT_KINDS} | {"backward": 1.0}, initial_stand_s=(0.0, 0.0))
+    commands = sample_schedule(np.random.default_rng(0), 2000, 0.02, only_back)
+    assert np.all(commands[:, 0] <= 0) and np.all(commands[:, 1:] == 0)
+    with pytest.raises(ValueError, match="segment weights"):
+        CommandScheduleCfg(**{k: 0.0 for k in SEGMENT_KINDS})
+    with pytest.raises(ValueError, match="CommandScheduleCfg.sideways"):
+        CommandScheduleCfg(sideways=-1.0)
+    with pytest.raises(ValueError, match="CommandScheduleCfg.segment_s"):
+        CommandScheduleCfg(segment_s=2.0)

@@ -18,13 +18,14 @@ def test_denoiser_maps_noisy_future_and_history_to_clean_future(cfg):
     d = cfg.denoiser
     out = model(torch.randn(3, d.horizon, S + A), torch.tensor([0, 5, 49]), torch.randn(3, d.history + 1, S + A))
     assert out.shape == (3, d.horizon, S + A)
-    assert len(model.decoder.layers) == d.layers
-    assert model.decoder.layers[0].self_attn.num_heads == d.heads
-    assert model.decoder.layers[0].self_attn.embed_dim == d.d_model
+    layers = (model.decoder if d.tokens == "joint" else model.encoder).layers
+    assert len(layers) == d.layers
+    assert layers[0].self_attn.num_heads == d.heads and layers[0].self_attn.embed_dim == d.d_model
 
 
-def test_paper_config_is_six_layers_four_heads_512_dims():
+def test_paper_config_is_six_layers_four_heads_512_dims_split_tokens():
     assert (PAPER.denoiser.layers, PAPER.denoiser.heads, PAPER.denoiser.d_model) == (6, 4, 512)
+    assert PAPER.denoiser.tokens == "split" and CPU.denoiser.tokens == "joint"
     assert (PAPER.denoiser.history, PAPER.denoiser.horizon) == (4, 16)
 
 
@@ -52,6 +53,47 @@ def test_training_reduces_the_loss_and_resumes(small_dataset, tmp_path):
     assert resumed.optimizer.state_dict()["state"], "optimizer moments restored"
     resumed.run(progress=False)
     assert json.loads((tmp_path / "run/checkpoint/config.json").read_text())["training"]["steps"] == 50
+
+
+def test_action_loss_horizon_and_action_rate_terms_weigh_what_they_say():
+    class Echo(torch.nn.Module):
+        """Returns a fixed prediction: the loss terms are then plain arithmetic to check."""
+
+        state_dim, cfg = S, CPU.denoiser
+
+        def __init__(self, pred: torch.Tensor) -> None:
+            super().__init__()
+            self.pred = pred
+
+        def forward(self, noisy, t, history):
+            return self.pred
+
+    future = torch.zeros(2, 16, S + A)
+    pred = future.clone()
+    pred[:, 8:, S:] = 3.0  # wrong actions beyond step 8 only
+    diffusion = TrajectoryDiffusion(CPU.diffusion)
+    history = torch.zeros(2, 5, S + A)
+    full, parts = diffusion.loss(Echo(pred), history, future, dataclasses.replace(CPU, action_loss_weight=1.0))
+    assert parts["action"].item() == pytest.approx(9.0 / 2) and "action_rate" not in parts
+    masked, parts = diffusion.loss(Echo(pred), history, future, dataclasses.replace(CPU, action_loss_horizon=8))
+    assert masked.item() == 0.0 and parts["action"].item() == 0.0
+    rate = dataclasses.replace(CPU, action_loss_horizon=8, action_rate_weight=0.1)
+    loss, parts = diffusion.loss(Echo(pred), history, future, rate)
+    assert parts["action_rate"].item() == pytest.approx(9.0 / 15)  # one jump of 3 over 15 step pairs
+    assert loss.item() == pytest.approx(0.1 * 9.0 / 15)
+    assert (PAPER.action_loss_horizon, PAPER.action_rate_weight) == (8, 0.1)
+    with pytest.raises(ValueError, match="action_loss_horizon"):
+        dataclasses.replace(CPU, action_loss_horizon=17)
+
+
+def test_loss_options_are_stored_with_the_checkpoint_and_guard_resume(small_dataset, tmp_path):
+    cfg = TrainCfg(data=str(small_dataset), out=str(tmp_path / "run"), steps=3, batch_size=8, val_every=100,
+                   val_fraction=0.3, action_loss_horizon=8, action_rate_weight=0.1)  # fmt: skip
+    Trainer(cfg).run(progress=False)
+    policy = DiffusionPolicy.load(tmp_path / "run/checkpoint")
+    assert (policy.cfg.action_loss_horizon, policy.cfg.action_rate_weight) == (8, 0.1)
+    with pytest.raises(ValueError, match="action_loss_horizon=8"):
+        Trainer(dataclasses.replace(cfg, action_loss_horizon=None))
 
 
 def test_checkpoint_round_trip_and_layout_check(small_dataset, tmp_path):
