@@ -137,26 +137,23 @@ class TrajectoryDiffusion:
             forward = model  # per-token levels: the torch module (exported graphs take one level per sample)
         for i in range(start_step, len(timesteps)):
             t = timesteps[i]
-            timestep = torch.full((b,), int(t), device=history.device)
-            if token_steps is not None:
+            if token_steps is None:
+                timestep = torch.full((b,), int(t), device=history.device)
+            else:  # each token at its own level: the next of its steps, or its start while its turn has not come
                 timestep = timesteps[torch.clamp(token_steps, min=i)].expand(b, -1, -1).to(history.device)
-                if guide is not None and guide.active(i, len(timesteps)):
-                    x0, update = self._guidance_update(model, forward, x, timestep, history, guide, i, len(timesteps))
-                else:
-                    with torch.no_grad():
-                        x0, update = forward(x, timestep, history), 0.0
-                x = self._ddim_per_token(x, x0, token_steps, i, model.state_dim) - update
-                continue
             if guide is not None and guide.active(i, len(timesteps)):
                 x0, update = self._guidance_update(model, forward, x, timestep, history, guide, i, len(timesteps))
-                # Shift the next sample, as classifier guidance shifts the reverse-step mean (Diffuser-style).
-                # Shifting only x0 would barely move x_{t-1} at high noise: DDIM's update nearly cancels it.
-                # The next denoising step then sees the steered states and re-derives consistent actions.
-                x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample - update
             else:
                 with torch.no_grad():
                     x0 = forward(x, timestep, history)
-                x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample
+                update = 0.0
+            # Guidance shifts the next sample, as classifier guidance shifts the reverse-step mean (Diffuser-style).
+            # Shifting only x0 would barely move x_{t-1} at high noise: DDIM's update nearly cancels it.
+            # The next denoising step then sees the steered states and re-derives consistent actions.
+            if token_steps is None:
+                x = self.sample_scheduler.step(x0, t, x, generator=generator).prev_sample - update
+            else:
+                x = self._ddim_per_token(x, x0, token_steps, i, model.state_dim) - update
         return x
 
     def _token_start_steps(self, model: TrajectoryDenoiser, init: torch.Tensor | None, start_step: int,
