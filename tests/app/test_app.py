@@ -408,16 +408,15 @@ def drive_with_the_virtual_stick(display: str, screenshot: str, results) -> None
         t.screenshot(screenshot)
         yield
         xdotool(display, "mouseup", "1")
-        for _ in range(3):
-            yield
+        yield from wait_sim_time(t, 0.2)
         seen["released"] = t.sim.snapshot().command
         yield from drag_to("bar", 0.0)
         xdotool(display, "mousedown", "1")
         yield from drag_to("bar", -0.6)  # 60 % left: turn left at 0.6 rad/s
+        yield from wait_sim_time(t, 0.2)  # the simulation thread takes the command at its next control steps
         seen["bar_command"] = t.sim.snapshot().command
         xdotool(display, "mouseup", "1")
-        for _ in range(3):
-            yield
+        yield from wait_sim_time(t, 0.2)
         seen["released_bar"] = t.sim.snapshot().command
 
     run_script(teleop, script)
