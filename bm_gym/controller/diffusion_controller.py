@@ -68,12 +68,12 @@ class DiffusionController:
             raise ValueError(f"warm_start_step must be in 0..{steps - 1}, got {self.cfg.warm_start_step}")
         action_step = self.cfg.warm_start_action_step
         if action_step is not None and action_step != self.cfg.warm_start_step:
-            if not self.cfg.warm_start_step or not self.cfg.warm_start_step <= action_step < steps:
-                raise ValueError(f"warm_start_action_step must be in warm_start_step..{steps - 1} with warm_start_step "
-                                 f"> 0, got {action_step} (warm_start_step {self.cfg.warm_start_step})")  # fmt: skip
-            if policy.cfg.denoiser.tokens != "split":
-                raise ValueError("warm_start_action_step needs a split-token model (DenoiserCfg.tokens='split'); "
-                                 f"this one has tokens={policy.cfg.denoiser.tokens!r}")  # fmt: skip
+            if not self.cfg.warm_start_step:
+                raise ValueError(f"warm_start_action_step ({action_step}) needs a warm start: set warm_start_step > 0")
+            try:  # the sampler's own checks, at configuration time rather than at the second plan
+                policy.diffusion.token_start_steps(policy.cfg.denoiser, self.cfg.warm_start_step, action_step)
+            except ValueError as err:
+                raise ValueError(f"warm_start_action_step: {err}") from None
         if num_robots < 1:
             raise ValueError(f"num_robots must be at least 1, got {num_robots}")
         self.layout = policy.layout

@@ -84,40 +84,39 @@ class TrajectoryDenoiser(nn.Module):
         self.action_head = nn.Linear(d, self.action_dim)
         time = torch.cat([torch.arange(-n, 1), torch.arange(-n, 0), torch.arange(1, h + 1), torch.arange(0, h)])
         self.register_buffer("token_pos", sinusoidal(time, d), persistent=False)
-        blocked = split_attention_mask(n, h)
-        self.register_buffer("attn_mask", blocked, persistent=False)
-        self.register_buffer("attn_bias", torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")),
+        blocked = split_attention_mask(n, h)  # as an additive mask: nn's encoder and the export spelling share it
+        self.register_buffer("attn_mask", torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")),
                              persistent=False)  # fmt: skip
 
-    def _split_tokens(self, noisy_future: torch.Tensor, timestep: torch.Tensor, history: torch.Tensor,
-                      linear) -> torch.Tensor:  # fmt: skip
-        """The split layout's input sequence [B, L, d]; ``timestep`` is [B] (one level) or [B, H, 2] (per token)."""
+    def _split_tokens(self, noisy_future: torch.Tensor, timestep: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """The split layout's input sequence [B, L, d]; ``timestep`` is [B] (one level) or [B, H, 2] (per token).
+        Written with :func:`_linear`, so the training forward and the export spelling share it."""
         s, n, h, d = self.state_dim, self.cfg.history, self.cfg.horizon, self.cfg.d_model
         levels = timestep[:, None, None].expand(-1, h, 2) if timestep.dim() == 1 else timestep
-        embed = lambda t: linear(self.noise_level[2], nn.functional.silu(linear(self.noise_level[0],  # noqa: E731
-                                 sinusoidal(t, d))))  # fmt: skip
+        embed = lambda t: _linear(self.noise_level[2], nn.functional.silu(_linear(self.noise_level[0],  # noqa: E731
+                                  sinusoidal(t, d))))  # fmt: skip
         level = embed(levels)  # [B, H, 2, d]
         clean = embed(torch.zeros_like(history[:1, :1, 0]))  # [1, 1, d]: history tokens are clean
         tokens = torch.cat([
-            linear(self.state_in, history[..., :s]) + clean,
-            linear(self.action_in, history[:, :n, s:]) + clean,
-            linear(self.state_in, noisy_future[..., :s]) + level[:, :, 0],
-            linear(self.action_in, noisy_future[..., s:]) + level[:, :, 1],
+            _linear(self.state_in, history[..., :s]) + clean,
+            _linear(self.action_in, history[:, :n, s:]) + clean,
+            _linear(self.state_in, noisy_future[..., :s]) + level[:, :, 0],
+            _linear(self.action_in, noisy_future[..., s:]) + level[:, :, 1],
         ], dim=1)  # fmt: skip
         return tokens + self.token_pos
 
-    def _split_heads(self, out: torch.Tensor, linear) -> torch.Tensor:
+    def _split_heads(self, out: torch.Tensor) -> torch.Tensor:
         n, h = self.cfg.history, self.cfg.horizon
         first = 2 * n + 1
         states, actions = out[:, first : first + h], out[:, first + h :]
-        return torch.cat([linear(self.state_head, states), linear(self.action_head, actions)], dim=-1)
+        return torch.cat([_linear(self.state_head, states), _linear(self.action_head, actions)], dim=-1)
 
     def forward(self, noisy_future: torch.Tensor, timestep: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """noisy_future [B, H, S+A], timestep [B] (or [B, H, 2]: state and action level per step, split layout
         only), history [B, N+1, S+A] -> predicted clean future [B, H, S+A]."""
         if self.cfg.tokens == "split":
-            tokens = self._split_tokens(noisy_future, timestep, history, _module_linear)
-            return self._split_heads(self.out_norm(self.encoder(tokens, mask=self.attn_mask)), _module_linear)
+            tokens = self._split_tokens(noisy_future, timestep, history)
+            return self._split_heads(self.out_norm(self.encoder(tokens, mask=self.attn_mask)))
         s = self.state_dim
         level = self.noise_level(sinusoidal(timestep, self.cfg.d_model))[:, None]
         tokens = self.future_state(noisy_future[..., :s]) + self.future_action(noisy_future[..., s:])
@@ -138,11 +137,11 @@ class TrajectoryDenoiser(nn.Module):
         """
         s, heads = self.state_dim, self.cfg.heads
         if self.cfg.tokens == "split":
-            x = self._split_tokens(noisy_future, timestep, history, _linear)
+            x = self._split_tokens(noisy_future, timestep, history)
             for layer in self.encoder.layers:
-                x = x + _attention(layer.self_attn, layer.norm1(x), None, heads, self.attn_bias)
+                x = x + _attention(layer.self_attn, layer.norm1(x), None, heads, self.attn_mask)
                 x = x + _linear(layer.linear2, nn.functional.gelu(_linear(layer.linear1, layer.norm2(x))))
-            return self._split_heads(self.out_norm(x), _linear)
+            return self._split_heads(self.out_norm(x))
         level = _linear(self.noise_level[2], nn.functional.silu(_linear(self.noise_level[0],
                         sinusoidal(timestep, self.cfg.d_model))))[:, None]  # fmt: skip
         x = _linear(self.future_state, noisy_future[..., :s]) + _linear(self.future_action, noisy_future[..., s:])
@@ -159,10 +158,6 @@ class TrajectoryDenoiser(nn.Module):
 def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``layer(x)`` as one batched MatMul and an Add (``F.linear`` on 3-D inputs exports with reshapes)."""
     return x @ layer.weight.t() + layer.bias
-
-
-def _module_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return layer(x)
 
 
 def _attention(mha: nn.MultiheadAttention, x: torch.Tensor, memory: torch.Tensor | None, heads: int,

@@ -120,7 +120,9 @@ class TrajectoryDiffusion:
         shape = (b, model.cfg.horizon, model.state_dim + model.action_dim)
         timesteps = self.sample_scheduler.timesteps
         x = torch.randn(shape, generator=generator, device=history.device) if noise is None else noise
-        token_steps = self._token_start_steps(model, init, start_step, action_start_step)
+        token_steps = self.token_start_steps(model.cfg, start_step, action_start_step)
+        if token_steps is not None and init is None:
+            raise ValueError("action_start_step needs a warm-start trajectory (init)")
         if init is not None:
             if not 0 <= start_step < len(timesteps):
                 raise ValueError(f"start_step must be in 0..{len(timesteps) - 1}, got {start_step}")
@@ -156,21 +158,22 @@ class TrajectoryDiffusion:
                 x = self._ddim_per_token(x, x0, token_steps, i, model.state_dim) - update
         return x
 
-    def _token_start_steps(self, model: TrajectoryDenoiser, init: torch.Tensor | None, start_step: int,
-                           action_start_step: int | None) -> torch.Tensor | None:  # fmt: skip
-        """[H, 2] denoising step at which each step's state and action start, or None (one level for all)."""
+    def token_start_steps(self, cfg: DenoiserCfg, start_step: int, action_start_step: int | None
+                          ) -> torch.Tensor | None:  # fmt: skip
+        """[H, 2] denoising step at which each step's state and action start, or None (one level for all);
+        raises for what cannot be: separate steps for a joint-token model or DDPM, or actions before states."""
         if action_start_step is None or action_start_step == start_step:
             return None
         steps = len(self.sample_scheduler.timesteps)
-        if model.cfg.tokens != "split":
+        if cfg.tokens != "split":
             raise ValueError("separate warm-start steps for states and actions need a split-token model "
                              "(DenoiserCfg.tokens='split'): a joint token carries both at one noise level")  # fmt: skip
-        if init is None or self.cfg.sampler != "ddim":
-            raise ValueError("action_start_step needs a warm-start trajectory (init) and the DDIM sampler")
+        if self.cfg.sampler != "ddim":
+            raise ValueError("separate warm-start steps for states and actions need the DDIM sampler")
         if not start_step <= action_start_step < steps:
             raise ValueError(f"action_start_step must be in {start_step}..{steps - 1} (from start_step, the states' "
                              f"step), got {action_start_step}")  # fmt: skip
-        token_steps = torch.full((model.cfg.horizon, 2), start_step)
+        token_steps = torch.full((cfg.horizon, 2), start_step)
         token_steps[:-1, 1] = action_start_step
         return token_steps
 

@@ -59,7 +59,7 @@ class TrainCfg:
     source_weights: tuple[tuple[str, float], ...] = ()  # sample sources in these proportions; () by size
     fall_margin_s: float | None = None  # keep windows of fallen episodes ending this long before the fall
     mirror: bool = False  # add the left-right mirror image of every training window (the paper's augmentation)
-    # Override the preset's loss terms (bm_gym.diffusion.config.ModelCfg); None keeps the preset's value.
+    # Override the preset's loss terms and token layout (bm_gym.diffusion.config); None keeps the preset's value.
     action_loss_horizon: int | None = None
     action_rate_weight: float | None = None
     tokens: str | None = None  # the denoiser's token layout ("joint" or "split"); None keeps the preset's
@@ -97,11 +97,12 @@ class Trainer:
         if cfg.device.startswith("cuda") and self.dist.world > 1:
             cfg = dataclasses.replace(cfg, device=f"cuda:{self.dist.local_rank}")
         self.cfg = cfg
-        overrides = {k: getattr(cfg, k) for k in ("action_loss_horizon", "action_rate_weight")}
         preset = PRESETS[cfg.preset]
-        if cfg.tokens is not None:
-            preset = dataclasses.replace(preset, denoiser=dataclasses.replace(preset.denoiser, tokens=cfg.tokens))
-        self.model_cfg: ModelCfg = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+        denoiser = dataclasses.replace(preset.denoiser, tokens=cfg.tokens or preset.denoiser.tokens)
+        terms = {
+            k: getattr(cfg, k) for k in ("action_loss_horizon", "action_rate_weight") if getattr(cfg, k) is not None
+        }
+        self.model_cfg: ModelCfg = dataclasses.replace(preset, denoiser=denoiser, **terms)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
@@ -240,7 +241,7 @@ class Trainer:
                            multiprocessing_context="spawn" if cfg.loader_workers else None)  # fmt: skip
         step_batches = iter(steps)
         future_shape = (d.horizon, self.train_set.layout.dim + self.train_set.layout.action_dim)
-        level_shape = self.diffusion.level_shape(d, cfg.batch_size)
+        level_shape = self.diffusion.level_shape(d, cfg.batch_size)[1:]  # per sample: () or (H, 2)
         last_save = time.monotonic()
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not (progress and ctx.main))
         self.model.train()
@@ -248,7 +249,7 @@ class Trainer:
             history, future = next(step_batches)
             t, noise = (shard(x, ctx) for x in step_noise(cfg.seed, self.step, cfg.batch_size, future_shape,
                                                            self.model_cfg.diffusion.train_timesteps,
-                                                           level_shape[1:]))  # fmt: skip
+                                                           level_shape))  # fmt: skip
             with torch.autocast(cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
                 loss, parts = self.diffusion.loss(self.train_model, history.to(cfg.device), future.to(cfg.device),
                                                   self.model_cfg, t.to(cfg.device), noise.to(cfg.device))  # fmt: skip

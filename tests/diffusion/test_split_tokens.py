@@ -114,5 +114,5 @@ def test_split_models_plan_on_the_fused_path_and_joint_models_refuse_rolling_sta
         DiffusionController(joint, ControllerCfg(warm_start_step=3, warm_start_action_step=8, fused=False))
     with pytest.raises(ValueError, match="split-token model"):
         joint.plan(history, init=reference, start_step=3, action_start_step=8)
-    with pytest.raises(ValueError, match="warm_start_action_step must be in"):
+    with pytest.raises(ValueError, match="action_start_step must be in"):
         DiffusionController(split_policy, ControllerCfg(warm_start_step=3, warm_start_action_step=2, fused=False))
