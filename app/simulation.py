@@ -22,11 +22,11 @@ import torch
 from app.recorder import SessionRecorder
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.course import start_pose
-from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
 from bm_gym.obstacles import Obstacle
+from bm_gym.robot import g1
 from bm_gym.sim import has_fallen, make_backend
 
 MODES = ("joystick", "waypoint", "draw")
@@ -82,9 +82,7 @@ class Simulation(threading.Thread):
         torch.set_num_threads(self.cfg.threads)
         self.backend = make_backend(self.cfg.backend)
         # Fused plans, their graphs exported in the background: the loop never waits seconds for one.
-        self.policy = DiffusionPolicy.load(self.cfg.checkpoint, expected_layout=StateLayout()).use_fused(
-            background=True
-        )
+        self.policy = DiffusionPolicy.load(self.cfg.checkpoint, robot_joints=g1.JOINT_NAMES).use_fused(background=True)
         self.controller = DiffusionController(
             self.policy, ControllerCfg(actions_per_plan=self.cfg.actions_per_plan, guidance=self.cfg.guidance)
         )

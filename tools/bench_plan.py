@@ -4,11 +4,13 @@ ONNX Runtime call per plan, closed-form cost gradients), batch 1 and batched, id
 python -m tools.bench_plan --threads 2                           # the shipped checkpoint
 python -m tools.bench_plan --threads 2 --batch 16 --load         # + 16 robots in one plan, + a busy core
 python -m tools.bench_plan --preset paper --device cuda          # untrained paper-size model on a GPU (reference)
+python -m tools.bench_plan --preset cpu --tokens split --state body-pos --threads 1   # the paper's options, cpu size
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from bm_gym.data.state import StateLayout
+from bm_gym.data.state import STATE_KINDS, StateLayout
 from bm_gym.diffusion import PRESETS, SHIPPED_CHECKPOINT, DiffusionPolicy, Normalizer, TrajectoryDenoiser
 from bm_gym.guidance import GuidanceCfg, JoystickCost, ObstacleField, WaypointCost, WeightedSum
 from bm_gym.guidance.costs import ObstacleCost
@@ -29,7 +31,9 @@ OBSTACLES = [Cylinder(1.5, 0.5, 0.3), Box(2.5, -0.5, 0.3, 0.4, yaw=0.3)]
 def load(args) -> DiffusionPolicy:
     if args.preset is None:
         return DiffusionPolicy.load(args.checkpoint)
-    layout, cfg = StateLayout(), PRESETS[args.preset]
+    layout, cfg = StateLayout.named(args.state), PRESETS[args.preset]
+    if args.tokens:
+        cfg = dataclasses.replace(cfg, denoiser=dataclasses.replace(cfg.denoiser, tokens=args.tokens))
     norm = Normalizer(np.zeros(layout.dim), np.ones(layout.dim), np.zeros(29), np.ones(29))
     return DiffusionPolicy(cfg, layout, norm, TrajectoryDenoiser(cfg.denoiser, layout.dim, layout.action_dim))
 
@@ -52,6 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     parser.add_argument("--preset", default=None, help="time an untrained model of this preset instead")
+    parser.add_argument("--state", choices=STATE_KINDS, default="joint", help="--preset: the model's state layout")
+    parser.add_argument("--tokens", choices=("joint", "split"), default=None, help="--preset: the token layout")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=200)
@@ -59,6 +65,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="also time this many robots in one fused plan")
     parser.add_argument("--load", action="store_true", help="also time the fused plan with a busy second process")
     args = parser.parse_args()
+    if args.preset is None and (args.state != "joint" or args.tokens):
+        parser.error("--state and --tokens describe an untrained --preset model; a checkpoint has its own")
     torch.set_num_threads(args.threads)
     policy = load(args)
     policy.model.to(args.device)

@@ -23,6 +23,7 @@ from pathlib import Path
 from bm_gym.data import CollectCfg, Collector, DatasetError, validate
 from bm_gym.data.collect import NOISE_KINDS, CollectionLocked
 from bm_gym.data.manifest import Manifest, ManifestError, collect_manifest
+from bm_gym.data.state import STATE_KINDS
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg
 from tools.paths import VELOCITY_POLICY
 
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--envs-per-worker", type=int, default=None,
                    help="isaaclab: episodes each worker rolls out at once, one Newton world each (MuJoCo-Warp; a "
                         "GPU's path; default 1, or the manifest's 'envs_per_worker')")  # fmt: skip
+    c.add_argument("--state", choices=STATE_KINDS, default=None,
+                   help="state layout recorded: joint (default, or the manifest's 'state') or body-pos (the paper's "
+                        "Body-Pos state: all 30 bodies' positions and velocities)")  # fmt: skip
     v = sub.add_parser("validate", help="check a dataset file and print a summary")
     v.add_argument("path")
     e = sub.add_parser("export", help="write an HDF5 dataset as a LeRobotDataset v3 folder or a Minari dataset")
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers, seed=args.seed, motion=args.motion, motion_fps=args.motion_fps, noise=args.noise,
             action_noise=(0.0, args.max_noise),
             randomization=None if args.no_randomization else DomainRandomizationCfg(),
-            backend=args.backend or "mujoco", envs_per_worker=args.envs_per_worker or 1,
+            backend=args.backend or "mujoco", envs_per_worker=args.envs_per_worker or 1, state=args.state or "joint",
         )  # fmt: skip
         start = time.perf_counter()
         added = Collector(cfg).run()
@@ -104,6 +108,8 @@ def collect_from_manifest(args: argparse.Namespace) -> int:
         manifest = dataclasses.replace(manifest, backend=args.backend)
     if args.envs_per_worker:
         manifest = dataclasses.replace(manifest, envs_per_worker=args.envs_per_worker)
+    if args.state:
+        manifest = dataclasses.replace(manifest, state=args.state)
     reports = collect_manifest(manifest, args.out)
     print(validate(args.out))
     for r in reports:

@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 
 from bm_gym.controller import ControllerCfg, DiffusionController
-from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, VelocityTask
 from bm_gym.obstacles import Box, Cylinder
+from bm_gym.robot import g1
 from bm_gym.sim import MujocoBackend, RobotState, has_fallen
 from bm_gym.utils.video import Mp4Writer
 
@@ -57,7 +57,7 @@ def main() -> None:
     if args.video_fps < 0:
         parser.error("--video-fps must be 0 (no video) or positive")
 
-    policy = DiffusionPolicy.load(args.checkpoint, expected_layout=StateLayout())
+    policy = DiffusionPolicy.load(args.checkpoint, robot_joints=g1.JOINT_NAMES)
     backend = MujocoBackend()
     for obstacle in OBSTACLES:
         backend.add_obstacle(obstacle)

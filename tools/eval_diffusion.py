@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from bm_gym.controller import ControllerCfg, DiffusionController
-from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.scenarios import run_joystick
 from bm_gym.eval.tracking import run_continuation
 from bm_gym.guidance import GuidanceCfg
+from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, has_fallen, process_backend
 from bm_gym.stage1 import Stage1Policy
 
@@ -51,7 +51,7 @@ def run_episode(args: EvalArgs, seed: int) -> dict[str, float]:
     import torch
 
     torch.set_num_threads(1)
-    policy = DiffusionPolicy.load(args.checkpoint, use_ema=args.use_ema, expected_layout=StateLayout())
+    policy = DiffusionPolicy.load(args.checkpoint, use_ema=args.use_ema, robot_joints=g1.JOINT_NAMES)
     if args.sample_steps:
         policy.diffusion.sample_scheduler.set_timesteps(args.sample_steps)
     backend = process_backend(args.backend, DomainRandomizationCfg() if args.randomize else None)

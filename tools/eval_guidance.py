@@ -28,7 +28,6 @@ import numpy as np
 
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.course import Course
-from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.protocols import (
     JOYSTICK_SEGMENTS,
@@ -55,6 +54,7 @@ from bm_gym.eval.scenarios import (
 from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import ArrivalCfg
+from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, process_backend
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
@@ -73,7 +73,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     )
     if opts["controller"] == "expert":
         return _protocol(opts, scenario, seed, backend, ExpertDriver(Stage1Policy.load(opts["expert"])), [])
-    policy = DiffusionPolicy.load(opts["checkpoint"], expected_layout=StateLayout())
+    policy = DiffusionPolicy.load(opts["checkpoint"], robot_joints=g1.JOINT_NAMES)
     controller = DiffusionController(
         policy,
         ControllerCfg(
@@ -81,6 +81,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
             guidance=guidance,
             actions_per_plan=opts["actions_per_plan"],
             warm_start_step=opts["warm_start_step"],
+            warm_start_action_step=opts["warm_start_action_step"],
             fused=opts["fused"],
         ),  # fmt: skip
     )
@@ -129,7 +130,104 @@ def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) ->
     return out
 
 
-def main() -> None:
+def run_jobs(jobs: list[tuple[dict, str, int]], workers: int, echo: bool = False) -> list[dict]:
+    """Run episode jobs in ``workers`` processes; results sorted by seed (each printed as it ends with ``echo``)."""
+    results = []
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for r in pool.imap_unordered(_episode, jobs):
+            results.append(r)
+            if echo:
+                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
+    return sorted(results, key=lambda r: (r["seed"], r.get("extra", {}).get("kick", 0.0)))
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summarize(
+    scenario: str,
+    results: list[dict],
+    kicks: list[float] = (),
+    controller: str = "diffusion",
+    randomize: bool = False,
+    heading: bool = False,
+) -> tuple[str, dict]:
+    """One line for a person and the scenario's headline figures (for tables and comparisons) from its results."""
+    n = len(results)
+    falls = sum(r["fell"] for r in results)
+    done = [r for r in results if not r["fell"]]
+    latency = float(np.median([r["plan_ms_median"] for r in results]))
+    who = "the Stage 1 expert" if controller == "expert" else "the diffusion controller"
+    metrics: dict = {"episodes": n, "falls": falls, "plan_ms": latency}
+    if scenario in ("walk-perturb", "stand-perturb"):
+        line = f"{scenario} ({who}{', randomized' if randomize else ''}): {n - falls}/{n} without a fall"
+    elif scenario == "joystick-protocol":
+        ok = sum(r["success"] for r in results)
+        names = [name for name, *_ in JOYSTICK_SEGMENTS]
+        per = {k: sum(r["extra"]["followed"][k] for r in done) for k in names}
+        means = {k: _mean([r["extra"]["achieved"][k] for r in done]) for k in names}
+        metrics.update(success=ok, followed=per, achieved=means)
+        line = (f"joystick protocol ({who}): {ok}/{n} followed every command, {falls} fell; segments followed: "
+                + ", ".join(f"{k} {per[k]}/{len(done)} (mean {means[k]:+.2f})" for k in names))  # fmt: skip
+    elif scenario == "tour":
+        legs = [leg for r in results for leg in r["extra"]["legs"]]
+        kinds = sorted({leg["kind"] for leg in legs})
+        per_kind = {k: _mean([g["error"] for g in legs if g["kind"] == k]) for k in kinds}
+        turns = _mean([g["heading_error"] for g in legs if g["kind"] == "turn"])
+        errors = [g["error"] for g in legs]
+        metrics.update(error_mean=_mean(errors), error_median=float(np.median(errors)) if errors else float("nan"),
+                       error_by_leg=per_kind, turn_heading_error=turns)  # fmt: skip
+        line = (f"waypoint tour ({who}): {n - falls}/{n} without a fall; {len(legs)} goals, position error at the "
+                f"deadline mean {metrics['error_mean']:.3f} m, median {metrics['error_median']:.3f} m ("
+                + ", ".join(f"{k} {v:.2f} m" for k, v in per_kind.items())
+                + f"); heading error after turns mean {turns:.3f} rad")  # fmt: skip
+    elif scenario == "omni":
+        parts, commands = [], {}
+        for name, *_ in OMNI_COMMANDS:
+            rows = [r["extra"]["commands"][name] for r in done]
+            mean = {k: _mean([row[k] for row in rows]) for k in ("speed", "speed_error", "distance", "drift")}
+            commands[name] = mean
+            parts.append(f"{name}: speed {mean['speed']:.2f} m/s (error {mean['speed_error']:.2f}), "
+                         f"{mean['distance']:.1f} m in 10 s, drift {mean['drift']:.2f} m")  # fmt: skip
+        metrics["commands"] = commands
+        line = f"omnidirectional ({who}, {len(done)}/{n} without a fall): " + "; ".join(parts)
+    elif scenario == "push":
+        survived = {k: [not r["fell"] for r in results if r["extra"]["kick"] == k] for k in kicks}
+        held = [k for k in sorted(survived) if np.mean(survived[k]) >= 0.9]
+        metrics.update(survived={f"{k:g}": sum(v) for k, v in survived.items()}, largest=max(held) if held else None)
+        line = (f"push sweep ({who}): " + ", ".join(f"{k:g} m/s {sum(v)}/{len(v)}" for k, v in survived.items())
+                + f"; largest kick survived in >= 90 %: {max(held) if held else 'none'} m/s")  # fmt: skip
+    elif scenario == "joystick":
+        speed = _mean([r["extra"]["speed_error"] for r in done])
+        yaw = _mean([r["extra"]["yaw_rate_error"] for r in done])
+        metrics.update(speed_error=speed, yaw_rate_error=yaw)
+        line = (f"joystick: {n - falls}/{n} without falling; mean forward-speed error {speed:.3f} m/s, "
+                f"yaw-rate error {yaw:.3f} rad/s; median plan {latency:.1f} ms")  # fmt: skip
+    elif scenario == "stay":
+        ok = sum(r["success"] for r in results)
+        arrived = [r for r in done if r["extra"].get("arrived_s") is not None]
+        drift = max((r["extra"]["max_distance_after_arrival"] for r in arrived), default=float("nan"))
+        metrics.update(success=ok, arrived=len(arrived), largest_drift=drift)
+        line = (f"stay: {ok}/{n} arrived and stayed within 0.3 m for 10 s; {len(arrived)} arrived, {falls} fell; "
+                f"largest distance after arrival {drift:.2f} m")  # fmt: skip
+        if heading and arrived:
+            errors = [r["extra"]["heading_error"] for r in arrived]
+            metrics["heading_error_median"] = float(np.median(errors))
+            line += f"; final heading error median {np.median(errors):.3f} rad, max {max(errors):.3f}"
+        line += f"; median plan {latency:.1f} ms"
+    else:
+        ok = sum(r["success"] for r in results)
+        collided = sum(r["collisions"] > 0 for r in results)
+        mean_time = _mean([r["seconds"] for r in results if r["success"]])
+        metrics.update(success=ok, collided=collided, seconds=mean_time)
+        line = (f"{scenario}: {ok}/{n} reached within 0.3 m, {falls} fell, {collided} with collisions; "
+                f"mean time to goal {mean_time:.1f} s; median plan {latency:.1f} ms")  # fmt: skip
+    return line, metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of one evaluation (tools.eval_suite runs several through the same parser)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     scenarios = ["waypoint", "stay", "joystick", "obstacles", "passages", "course", *PROTOCOLS]
@@ -186,12 +284,19 @@ def main() -> None:
                         help="push: kick magnitudes (m/s) of the sweep, --episodes runs each")  # fmt: skip
     parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
     parser.add_argument("--warm-start-step", type=int, default=0, help="start plans from the previous one here")
+    parser.add_argument("--warm-start-action-step", type=int, default=None,
+                        help="rolling warm start (split-token models): the previous plan's actions re-noised to "
+                        "this step, its states to --warm-start-step")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", choices=BACKENDS, default="mujoco",
                         help="simulator (isaaclab: in the Isaac Lab venv, scripts/setup.sh --isaaclab)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--reference", action="store_true", help="plan on the reference (autograd) path, not fused")
-    args = parser.parse_args()
+    return parser
+
+
+def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[dict, str, int]]:
+    """The episode jobs the parsed command line asks for; bad combinations end in ``parser.error``."""
     if backend_problem(args.backend):
         parser.error(backend_problem(args.backend))
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
@@ -201,14 +306,10 @@ def main() -> None:
             "route_body_radius": args.route_body_radius, "route_crowding_cost": args.route_crowding_cost,
             "min_speed": args.min_speed,
             "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,
-            "warm_start_step": args.warm_start_step, "fused": not args.reference,
+            "warm_start_step": args.warm_start_step, "warm_start_action_step": args.warm_start_action_step,
+            "fused": not args.reference,
             "controller": args.controller, "expert": args.expert, "backend": args.backend}  # fmt: skip
     seeds = range(args.first_seed, args.first_seed + args.episodes)
-    if args.write_courses:
-        args.write_courses.mkdir(parents=True, exist_ok=True)
-        for seed in seeds:
-            print(scenario_course(args.scenario, seed).save(args.write_courses / f"{args.scenario}-{seed}.yaml"))
-        return
     if args.scenario == "course":
         if not args.course:
             parser.error("--scenario course needs --course FILE [FILE ...]")
@@ -217,81 +318,23 @@ def main() -> None:
     if args.controller == "expert" and args.scenario not in PROTOCOLS:
         parser.error(f"--controller expert runs the protocols {PROTOCOLS}, not {args.scenario!r}")
     if args.scenario == "push":
-        jobs = [({**opts, "kick": kick}, "push", seed) for kick in args.kicks for seed in seeds]
-    elif args.scenario == "course":
-        jobs = [({**opts, "course": str(path)}, "course", i) for i, path in enumerate(args.course)]
-    else:
-        jobs = [(opts, args.scenario, seed) for seed in seeds]
-    results = []
-    with mp.get_context("spawn").Pool(args.workers) as pool:
-        for r in pool.imap_unordered(_episode, jobs):
-            results.append(r)
-            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
-    results.sort(key=lambda r: r["seed"])
-    n = len(results)
-    falls = sum(r["fell"] for r in results)
-    latency = np.median([r["plan_ms_median"] for r in results])
-    who = "the Stage 1 expert" if args.controller == "expert" else "the diffusion controller"
-    if args.scenario in ("walk-perturb", "stand-perturb"):
-        print(f"\n{args.scenario} ({who}{', randomized' if args.randomize else ''}): {n - falls}/{n} without a fall")
-    elif args.scenario == "joystick-protocol":
-        ok = sum(r["success"] for r in results)
-        names = [name for name, *_ in JOYSTICK_SEGMENTS]
-        done = [r for r in results if not r["fell"]]
-        per = {k: sum(r["extra"]["followed"][k] for r in done) for k in names}
-        means = {k: np.mean([r["extra"]["achieved"][k] for r in done]) if done else float("nan") for k in names}
-        print(f"\njoystick protocol ({who}): {ok}/{n} followed every command, {falls} fell; segments followed: "
-              + ", ".join(f"{k} {per[k]}/{len(done)} (mean {means[k]:+.2f})" for k in names))  # fmt: skip
-    elif args.scenario == "tour":
-        legs = [leg for r in results for leg in r["extra"]["legs"]]
-        kinds = sorted({leg["kind"] for leg in legs})
-        per_kind = ", ".join(f"{k} {np.mean([g['error'] for g in legs if g['kind'] == k]):.2f} m" for k in kinds)
-        turns = [g["heading_error"] for g in legs if g["kind"] == "turn"]
-        print(f"\nwaypoint tour ({who}): {n - falls}/{n} without a fall; {len(legs)} goals, position error at the "
-              f"deadline mean {np.mean([g['error'] for g in legs]):.3f} m, median "
-              f"{np.median([g['error'] for g in legs]):.3f} m ({per_kind}); heading error after turns mean "
-              f"{np.mean(turns) if turns else float('nan'):.3f} rad")  # fmt: skip
-    elif args.scenario == "omni":
-        done = [r for r in results if not r["fell"]]
-        parts = []
-        for name, *_ in OMNI_COMMANDS:
-            rows = [r["extra"]["commands"][name] for r in done]
-            mean = {
-                k: np.mean([row[k] for row in rows]) if rows else float("nan")
-                for k in ("speed", "speed_error", "distance", "drift")
-            }
-            parts.append(f"{name}: speed {mean['speed']:.2f} m/s (error {mean['speed_error']:.2f}), "
-                         f"{mean['distance']:.1f} m in 10 s, drift {mean['drift']:.2f} m")  # fmt: skip
-        print(f"\nomnidirectional ({who}, {len(done)}/{n} without a fall): " + "; ".join(parts))
-    elif args.scenario == "push":
-        survived = {k: [not r["fell"] for r in results if r["extra"]["kick"] == k] for k in args.kicks}
-        rates = {k: float(np.mean(v)) for k, v in survived.items()}
-        held = [k for k in sorted(rates) if rates[k] >= 0.9]
-        print(f"\npush sweep ({who}): " + ", ".join(f"{k:g} m/s {sum(v)}/{len(v)}" for k, v in survived.items())
-              + f"; largest kick survived in >= 90 %: {max(held) if held else 'none'} m/s")  # fmt: skip
-    elif args.scenario == "joystick":
-        done = [r for r in results if not r["fell"]]
-        speed = np.mean([r["extra"]["speed_error"] for r in done]) if done else float("nan")
-        yaw = np.mean([r["extra"]["yaw_rate_error"] for r in done]) if done else float("nan")
-        print(f"\njoystick: {n - falls}/{n} without falling; mean forward-speed error {speed:.3f} m/s, "
-              f"yaw-rate error {yaw:.3f} rad/s; median plan {latency:.1f} ms")  # fmt: skip
-    elif args.scenario == "stay":
-        ok = sum(r["success"] for r in results)
-        arrived = [r for r in results if r["extra"].get("arrived_s") is not None and not r["fell"]]
-        drift = max((r["extra"]["max_distance_after_arrival"] for r in arrived), default=float("nan"))
-        line = (f"\nstay: {ok}/{n} arrived and stayed within 0.3 m for 10 s; {len(arrived)} arrived, {falls} fell; "
-                f"largest distance after arrival {drift:.2f} m")  # fmt: skip
-        if args.heading and arrived:
-            errors = [r["extra"]["heading_error"] for r in arrived]
-            line += f"; final heading error median {np.median(errors):.3f} rad, max {max(errors):.3f}"
-        print(line + f"; median plan {latency:.1f} ms")
-    else:
-        ok = sum(r["success"] for r in results)
-        collided = sum(r["collisions"] > 0 for r in results)
-        times = [r["seconds"] for r in results if r["success"]]
-        mean_time = np.mean(times) if times else float("nan")
-        print(f"\n{args.scenario}: {ok}/{n} reached within 0.3 m, {falls} fell, {collided} with collisions; "
-              f"mean time to goal {mean_time:.1f} s; median plan {latency:.1f} ms")  # fmt: skip
+        return [({**opts, "kick": kick}, "push", seed) for kick in args.kicks for seed in seeds]
+    if args.scenario == "course":
+        return [({**opts, "course": str(path)}, "course", i) for i, path in enumerate(args.course)]
+    return [(opts, args.scenario, seed) for seed in seeds]
+
+
+def main() -> None:
+    parser = build_parser()
+    args = parser.parse_args()
+    if args.write_courses:
+        args.write_courses.mkdir(parents=True, exist_ok=True)
+        for seed in range(args.first_seed, args.first_seed + args.episodes):
+            print(scenario_course(args.scenario, seed).save(args.write_courses / f"{args.scenario}-{seed}.yaml"))
+        return
+    jobs = plan_jobs(parser, args)
+    results = run_jobs(jobs, args.workers, echo=True)
+    print("\n" + summarize(args.scenario, results, args.kicks, args.controller, args.randomize, args.heading)[0])
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 

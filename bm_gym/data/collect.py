@@ -22,7 +22,7 @@ from tqdm import tqdm
 from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
-from bm_gym.data.state import StateLayout
+from bm_gym.data.state import STATE_KINDS, StateLayout
 from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg, backend_problem, has_fallen, make_backend
 from bm_gym.stage1 import Stage1Policy
@@ -64,6 +64,7 @@ class CollectCfg:
     envs_per_worker: int = 1
     stats_history: int = 4
     stats_horizon: int = 16
+    state: str = "joint"  # the state layout recorded (bm_gym.data.state.STATE_KINDS; "body-pos": the paper's)
 
     def __post_init__(self) -> None:
         name = "CollectCfg"
@@ -84,6 +85,7 @@ class CollectCfg:
         require(self.noise in NOISE_KINDS, name, "noise", self.noise, f"one of {', '.join(NOISE_KINDS)}")
         require(self.backend in BACKENDS, name, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
         positive_int(name, "envs_per_worker", self.envs_per_worker)
+        require(self.state in STATE_KINDS, name, "state", self.state, f"one of {', '.join(STATE_KINDS)}")
         require(self.envs_per_worker == 1 or self.backend == "isaaclab", name, "envs_per_worker",
                 self.envs_per_worker, "1 unless backend is 'isaaclab' (several Newton worlds per process)")  # fmt: skip
         positive_finite(name, "ou_theta", self.ou_theta)
@@ -114,7 +116,7 @@ class EpisodeRunner:
                                     **({"solver": "mujoco_warp", "num_envs": n} if n > 1 else {}))  # fmt: skip
         self.policies = [Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps) for _ in range(n)]
         self.policies[0].apply_gains(self.backend)
-        self.layout = StateLayout()
+        self.layout = StateLayout.named(cfg.state)
         motion_file = cfg.motion or (find_motion(Path(cfg.policy)) if self.policies[0].motion is not None else None)
         self.motion_name = Path(motion_file).stem if motion_file else ""
 
@@ -302,7 +304,7 @@ class Collector:
         """Rebuild the dataset file from all finished shards (atomic: the old file survives a kill)."""
         done = [i for i in range(self.cfg.episodes) if self.shard_path(i).exists()]
         episodes = [read_shard(self.shard_path(i), i) for i in done]
-        layout = StateLayout()
+        layout = StateLayout.named(self.cfg.state)
         healthy = [e for e in episodes if not e.fell] or episodes
         stats = window_stats(healthy, layout, self.cfg.stats_history, self.cfg.stats_horizon)
         policy = Stage1Policy.load(self.cfg.policy, motion=self.cfg.motion, motion_fps=self.cfg.motion_fps)

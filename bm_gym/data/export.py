@@ -82,6 +82,7 @@ def state_names(layout: StateLayout) -> list[str]:
         "root_pos_xy": ["x", "y"], "root_yaw_cs": ["cos", "sin"], "root_height": ["z"], "gravity_b": ["x", "y", "z"],
         "lin_vel_h": ["x", "y", "z"], "ang_vel_h": ["x", "y", "z"],
         "body_pos_h": [f"{b}.{a}" for b in layout.body_names for a in "xyz"],
+        "body_vel_h": [f"{b}.{a}" for b in layout.body_names for a in "xyz"],
         "joint_pos": list(layout.joint_names), "joint_vel": list(layout.joint_names),
     }  # fmt: skip
     names = [f"{field}.{suffix}" for field in layout.fields for suffix in per_field[field]]

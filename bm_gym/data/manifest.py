@@ -41,14 +41,14 @@ from bm_gym.data.collect import NOISE_KINDS, CollectCfg, Collector
 from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, load_episodes, write_dataset
 from bm_gym.data.schedules import CommandScheduleCfg
-from bm_gym.data.state import StateLayout
+from bm_gym.data.state import STATE_KINDS, StateLayout
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
 
 SOURCE_KEYS = {"name", "policy", "motions", "motion_fps", "episodes", "hours", "episode_s", "noise", "action_noise",
                "noise_free_share", "ou_theta", "ou_sigma", "randomization", "seed", "schedule"}  # fmt: skip
-MANIFEST_KEYS = {"sources", "workers", "seed", "backend", "envs_per_worker"}
+MANIFEST_KEYS = {"sources", "workers", "seed", "backend", "envs_per_worker", "state"}
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -96,6 +96,7 @@ class Manifest:
     text: str = field(default="", repr=False)
     backend: str = "mujoco"  # simulator of every source's rollouts
     envs_per_worker: int = 1  # isaaclab: episodes per worker at once, one Newton world each
+    state: str = "joint"  # the state layout of the whole dataset (bm_gym.data.state.STATE_KINDS)
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
@@ -128,7 +129,10 @@ class Manifest:
         envs = spec.get("envs_per_worker", 1)
         if not isinstance(envs, int) or isinstance(envs, bool) or envs < 1:
             raise ManifestError(f"{path}: envs_per_worker must be a positive integer, got {envs!r}")
-        return cls(path, sources, workers, seed, text, backend, envs)
+        state = spec.get("state", "joint")
+        if state not in STATE_KINDS:
+            raise ManifestError(f"{path}: state must be one of {', '.join(STATE_KINDS)}, got {state!r}")
+        return cls(path, sources, workers, seed, text, backend, envs, state)
 
     def parts(self) -> list[Part]:
         """Every (source, motion) to collect, each policy and motion loaded once here to check that they fit."""
@@ -174,7 +178,7 @@ class Manifest:
             noise=s.noise, action_noise=s.action_noise, ou_theta=s.ou_theta, ou_sigma=s.ou_sigma,
             noise_free_share=s.noise_free_share,
             randomization=DomainRandomizationCfg() if s.randomization else None, backend=self.backend,
-            envs_per_worker=self.envs_per_worker, schedule=s.schedule,
+            envs_per_worker=self.envs_per_worker, schedule=s.schedule, state=self.state,
         )  # fmt: skip
 
 
@@ -228,7 +232,7 @@ def merge_parts(manifest: Manifest, parts: list[Part], cfgs: list[CollectCfg], o
                               "policy": str(part.source.policy.resolve()), "episodes": len(loaded),
                               "policy_conventions": json.loads(attrs["policy_conventions"]),
                               "collect_cfg": json.loads(attrs["collect_cfg"])}  # fmt: skip
-    layout = StateLayout()
+    layout = StateLayout.named(manifest.state)
     first = cfgs[0]
     healthy = [e for e in episodes if not e.fell] or episodes
     stats = window_stats(healthy, layout, first.stats_history, first.stats_horizon)

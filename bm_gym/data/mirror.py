@@ -74,11 +74,16 @@ class Mirror:
         ang = f["ang_vel_h"].start
         sign[ang], sign[ang + 2] = -1.0, -1.0  # roll and yaw rates; the pitch rate keeps its sign
         bodies = layout.body_names
-        for k, name in enumerate(bodies):
-            source = f["body_pos_h"].start + 3 * bodies.index(partner(name))
-            index[f["body_pos_h"].start + 3 * k : f["body_pos_h"].start + 3 * k + 3] = source + np.arange(3)
-            sign[f["body_pos_h"].start + 3 * k + 1] = -1.0
+        for field in ("body_pos_h", "body_vel_h"):
+            if field not in f:
+                continue
+            for k, name in enumerate(bodies):
+                source = f[field].start + 3 * bodies.index(partner(name))
+                index[f[field].start + 3 * k : f[field].start + 3 * k + 3] = source + np.arange(3)
+                sign[f[field].start + 3 * k + 1] = -1.0  # y
         for field in ("joint_pos", "joint_vel"):
+            if field not in f:
+                continue
             start = f[field].start
             index[start : start + len(joints)] = start + j_index
             sign[start : start + len(joints)] = j_sign

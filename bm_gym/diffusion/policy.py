@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -174,9 +175,10 @@ class DiffusionPolicy:
 
     @classmethod
     def load(
-        cls, folder: str | Path, use_ema: bool = True, expected_layout: StateLayout | None = None
+        cls, folder: str | Path, use_ema: bool = True, robot_joints: Sequence[str] | None = None
     ) -> DiffusionPolicy:
-        """Load and check a checkpoint folder: config structure, file hashes, finite weights and statistics."""
+        """Load and check a checkpoint folder: config structure, file hashes, finite weights and statistics; with
+        ``robot_joints`` (a backend's ``joint_names``) also that its state and actions fit that robot."""
         folder = Path(folder)
         if not folder.is_dir():
             raise CheckpointError(f"no checkpoint folder at {folder}")
@@ -203,8 +205,9 @@ class DiffusionPolicy:
             norm = Normalizer(**{k: np.asarray(v, dtype=np.float32) for k, v in config["normalization"].items()})
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{where}: malformed model, state_layout or normalization ({err!r})") from err
-        if expected_layout is not None and layout != expected_layout:
-            raise CheckpointError(f"{folder}: {describe_layout_difference(layout, expected_layout)}")
+        problem = None if robot_joints is None else layout_mismatch(layout, tuple(robot_joints))
+        if problem:
+            raise CheckpointError(f"{folder}: {problem}")
         _check_normalizer(norm, layout, where)
         _verify_hashes(folder, config.get("sha256"), where)
         model = TrajectoryDenoiser(cfg.denoiser, layout.dim, layout.action_dim)
@@ -288,18 +291,16 @@ def recover_checkpoint_folder(final: Path) -> None:
         os.replace(old, final)
 
 
-def describe_layout_difference(stored: StateLayout, expected: StateLayout) -> str:
+def layout_mismatch(layout: StateLayout, robot_joints: tuple[str, ...]) -> str | None:
+    """Why a checkpoint's state/action layout cannot drive a robot with joints ``robot_joints`` (None: it can; its
+    bodies are the G1's, which :class:`StateLayout` checks)."""
     parts = []
-    if stored.joint_names != expected.joint_names:
-        if set(stored.joint_names) == set(expected.joint_names):
+    if layout.joint_names != robot_joints:
+        if set(layout.joint_names) == set(robot_joints):
             parts.append("joints are the same but in another order")
         else:
             parts.append(
-                f"joints differ: only in checkpoint {sorted(set(stored.joint_names) - set(expected.joint_names))}, "
-                f"only in environment {sorted(set(expected.joint_names) - set(stored.joint_names))}"
+                f"joints differ: only in checkpoint {sorted(set(layout.joint_names) - set(robot_joints))}, "
+                f"only in environment {sorted(set(robot_joints) - set(layout.joint_names))}"
             )
-    if stored.body_names != expected.body_names:
-        parts.append(
-            f"key bodies differ: checkpoint {list(stored.body_names)}, environment {list(expected.body_names)}"
-        )
-    return "state/action layout does not match the environment: " + "; ".join(parts)
+    return "state/action layout does not match the environment: " + "; ".join(parts) if parts else None

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,12 +41,12 @@ from gymnasium import spaces
 
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.course import as_course, start_pose
-from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.sdf import ObstacleField
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
 from bm_gym.obstacles import Box, Cylinder, Obstacle
+from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, RobotState, has_fallen, make_backend
 from bm_gym.utils.checks import positive_finite, positive_int, require
 
@@ -246,7 +248,7 @@ class GuidedG1Env(gym.Env):
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         self.cfg, self.render_mode = cfg, render_mode
-        self.policy = DiffusionPolicy.load(cfg.checkpoint, expected_layout=StateLayout())
+        self.policy = DiffusionPolicy.load(cfg.checkpoint, robot_joints=g1.JOINT_NAMES)
         randomization = DomainRandomizationCfg() if cfg.randomize else None
         self.backend = make_backend(cfg.backend, randomization=randomization, obstacle_pool=cfg.obstacle_pool)
         self.controller = DiffusionController(
@@ -336,6 +338,12 @@ class GuidedG1Env(gym.Env):
         import pygame  # only for render_mode="human"
 
         if self._window is None:
+            screen = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            if sys.platform.startswith("linux") and not screen:
+                # No screen: SDL would fall back to EGL-based video drivers, and closing those terminates the EGL
+                # display MuJoCo renders on (every later frame fails). The dummy driver shows nothing, safely.
+                gym.logger.warn("render_mode='human' without a display (no DISPLAY or WAYLAND_DISPLAY): no window")
+                os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
             pygame.display.init()
             self._window = pygame.display.set_mode(frame.shape[1::-1])
             pygame.display.set_caption("BeyondMimicGuided-G1-v0")

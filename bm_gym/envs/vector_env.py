@@ -32,10 +32,10 @@ from gymnasium.vector.utils import batch_space
 
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.course import start_pose
-from bm_gym.data.state import StateLayout
 from bm_gym.diffusion.policy import DiffusionPolicy
 from bm_gym.envs.guided_env import EnvLogic, GuidedEnvCfg, _replace
 from bm_gym.obstacles import Box, Cylinder
+from bm_gym.robot import g1
 from bm_gym.sim import DomainRandomizationCfg, RootPose, has_fallen, make_backend
 from bm_gym.sim.pool import check_obstacle_capacity
 
@@ -95,7 +95,7 @@ class GuidedG1VectorEnv(VectorEnv):
         # Planning and simulation alternate, so planning may use the cores the workers leave idle meanwhile.
         threads = planning_threads or min(2, cores)
         torch.set_num_threads(threads)
-        policy = DiffusionPolicy.load(cfg.checkpoint, expected_layout=StateLayout()).use_fused(threads)
+        policy = DiffusionPolicy.load(cfg.checkpoint, robot_joints=g1.JOINT_NAMES).use_fused(threads)
         policy.use_onnxruntime(threads)
         self.controller = DiffusionController(
             policy, ControllerCfg(actions_per_plan=cfg.actions_per_plan, guidance=cfg.guidance), num_robots=num_envs

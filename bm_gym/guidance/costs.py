@@ -133,10 +133,11 @@ def relaxed_barrier(x: torch.Tensor, delta: float) -> torch.Tensor:
 
 
 def body_margins(margin: float | Mapping[str, float] | None, body_names: Sequence[str]) -> np.ndarray:
-    """Per-body clearances [K] for ``body_names``: one value for all, values by body name, or None for the
-    G1's own (:data:`bm_gym.robot.g1.OBSTACLE_MARGINS`)."""
+    """Per-body clearances [K] for ``body_names``: one value for all, values by body name (every body named), or
+    None for the G1's own (:data:`bm_gym.robot.g1.OBSTACLE_MARGINS`): those guard its key bodies, which stand for
+    their neighbours, and leave any other body of a state (the Body-Pos state has all 30) unguarded (-inf)."""
     if margin is None:
-        margin = g1.OBSTACLE_MARGINS
+        return np.array([g1.OBSTACLE_MARGINS.get(name, -np.inf) for name in body_names], np.float32)
     if not isinstance(margin, Mapping):
         return np.full(len(body_names), float(margin), np.float32)
     missing = [name for name in body_names if name not in margin]

@@ -33,7 +33,21 @@ JOINT_NAMES: tuple[str, ...] = (
     "right_elbow_joint", "right_wrist_roll_joint", "right_wrist_pitch_joint", "right_wrist_yaw_joint",
 )  # fmt: skip
 
-#: Bodies whose poses are read out every step: root, torso, knees, feet, hands.
+#: The robot's 30 bodies in MuJoCo (depth-first) order: what backends read out every step (poses and velocities).
+BODY_NAMES: tuple[str, ...] = (
+    "pelvis",
+    "left_hip_pitch_link", "left_hip_roll_link", "left_hip_yaw_link", "left_knee_link", "left_ankle_pitch_link",
+    "left_ankle_roll_link",
+    "right_hip_pitch_link", "right_hip_roll_link", "right_hip_yaw_link", "right_knee_link",
+    "right_ankle_pitch_link", "right_ankle_roll_link",
+    "waist_yaw_link", "waist_roll_link", "torso_link",
+    "left_shoulder_pitch_link", "left_shoulder_roll_link", "left_shoulder_yaw_link", "left_elbow_link",
+    "left_wrist_roll_link", "left_wrist_pitch_link", "left_wrist_yaw_link",
+    "right_shoulder_pitch_link", "right_shoulder_roll_link", "right_shoulder_yaw_link", "right_elbow_link",
+    "right_wrist_roll_link", "right_wrist_pitch_link", "right_wrist_yaw_link",
+)  # fmt: skip
+
+#: The bodies of the default state (bm_gym.data.state): root, torso, knees, feet, hands.
 KEY_BODIES: tuple[str, ...] = (
     "pelvis", "torso_link", "left_knee_link", "right_knee_link",
     "left_ankle_roll_link", "right_ankle_roll_link", "left_wrist_yaw_link", "right_wrist_yaw_link",

@@ -29,8 +29,9 @@ class RobotState:
     projected_gravity: np.ndarray  # [3] unit gravity direction in the pelvis frame
     joint_pos: np.ndarray  # [J] rad
     joint_vel: np.ndarray  # [J] rad/s
-    body_pos_w: np.ndarray  # [K, 3] key bodies, backend.body_names order
+    body_pos_w: np.ndarray  # [K, 3] every body, backend.body_names (g1.BODY_NAMES) order
     body_quat_w: np.ndarray  # [K, 4]
+    body_lin_vel_w: np.ndarray  # [K, 3] m/s, velocity of each body's frame origin
     foot_contact: np.ndarray  # [2] bool, left then right
     obstacle_contact: bool  # any robot geom touches an obstacle
 

@@ -186,7 +186,7 @@ class IsaacLabBackend:
 
         self._torch = torch
         self.joint_names = g1.JOINT_NAMES
-        self.body_names = g1.KEY_BODIES
+        self.body_names = g1.BODY_NAMES
         self.control_dt = cfg.control_dt
         cpu_solver = cfg.solver == "mujoco_cpu"
         if cpu_solver:
@@ -218,7 +218,7 @@ class IsaacLabBackend:
         robot_joints = list(self._robot.joint_names)
         self._to_lab = np.array([robot_joints.index(n) for n in self.joint_names])  # ours -> Isaac Lab order
         robot_bodies = list(self._robot.body_names)
-        self._key_body_ids = np.array([robot_bodies.index(n) for n in self.body_names])
+        self._body_ids = np.array([robot_bodies.index(n) for n in self.body_names])  # ours -> Isaac Lab order
         self._map_newton_bodies()
         if cpu_solver:
             import mujoco
@@ -394,8 +394,9 @@ class IsaacLabBackend:
             projected_gravity=row(d.projected_gravity_b),
             joint_pos=self._ours(d.joint_pos, env) + world.joint_bias,
             joint_vel=self._ours(d.joint_vel, env),
-            body_pos_w=row(d.body_link_pos_w)[self._key_body_ids] - world.origin,
-            body_quat_w=np.roll(row(d.body_link_quat_w)[self._key_body_ids], 1, axis=1),
+            body_pos_w=row(d.body_link_pos_w)[self._body_ids] - world.origin,
+            body_quat_w=np.roll(row(d.body_link_quat_w)[self._body_ids], 1, axis=1),
+            body_lin_vel_w=row(d.body_link_lin_vel_w)[self._body_ids],
             foot_contact=self._foot_contacts(contacts),
             obstacle_contact=bool(world.slots.obstacles()) and self._touches_obstacle(contacts),
         )

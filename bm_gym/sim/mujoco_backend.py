@@ -41,7 +41,7 @@ class MujocoBackend:
     def __init__(self, cfg: MujocoBackendCfg | None = None) -> None:
         self.cfg = cfg = cfg or MujocoBackendCfg()
         self.joint_names = g1.JOINT_NAMES
-        self.body_names = g1.KEY_BODIES
+        self.body_names = g1.BODY_NAMES
         self.control_dt = cfg.control_dt
         self.model = self._compile(cfg)
         self.data = mujoco.MjData(self.model)
@@ -178,9 +178,18 @@ class MujocoBackend:
             joint_vel=d.qvel[self._qvel_adr].copy(),
             body_pos_w=d.xpos[self._body_ids].copy(),
             body_quat_w=d.xquat[self._body_ids].copy(),
+            body_lin_vel_w=self._body_lin_vel(),
             foot_contact=self._foot_contacts(contact_geoms),
             obstacle_contact=self._touches_obstacle(contact_geoms),
         )
+
+    def _body_lin_vel(self) -> np.ndarray:
+        """World velocities of the bodies' frame origins, from MuJoCo's com-based spatial velocities (``cvel``:
+        angular, then linear at the subtree centre of mass) in one vectorized step (mj_objectVelocity per body)."""
+        d, ids = self.data, self._body_ids
+        cvel = d.cvel[ids]
+        offset = d.xpos[ids] - d.subtree_com[self.model.body_rootid[ids]]
+        return cvel[:, 3:] + np.cross(cvel[:, :3], offset)
 
     def _foot_contacts(self, contact_geoms: np.ndarray) -> np.ndarray:
         touching = np.zeros(2, dtype=bool)

@@ -38,7 +38,7 @@ def _reference(inputs: ObsInputs) -> MotionClip:
 def _anchor_ori_b(inputs: ObsInputs, idx: np.ndarray, conv: PolicyConventions) -> np.ndarray:
     """Reference anchor orientation in the robot anchor frame: first two rotation-matrix columns."""
     motion = _reference(inputs)
-    robot_anchor = inputs.state.body_quat_w[g1.KEY_BODIES.index(g1.ANCHOR_BODY)]
+    robot_anchor = inputs.state.body_quat_w[g1.BODY_NAMES.index(g1.ANCHOR_BODY)]
     rel = quat_mul(quat_conj(robot_anchor), motion.anchor_quat_w[inputs.frame])
     return quat_to_matrix(rel)[:, :2].reshape(-1)
 

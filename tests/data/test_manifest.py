@@ -166,3 +166,14 @@ def test_a_source_sets_its_command_mix(tmp_path, velocity_dir):
     manifest = Manifest.load(path)
     cfg = manifest.part_cfg(manifest.parts()[0], tmp_path / "out.h5").schedule
     assert (cfg.backward, cfg.sideways, cfg.forward, cfg.segment_s) == (0.5, 0.5, 0.25, (2.0, 3.0))
+
+
+def test_the_manifest_sets_the_state_layout_of_the_whole_dataset(tmp_path, velocity_dir):
+    sources = [{"name": "v", "policy": str(velocity_dir), "episodes": 2}]
+    manifest = Manifest.load(write(tmp_path, {"sources": sources, "state": "body-pos"}))
+    assert manifest.part_cfg(manifest.parts()[0], tmp_path / "out.h5").state == "body-pos"
+    assert Manifest.load(write(tmp_path, {"sources": sources})).state == "joint"
+    with pytest.raises(ManifestError, match="state must be one of joint, body-pos, got 'bodies'"):
+        Manifest.load(write(tmp_path, {"sources": sources, "state": "bodies"}))
+    with pytest.raises(ValueError, match="CollectCfg.state"):
+        CollectCfg(policy=str(velocity_dir), out=str(tmp_path / "x.h5"), state="bodies")

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,34 @@ def test_layout_covers_the_state_vector_and_round_trips():
     assert StateLayout.from_json(layout.to_json()) == layout
     with pytest.raises(ValueError, match="does not match"):
         StateLayout.from_json(layout.to_json().replace('"joint_vel": [67, 96]', '"joint_vel": [67, 97]'))
+
+
+def test_the_body_pos_layout_is_the_papers_state_and_older_files_read_as_the_joint_layout():
+    body = StateLayout.named("body-pos")
+    assert body.kind == "body-pos" and StateLayout().kind == "joint" and body.body_names == g1.BODY_NAMES
+    assert "joint_pos" not in body.fields and body.fields["body_vel_h"].stop == body.dim == 14 + 6 * 30
+    assert StateLayout.from_json(body.to_json()) == body and body.action_dim == 29
+    old = json.loads(StateLayout().to_json())
+    del old["joint_state"], old["body_velocities"]  # written before the option existed
+    assert StateLayout.from_json(json.dumps(old)) == StateLayout()
+    with pytest.raises(ValueError, match="unknown state kind 'bodies'"):
+        StateLayout.named("bodies")
+    with pytest.raises(ValueError, match=r"bodies the G1 does not have: \['head_link'\]"):
+        StateLayout(body_names=("pelvis", "head_link"))
+
+
+def test_body_pos_encoding_holds_every_body_velocity_in_the_heading_frame(backend):
+    layout = StateLayout.named("body-pos")
+    f = layout.fields
+    backend.reset(RootPose(pos=(0, 0, 0.78), quat=tuple(quat_from_yaw(0.9))))
+    state = backend.step(np.array(g1.DEFAULT_JOINT_POS))
+    state.root_lin_vel_w[:] = state.body_lin_vel_w[:] = [0.3, 0.4, 0.0]  # everything moving along world (0.6, 0.8)
+    s = layout.encode(state)
+    heading = [0.3 * np.cos(0.9) + 0.4 * np.sin(0.9), -0.3 * np.sin(0.9) + 0.4 * np.cos(0.9), 0.0]
+    np.testing.assert_allclose(s[f["body_vel_h"]].reshape(-1, 3), np.tile(heading, (30, 1)), atol=1e-4)
+    np.testing.assert_allclose(s[f["lin_vel_h"]], heading, atol=1e-4)
+    feet = s[f["body_pos_h"]].reshape(-1, 3)[[g1.BODY_NAMES.index(n) for n in g1.FEET]]
+    assert feet[0, 1] > 0.05 > -0.05 > feet[1, 1]  # left foot on the left in the heading frame
 
 
 def test_encoding_is_heading_invariant_except_for_world_position_and_yaw(backend):

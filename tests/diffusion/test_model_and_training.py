@@ -7,7 +7,9 @@ import torch
 
 from bm_gym.data import StateLayout
 from bm_gym.diffusion import CPU, PAPER, CheckpointError, DiffusionPolicy, TrajectoryDenoiser, TrajectoryDiffusion
+from bm_gym.diffusion.policy import layout_mismatch
 from bm_gym.diffusion.training import TrainCfg, Trainer
+from bm_gym.robot import g1
 
 S, A = StateLayout().dim, StateLayout().action_dim
 
@@ -101,16 +103,16 @@ def test_checkpoint_round_trip_and_layout_check(small_dataset, tmp_path):
                    val_fraction=0.3)  # fmt: skip
     Trainer(cfg).run(progress=False)
     folder = tmp_path / "run/checkpoint"
-    policy = DiffusionPolicy.load(folder, expected_layout=StateLayout())
+    policy = DiffusionPolicy.load(folder, robot_joints=g1.JOINT_NAMES)
     again = DiffusionPolicy.load(folder)
     history = np.random.default_rng(0).normal(size=(5, S + A)).astype(np.float32)
     plan_a = policy.plan(history, torch.Generator().manual_seed(3))
     plan_b = again.plan(history, torch.Generator().manual_seed(3))
     assert plan_a.shape == (16, S + A)
     np.testing.assert_allclose(plan_a, plan_b, atol=1e-5)
-    other = StateLayout(body_names=StateLayout().body_names[:-1] + ("head_link",))
-    with pytest.raises(CheckpointError, match="key bodies differ"):
-        DiffusionPolicy.load(folder, expected_layout=other)
+    with pytest.raises(CheckpointError, match="joints are the same but in another order"):
+        DiffusionPolicy.load(folder, robot_joints=g1.JOINT_NAMES[::-1])
+    assert "only in environment ['head_joint']" in layout_mismatch(StateLayout(), (*g1.JOINT_NAMES, "head_joint"))
     (folder / "ema.safetensors").write_bytes(b"corrupt")
     with pytest.raises(CheckpointError, match="ema.safetensors does not match its sha256"):
         DiffusionPolicy.load(folder)

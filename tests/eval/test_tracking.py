@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from bm_gym.controller import DiffusionController
-from bm_gym.data.state import StateLayout
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.tracking import run_continuation, start_frame
+from bm_gym.robot import g1
 from bm_gym.sim import MujocoBackend
 from bm_gym.stage1 import Stage1Policy
 
@@ -20,7 +20,7 @@ def test_the_expert_continues_its_own_motion_closely_and_the_student_is_scored_a
     backend = MujocoBackend()
     dance.apply_gains(backend)
     expert = run_continuation(backend, dance, None, seed=3, seconds=2.0)
-    controller = DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT, expected_layout=StateLayout()))
+    controller = DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT, robot_joints=g1.JOINT_NAMES))
     student = run_continuation(backend, dance, controller, seed=3, seconds=2.0)
     assert expert.start_frame == student.start_frame == start_frame(dance, 3, 50, 100)
     assert not expert.fell and expert.joint_error < 0.15, expert
@@ -31,7 +31,7 @@ def test_the_expert_continues_its_own_motion_closely_and_the_student_is_scored_a
 
 def test_the_history_comes_from_the_given_states_and_actions(dance):
     backend = MujocoBackend()
-    controller = DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT, expected_layout=StateLayout()))
+    controller = DiffusionController(DiffusionPolicy.load(SHIPPED_CHECKPOINT, robot_joints=g1.JOINT_NAMES))
     state = backend.reset(*dance.initial_state(100), seed=0)
     dance.reset(100)
     states, actions = [], []

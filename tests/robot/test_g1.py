@@ -25,6 +25,13 @@ def test_compiled_model_has_armature_effort_limits_and_stage1_gains(velocity_dir
     assert sorted(set(model.dof_armature[6:])) == sorted({0.010178, 0.025102, 0.0072195, 0.0036097, 0.00425})
 
 
+def test_body_names_are_every_robot_body_in_model_order():
+    model = g1.build_spec().compile()
+    root = model.body(g1.ROOT_BODY).id
+    robot = [model.body(i).name for i in range(model.nbody) if model.body_rootid[i] == root]
+    assert list(g1.BODY_NAMES) == robot and set(g1.KEY_BODIES) <= set(g1.BODY_NAMES)
+
+
 def test_joint_index_map_maps_by_name_and_rejects_unknown_names():
     names = list(reversed(g1.JOINT_NAMES))
     idx = g1.joint_index_map(names)

@@ -73,7 +73,9 @@ def _walk(backend, policy, command, seconds: float, seed: int = 0):
 def test_standing_pose_and_readout(sim):
     state = sim.reset(RootPose(pos=(1.0, 2.0, 0.8)))
     assert state.joint_pos.shape == (29,) and state.joint_vel.shape == (29,)
-    assert state.body_pos_w.shape == (len(g1.KEY_BODIES), 3) and state.body_quat_w.shape == (len(g1.KEY_BODIES), 4)
+    k = len(g1.BODY_NAMES)
+    assert sim.body_names == g1.BODY_NAMES and state.body_quat_w.shape == (k, 4)
+    assert state.body_pos_w.shape == state.body_lin_vel_w.shape == (k, 3)
     np.testing.assert_allclose(state.root_pos, [1.0, 2.0, 0.8], atol=1e-5)
     np.testing.assert_allclose(state.root_quat, [1, 0, 0, 0], atol=1e-6)
     np.testing.assert_allclose(state.projected_gravity, [0, 0, -1], atol=1e-6)
@@ -86,9 +88,30 @@ def test_standing_pose_and_readout(sim):
     assert 0.7 < state.root_pos[2] < 0.8 and not has_fallen(state)
     np.testing.assert_allclose(state.joint_pos, STAND, atol=0.1)  # PD joints sag a little under gravity
     # The feet are below the knees, the hands at hip height: key bodies are where the names say.
-    names = list(g1.KEY_BODIES)
+    names = list(g1.BODY_NAMES)
     feet = state.body_pos_w[[names.index(n) for n in g1.FEET]]
     assert (feet[:, 2] < 0.1).all() and feet[0, 1] > feet[1, 1]  # left foot on the +y side
+
+
+def test_body_velocities_are_the_rates_of_the_body_positions(sim, velocity_dir):
+    from bm_gym.stage1 import Stage1Policy
+
+    policy = Stage1Policy.load(velocity_dir)
+    policy.apply_gains(sim)
+    state = sim.reset(seed=0)
+    policy.reset()
+    positions, velocities, root = [], [], []
+    for _ in range(60):  # walking forward and turning: every body moves
+        state = sim.step(policy.act(state, (0.6, 0.0, 0.8)))
+        positions.append(state.body_pos_w)
+        velocities.append(state.body_lin_vel_w)
+        root.append(state.root_lin_vel_w)
+    positions, velocities = np.array(positions[30:]), np.array(velocities[30:])
+    rates = (positions[2:] - positions[:-2]) / (2 * sim.control_dt)  # central differences [T, K, 3]
+    error = np.abs(rates - velocities[1:-1])
+    assert np.abs(velocities).max() > 0.5 and np.median(error) < 0.01 and error.max() < 0.3, error.max(axis=(0, 2))
+    pelvis = g1.BODY_NAMES.index(g1.ROOT_BODY)
+    assert np.median(np.abs(velocities[:, pelvis] - np.array(root[30:]))) < 0.01  # the root body moves with the root
 
 
 def test_bad_targets_are_rejected(sim):
@@ -256,10 +279,9 @@ def test_backends_agree_on_the_same_commands(sim, velocity_dir):
 
 def _shipped_controller(seed: int):
     from bm_gym.controller import ControllerCfg, DiffusionController
-    from bm_gym.data.state import StateLayout
     from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, DiffusionPolicy
 
-    policy = DiffusionPolicy.load(SHIPPED_CHECKPOINT, expected_layout=StateLayout())
+    policy = DiffusionPolicy.load(SHIPPED_CHECKPOINT, robot_joints=g1.JOINT_NAMES)
     return DiffusionController(policy, ControllerCfg(seed=seed))
 
 
