@@ -138,6 +138,7 @@ class DatasetSummary:
     action_dim: int
     source_policy: str
     checksummed: bool = True  # every array carries a Fletcher-32 checksum (files written before it did not)
+    state_kind: str = "joint"  # the state layout (bm_gym.data.state.STATE_KINDS, or "custom")
 
     @property
     def hours(self) -> float:
@@ -147,7 +148,7 @@ class DatasetSummary:
         return (
             f"{self.path}: {self.episodes} episodes, {self.steps} steps ({self.hours:.2f} h at "
             f"{1 / self.control_dt:.0f} Hz), {self.fallen} fell ({self.fallen / max(self.episodes, 1):.1%}); "
-            f"state {self.state_dim}, action {self.action_dim}; source {self.source_policy}"
+            f"state {self.state_dim} ({self.state_kind}), action {self.action_dim}; source {self.source_policy}"
             + ("" if self.checksummed else "; no checksums (written by an older bm_gym)")
         )
 
@@ -211,7 +212,7 @@ def validate(path: str | Path) -> DatasetSummary:
             if value is None or value.shape != (width,) or not np.all(np.isfinite(value)):
                 raise DatasetError(f"{path}: stats/{name} missing, of wrong shape or not finite")
         return DatasetSummary(Path(path), len(episodes), fallen, steps, float(f.attrs["control_dt"]), layout.dim,
-                              layout.action_dim, str(f.attrs["source_policy"]), checksummed)  # fmt: skip
+                              layout.action_dim, str(f.attrs["source_policy"]), checksummed, layout.kind)  # fmt: skip
 
 
 def load_episodes(path: str | Path, include_fallen: bool = False) -> tuple[list[Episode], dict, dict[str, np.ndarray]]:

@@ -35,7 +35,8 @@ def body_pos_run(tmp_path_factory, velocity_dir):
 
 def test_collection_records_the_body_pos_state_and_training_reads_it(body_pos_run):
     data, checkpoint = body_pos_run
-    assert validate(data).state_dim == BODY_POS.dim
+    summary = validate(data)
+    assert summary.state_dim == BODY_POS.dim and "state 194 (body-pos)" in str(summary)
     windows = ExpertWindowDataset(data, normalize=False, mirror=True)
     assert windows.layout == BODY_POS and windows[0][0].shape == (5, BODY_POS.dim + 29)
     velocities = windows[0][0][:, BODY_POS.fields["body_vel_h"]].numpy()
