@@ -50,7 +50,7 @@ def headline(scenario: str, m: dict) -> str:
     if scenario in ("walk-perturb", "stand-perturb"):
         return f"{n - falls} / {n}"
     if scenario == "joystick-protocol":
-        per = " ".join(f"{k[0].upper()}{v}" for k, v in m["followed"].items())
+        per = " ".join(f"{''.join(w[0].upper() for w in k.split())}{v}" for k, v in m["followed"].items())
         return f"{m['success']} / {n} ({per})"
     if scenario == "omni":
         cells = (

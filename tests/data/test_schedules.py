@@ -39,3 +39,16 @@ def test_the_command_mix_follows_its_weights_and_bad_mixes_are_refused():
         CommandScheduleCfg(sideways=-1.0)
     with pytest.raises(ValueError, match="CommandScheduleCfg.segment_s"):
         CommandScheduleCfg(segment_s=2.0)
+
+
+def test_a_speed_floor_keeps_walking_segments_away_from_standing_speeds():
+    ranges = {"lin_vel_x": (-0.5, 1.0), "lin_vel_y": (-0.5, 0.5), "ang_vel_z": (-1.0, 1.0)}
+    rng = np.random.default_rng(0)
+    sideways = np.array([sample_segment("sideways", rng, ranges, min_speed=0.3)[1] for _ in range(400)])
+    assert np.all(np.abs(sideways) >= 0.3) and (sideways > 0).mean() == pytest.approx(0.5, abs=0.08)
+    backward = [sample_segment("backward", rng, ranges, min_speed=0.3)[0] for _ in range(100)]
+    assert max(backward) <= -0.3 and min(backward) >= -0.5
+    old = np.array([sample_segment("sideways", rng, ranges)[1] for _ in range(400)])  # None: the first datasets' mix
+    assert np.abs(old).min() < 0.05
+    with pytest.raises(ValueError, match="CommandScheduleCfg.min_speed"):
+        CommandScheduleCfg(min_speed=-0.1)
