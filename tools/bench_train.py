@@ -2,11 +2,13 @@
 
     python -m tools.bench_train --data data/velocity.h5 --preset cpu --steps 300 --procs 1 2
     python -m tools.bench_train --data data/mixed.h5 --preset paper --device cuda --amp bf16 --procs 1
+    python -m tools.bench_train --data data/velocity.h5 --data-only      # the data path alone, in this process
 
 Each configuration is a real ``tools.train`` run (``torchrun --standalone`` for more than one process) with the
 same global batch; the rate is read from the run's ``losses.csv`` (training seconds at each logged step), so
 process start-up, data loading at start and the final checkpoint are not counted. Threads per process:
-``--threads`` or the machine's cores shared evenly.
+``--threads`` or the machine's cores shared evenly. ``--data-only`` times what every step waits for when no
+loader worker works ahead: one process's global batches of windows and their noise (``StepBatches``), no model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +66,32 @@ def run(args: argparse.Namespace, procs: int, out: Path) -> tuple[float, float]:
     return float(rate), float(log[-1, 1])
 
 
+def data_only(args: argparse.Namespace) -> None:
+    """Windows/s of the training data path: global batches drawn and cut as the trainer does, one process."""
+    from bm_gym.data.dataset import ExpertWindowDataset
+    from bm_gym.diffusion.config import PRESETS
+    from bm_gym.diffusion.distributed import DistributedContext, GlobalBatches, StepBatches, StepNoise
+    from bm_gym.diffusion.process import TrajectoryDiffusion
+
+    d = PRESETS[args.preset].denoiser
+    windows = ExpertWindowDataset(args.data, d.history, d.horizon, split="train", mirror=args.mirror)
+    shape = (d.horizon, windows.layout.dim + windows.layout.action_dim)
+    level_shape = TrajectoryDiffusion.level_shape(d, args.batch_size)[1:]
+    noise = StepNoise(0, args.batch_size, shape, PRESETS[args.preset].diffusion.train_timesteps, level_shape)
+    batches = GlobalBatches(len(windows), args.batch_size, 0)
+    steps = StepBatches(windows, batches, noise, DistributedContext(), 0, args.steps)
+    steps[0]  # warm-up
+    times = []
+    for k in range(1, args.steps):
+        start = time.perf_counter()
+        steps[k]
+        times.append(time.perf_counter() - start)
+    ms = 1e3 * np.median(times)
+    print(f"{len(windows)} windows{' (mirrored half included)' if args.mirror else ''}, batch {args.batch_size}: "
+          f"median {ms:.2f} ms per batch = {args.batch_size / ms * 1e3:,.0f} windows/s over {args.steps - 1} "
+          f"batches")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
@@ -75,7 +104,12 @@ def main() -> None:
     parser.add_argument("--amp", default="", choices=["", "bf16"])
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--loader-workers", type=int, default=0, help="per process, cutting windows ahead")
+    parser.add_argument("--data-only", action="store_true", help="time cutting the batches alone, no model")
+    parser.add_argument("--mirror", action="store_true", help="--data-only: with mirrored windows")
     args = parser.parse_args()
+    if args.data_only:
+        data_only(args)
+        return
     print(f"preset {args.preset}, batch {args.batch_size}, device {args.device}{' bf16' if args.amp else ''}, "
           f"{os.cpu_count()} cores, {args.loader_workers} loader workers per process")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", required=True)
     c.add_argument("--episodes", type=int, default=180)
     c.add_argument("--episode-s", type=float, default=20.0)
-    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--workers", type=int, default=None,
+                   help="rollout processes (default 2, or the manifest's 'workers')")  # fmt: skip
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--motion-fps", type=float, default=None, help="frame rate of a CSV reference motion")
     c.add_argument("--no-randomization", action="store_true")
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return collect_from_manifest(args)
         cfg = CollectCfg(
             policy=args.policy, out=args.out, episodes=args.episodes, episode_s=args.episode_s,
-            workers=args.workers, seed=args.seed, motion=args.motion, motion_fps=args.motion_fps, noise=args.noise,
+            workers=2 if args.workers is None else args.workers, seed=args.seed, motion=args.motion,
+            motion_fps=args.motion_fps, noise=args.noise,
             action_noise=(0.0, args.max_noise),
             randomization=None if args.no_randomization else DomainRandomizationCfg(),
             backend=args.backend or "mujoco", envs_per_worker=args.envs_per_worker or 1, state=args.state or "joint",
@@ -110,6 +112,10 @@ def collect_from_manifest(args: argparse.Namespace) -> int:
         manifest = dataclasses.replace(manifest, envs_per_worker=args.envs_per_worker)
     if args.state:
         manifest = dataclasses.replace(manifest, state=args.state)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+        manifest = dataclasses.replace(manifest, workers=args.workers)
     reports = collect_manifest(manifest, args.out)
     print(validate(args.out))
     for r in reports:

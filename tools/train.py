@@ -4,6 +4,7 @@
     python -m tools.train --data data/velocity_1h.h5 --out runs/paper --preset paper --device cuda --amp bf16
     torchrun --standalone --nproc-per-node 2 -m tools.train --data data/mixed.h5 --out runs/mixed   # data-parallel
     python -m tools.train --data data/mixed.h5 --out runs/mixed --source-weights velocity=1 dance=1
+    python -m tools.train --data data/mixed.h5 --out runs/mid --preset paper --d-model 256 --layers 4 --time-limit-s 600
 
 Writes runs/<name>/checkpoint/ (safetensors + config.json), train_state.pt (resume), tb/ (tensorboard).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from bm_gym.data import DatasetError
 from bm_gym.diffusion.policy import CheckpointError
@@ -63,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="token layout: joint (one per step) or split (the paper's; default: the preset's)",
     )
+    parser.add_argument("--d-model", type=int, default=None, help="width (default: the preset's)")
+    parser.add_argument("--layers", type=int, default=None, help="transformer layers (default: the preset's)")
+    parser.add_argument("--heads", type=int, default=None, help="attention heads (default: the preset's)")
+    parser.add_argument("--time-limit-s", type=float, default=None,
+                        help="stop after this many seconds, saving a checkpoint; the same command goes on")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         return _train(args)
@@ -79,12 +86,16 @@ def _train(args: argparse.Namespace) -> int:
         loader_workers=args.loader_workers,
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
         mirror=args.mirror, action_loss_horizon=args.action_loss_horizon, action_rate_weight=args.action_rate_weight,
-        tokens=args.tokens,
+        tokens=args.tokens, d_model=args.d_model, layers=args.layers, heads=args.heads, time_limit_s=args.time_limit_s,
     )  # fmt: skip
     trainer = Trainer(cfg)
     main_process = trainer.dist.main
     if trainer.step and main_process:
         print(f"resuming {cfg.out} from step {trainer.step}", flush=True)
+    if main_process:
+        params = sum(p.numel() for p in trainer.model.parameters())
+        print(f"{len(trainer.train_set)} training windows, {params / 1e6:.2f} M parameters on {cfg.device}; set up "
+              f"in {time.monotonic() - trainer.created:.1f} s", flush=True)  # fmt: skip
     checkpoint = trainer.run()
     if main_process:
         print(f"checkpoint: {checkpoint}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,31 @@ def is_validation_episode(index: int, val_fraction: float) -> bool:
     return ((index * _GOLDEN) % 10_000) / 10_000 < val_fraction
 
 
+def cut_windows(
+    states: np.ndarray, actions: np.ndarray, rows: np.ndarray, history: int, horizon: int, layout: StateLayout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Canonicalized states [B, N+H+1, S] and actions [B, N+H, A] around rows ``rows`` of [T, S] / [T, A] arrays
+    (raw units), in one vectorized pass: per-window Python work bounded the training step."""
+    offsets = np.arange(-history, horizon + 1)
+    window_states = layout.canonicalize(states[rows[:, None] + offsets], present=history)
+    return window_states, actions[rows[:, None] + offsets[:-1]]
+
+
 def cut_window(episode: Episode, t: int, history: int, horizon: int, layout: StateLayout) -> tuple[np.ndarray, ...]:
-    """Canonicalized states [N+H+1, S] and actions [N+H, A] around step t (raw units)."""
-    states = layout.canonicalize(episode.states[t - history : t + horizon + 1], present=history)
-    actions = episode.actions[t - history : t + horizon]
-    return states, actions
+    """Canonicalized states [N+H+1, S] and actions [N+H, A] around step t of one episode (raw units)."""
+    states, actions = cut_windows(episode.states, episode.actions, np.array([t]), history, horizon, layout)
+    return states[0], actions[0]
+
+
+@dataclass(frozen=True)
+class WindowEpisode:
+    """What a window dataset keeps of an episode besides its rows in the flat arrays."""
+
+    index: int
+    source: str
+    fell: bool
+    start: int  # first row in ExpertWindowDataset.states / .actions
+    length: int
 
 
 def window_stats(
@@ -90,12 +111,18 @@ class ExpertWindowDataset(Dataset):
         self.layout = StateLayout.from_json(attrs["state_layout"])
         self.history, self.horizon, self.normalize = history, horizon, normalize
         self.control_dt = float(attrs["control_dt"])
-        self.episodes = episodes
         cut = 0 if fall_margin_s is None or include_fallen else round(fall_margin_s / self.control_dt)
         self.index = np.array([(i, t) for i, e in enumerate(episodes)
                                for t in range(history, len(e) - horizon - (cut if e.fell else 0))])  # fmt: skip
         if len(self.index) == 0:
             raise ValueError(f"{path}: no {split} windows of {history} + 1 + {horizon} steps")
+        # Every episode's states and actions in two flat arrays (what worker processes receive), windows by row.
+        starts = np.cumsum([0] + [len(e) for e in episodes[:-1]])
+        self.episodes = [WindowEpisode(e.index, e.source, e.fell, int(start), len(e))
+                         for e, start in zip(episodes, starts, strict=True)]  # fmt: skip
+        self.states = np.concatenate([e.states for e in episodes]).astype(np.float32, copy=False)
+        self.actions = np.concatenate([e.actions for e in episodes]).astype(np.float32, copy=False)
+        self._rows = starts[self.index[:, 0]] + self.index[:, 1]
         self.mirror = Mirror.for_layout(self.layout) if mirror else None
         self.state_mean, self.state_std = stats["state_mean"], stats["state_std"]
         self.action_mean, self.action_std = stats["action_mean"], stats["action_std"]
@@ -125,16 +152,26 @@ class ExpertWindowDataset(Dataset):
         return weights / weights.sum()
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        flip, item = divmod(item, len(self.index))
-        episode, t = self.index[item]
-        states, actions = cut_window(self.episodes[episode], int(t), self.history, self.horizon, self.layout)
-        if flip:
-            states, actions = self.mirror.states(states), self.mirror.actions(actions)
+        history, future = self.batch(np.array([item]))
+        return history[0], future[0]
+
+    def batch(self, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``items`` stacked: history [B, N+1, S+A] and future [B, H, S+A], cut in one vectorized pass."""
+        items = np.asarray(items, dtype=np.int64)
+        if items.size and (items.min() < 0 or items.max() >= len(self)):
+            raise IndexError(f"window index out of range [0, {len(self)}): {items.min()}..{items.max()}")
+        flip, item = np.divmod(items, len(self.index))
+        states, actions = cut_windows(self.states, self.actions, self._rows[item], self.history, self.horizon,
+                                      self.layout)  # fmt: skip
+        if flip.any():
+            mirrored = flip == 1
+            states[mirrored] = self.mirror.states(states[mirrored])
+            actions[mirrored] = self.mirror.actions(actions[mirrored])
         if self.normalize:
             states = (states - self.state_mean) / self.state_std
             actions = (actions - self.action_mean) / self.action_std
         n = self.history
-        present_action = np.zeros((1, actions.shape[1]), dtype=np.float32)
-        history = np.concatenate([states[: n + 1], np.concatenate([actions[:n], present_action])], axis=1)
-        future = np.concatenate([states[n + 1 :], actions[n:]], axis=1)
+        present_action = np.zeros((len(items), 1, actions.shape[2]), dtype=np.float32)
+        history = np.concatenate([states[:, : n + 1], np.concatenate([actions[:, :n], present_action], 1)], axis=2)
+        future = np.concatenate([states[:, n + 1 :], actions[:, n:]], axis=2)
         return torch.from_numpy(history.astype(np.float32)), torch.from_numpy(future.astype(np.float32))

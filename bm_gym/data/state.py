@@ -129,15 +129,14 @@ class StateLayout:
         return np.concatenate(parts).astype(np.float32)
 
     def canonicalize(self, states: np.ndarray, present: int) -> np.ndarray:
-        """Express root position and yaw of a window [T, S] relative to the robot at row ``present``."""
+        """Express root position and yaw of windows [..., T, S] relative to the robot at row ``present``."""
         f = self.fields
         out = states.copy()
-        xy, cs = states[:, f["root_pos_xy"]], states[:, f["root_yaw_cs"]]
-        c0, s0 = cs[present]
-        delta = xy - xy[present]
-        out[:, f["root_pos_xy"]] = np.stack(
-            [c0 * delta[:, 0] + s0 * delta[:, 1], -s0 * delta[:, 0] + c0 * delta[:, 1]], 1
-        )
+        xy, cs = states[..., f["root_pos_xy"]], states[..., f["root_yaw_cs"]]
+        c0, s0 = cs[..., present, None, 0], cs[..., present, None, 1]  # [..., 1]: broadcast over the rows
+        dx, dy = xy[..., 0] - xy[..., present, None, 0], xy[..., 1] - xy[..., present, None, 1]
+        out[..., f["root_pos_xy"]] = np.stack([c0 * dx + s0 * dy, -s0 * dx + c0 * dy], -1)
         # cos/sin of (yaw - yaw0)
-        out[:, f["root_yaw_cs"]] = np.stack([cs[:, 0] * c0 + cs[:, 1] * s0, cs[:, 1] * c0 - cs[:, 0] * s0], 1)
+        c, s = cs[..., 0], cs[..., 1]
+        out[..., f["root_yaw_cs"]] = np.stack([c * c0 + s * s0, s * c0 - c * s0], -1)
         return out

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
+from bm_gym.data.dataset import ExpertWindowDataset
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -89,6 +91,20 @@ def step_noise(
     return t, torch.randn((batch_size, *shape), generator=generator)
 
 
+@dataclass(frozen=True)
+class StepNoise:
+    """:func:`step_noise` with a run's fixed arguments: ``noise(step)``."""
+
+    seed: int
+    batch_size: int
+    shape: tuple[int, ...]
+    timesteps: int
+    level_shape: tuple[int, ...] = ()
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, ...]:
+        return step_noise(self.seed, step, self.batch_size, self.shape, self.timesteps, self.level_shape)
+
+
 def shard(batch: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
     return batch[ctx.rank :: ctx.world]
 
@@ -98,19 +114,25 @@ def _mix(seed: int, step: int, stream: int) -> int:
 
 
 class StepBatches(Dataset):
-    """Item k: this process's slice of global batch ``start + k`` as stacked (history, future) tensors.
+    """Item k: this process's slice of global batch ``start + k``: stacked (history, future) and that step's noise
+    levels and noise.
 
-    Cutting windows is per-sample Python work; as a dataset of whole steps it runs in DataLoader worker
-    processes (``TrainCfg.loader_workers``) while the model trains, and the DataLoader keeps step order.
+    Windows are cut a batch at a time (``ExpertWindowDataset.batch``) and the noise drawn with them; as a dataset
+    of whole steps this runs in DataLoader worker processes (``TrainCfg.loader_workers``) while the model trains,
+    and the DataLoader keeps step order.
     """
 
-    def __init__(self, windows: Dataset, batches: GlobalBatches, ctx: DistributedContext, start: int, stop: int):
-        self.windows, self.batches, self.ctx, self.start, self.stop = windows, batches, ctx, start, stop
+    def __init__(
+        self, windows: ExpertWindowDataset, batches: GlobalBatches, noise: StepNoise, ctx: DistributedContext,
+        start: int, stop: int,
+    ) -> None:  # fmt: skip
+        self.windows, self.batches, self.noise, self.ctx = windows, batches, noise, ctx
+        self.start, self.stop = start, stop
 
     def __len__(self) -> int:
         return self.stop - self.start
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        indices = shard(self.batches(self.start + k), self.ctx)
-        history, future = zip(*(self.windows[int(i)] for i in indices), strict=True)
-        return torch.stack(history), torch.stack(future)
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, ...]:
+        history, future = self.windows.batch(shard(self.batches(self.start + k), self.ctx).numpy())
+        t, noise = (shard(x, self.ctx) for x in self.noise(self.start + k))
+        return history, future, t, noise

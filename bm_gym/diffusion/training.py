@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from bm_gym.data.dataset import ExpertWindowDataset
 from bm_gym.diffusion.config import PRESETS, ModelCfg
-from bm_gym.diffusion.distributed import DistributedContext, GlobalBatches, StepBatches, shard, step_noise
+from bm_gym.diffusion.distributed import DistributedContext, GlobalBatches, StepBatches, StepNoise
 from bm_gym.diffusion.model import TrajectoryDenoiser
 from bm_gym.diffusion.policy import DiffusionPolicy, Normalizer, recover_checkpoint_folder, replace_folder
 from bm_gym.diffusion.process import TrajectoryDiffusion
@@ -63,6 +63,14 @@ class TrainCfg:
     action_loss_horizon: int | None = None
     action_rate_weight: float | None = None
     tokens: str | None = None  # the denoiser's token layout ("joint" or "split"); None keeps the preset's
+    # Override the preset's size (a model between the cpu and paper presets, say); None keeps the preset's.
+    d_model: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    # Stop this invocation this many seconds after the trainer started (data loading and loader workers count),
+    # saving a resumable checkpoint: a lease or a job scheduler's wall time. Rerunning the command goes on.
+    # None: run to ``steps``.
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         name = "TrainCfg"
@@ -79,6 +87,11 @@ class TrainCfg:
         positive_int(name, "log_every", self.log_every)
         positive_int(name, "loader_workers", self.loader_workers, minimum=0)
         require(self.amp in ("", "bf16"), name, "amp", self.amp, '"" or "bf16"')
+        for field in ("d_model", "layers", "heads"):
+            if getattr(self, field) is not None:
+                positive_int(name, field, getattr(self, field))
+        if self.time_limit_s is not None:
+            positive_finite(name, "time_limit_s", self.time_limit_s)
 
 
 class TrainingError(RuntimeError):
@@ -89,6 +102,7 @@ class Trainer:
     """Runs (or resumes) one training run in ``cfg.out``: ``train_state.pt`` to resume, ``checkpoint/`` to use."""
 
     def __init__(self, cfg: TrainCfg) -> None:
+        self.created = time.monotonic()  # what time_limit_s counts from
         if cfg.preset not in PRESETS:
             raise ValueError(f"unknown model preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
         self.dist = DistributedContext.from_env(cfg.device)
@@ -98,7 +112,8 @@ class Trainer:
             cfg = dataclasses.replace(cfg, device=f"cuda:{self.dist.local_rank}")
         self.cfg = cfg
         preset = PRESETS[cfg.preset]
-        denoiser = dataclasses.replace(preset.denoiser, tokens=cfg.tokens or preset.denoiser.tokens)
+        sizes = {k: getattr(cfg, k) for k in ("tokens", "d_model", "layers", "heads") if getattr(cfg, k) is not None}
+        denoiser = dataclasses.replace(preset.denoiser, **sizes)
         terms = {
             k: getattr(cfg, k) for k in ("action_loss_horizon", "action_rate_weight") if getattr(cfg, k) is not None
         }
@@ -155,7 +170,8 @@ class Trainer:
         try:
             # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code.
             state = torch.load(path, map_location=self.cfg.device, weights_only=True)
-            keys = ("preset", "data", "action_loss_horizon", "action_rate_weight", "tokens")
+            keys = ("preset", "data", "action_loss_horizon", "action_rate_weight", "tokens", "d_model", "layers",
+                    "heads")  # fmt: skip
             if any(state["cfg"].get(k) != getattr(self.cfg, k) for k in keys):
                 held = ", ".join(f"{k}={state['cfg'].get(k)!r}" for k in keys)
                 raise ValueError(f"{self.out} holds a run with {held}; use the same options or another --out")
@@ -236,20 +252,19 @@ class Trainer:
         # step, loss, state MSE, action MSE, training seconds so far; closed below
         log = open(self.out / "losses.csv", "a") if ctx.main else None
         batches = GlobalBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.sample_weights)
-        steps = DataLoader(StepBatches(self.train_set, batches, ctx, self.step, cfg.steps), batch_size=None,
+        future_shape = (d.horizon, self.train_set.layout.dim + self.train_set.layout.action_dim)
+        level_shape = self.diffusion.level_shape(d, cfg.batch_size)[1:]  # per sample: () or (H, 2)
+        noise = StepNoise(cfg.seed, cfg.batch_size, future_shape, self.model_cfg.diffusion.train_timesteps,
+                          level_shape)  # fmt: skip
+        steps = DataLoader(StepBatches(self.train_set, batches, noise, ctx, self.step, cfg.steps), batch_size=None,
                            num_workers=cfg.loader_workers, prefetch_factor=4 if cfg.loader_workers else None,
                            multiprocessing_context="spawn" if cfg.loader_workers else None)  # fmt: skip
         step_batches = iter(steps)
-        future_shape = (d.horizon, self.train_set.layout.dim + self.train_set.layout.action_dim)
-        level_shape = self.diffusion.level_shape(d, cfg.batch_size)[1:]  # per sample: () or (H, 2)
         last_save = time.monotonic()
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not (progress and ctx.main))
         self.model.train()
         while self.step < cfg.steps:
-            history, future = next(step_batches)
-            t, noise = (shard(x, ctx) for x in step_noise(cfg.seed, self.step, cfg.batch_size, future_shape,
-                                                           self.model_cfg.diffusion.train_timesteps,
-                                                           level_shape))  # fmt: skip
+            history, future, t, noise = next(step_batches)
             with torch.autocast(cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
                 loss, parts = self.diffusion.loss(self.train_model, history.to(cfg.device), future.to(cfg.device),
                                                   self.model_cfg, t.to(cfg.device), noise.to(cfg.device))  # fmt: skip
@@ -293,6 +308,12 @@ class Trainer:
             if ctx.main and time.monotonic() - last_save > cfg.checkpoint_every_s:
                 self.save()
                 last_save = time.monotonic()
+            # every process must agree to stop, or the others wait on an all-reduce forever
+            if cfg.time_limit_s is not None and not ctx.all_true(time.monotonic() - self.created < cfg.time_limit_s):
+                if ctx.main:
+                    print(f"time limit of {cfg.time_limit_s:g} s reached at step {self.step} of {cfg.steps}; rerun "
+                          "the same command to go on", flush=True)  # fmt: skip
+                break
         bar.close()
         if ctx.main:
             self.save()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bm_gym.data import CollectCfg, Collector, DatasetError, ExpertWindowDataset, StateLayout, validate
+from bm_gym.data.dataset import cut_window, cut_windows
 from bm_gym.data.hdf5 import load_episodes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,10 +49,29 @@ def test_windows_have_documented_shapes_and_are_canonical(small_dataset):
     np.testing.assert_allclose(history[4, xy].numpy(), 0.0, atol=1e-6)  # present frame is the origin
     np.testing.assert_array_equal(history[4, s:].numpy(), 0.0)  # present action not yet chosen
     episode, t = ds.index[10]
-    np.testing.assert_allclose(future[0, s:].numpy(), ds.episodes[episode].actions[t], atol=1e-6)  # a_t
+    row = ds.episodes[episode].start + t
+    np.testing.assert_allclose(future[0, s:].numpy(), ds.actions[row], atol=1e-6)  # a_t
     normalized = ExpertWindowDataset(small_dataset)
     h, fut = normalized[10]
     assert abs(float(fut.mean())) < 2.0 and np.isfinite(h.numpy()).all()
+
+
+def test_a_batch_is_its_items_stacked(small_dataset):
+    """The vectorized batch cut gives exactly the windows one at a time would, mirrored ones included."""
+    ds = ExpertWindowDataset(small_dataset, mirror=True)
+    items = np.array([0, 5, len(ds) // 2 + 3, len(ds) - 1, 7])
+    history, future = ds.batch(items)
+    for k, item in enumerate(items):
+        one_history, one_future = ds[int(item)]
+        np.testing.assert_array_equal(history[k].numpy(), one_history.numpy())
+        np.testing.assert_array_equal(future[k].numpy(), one_future.numpy())
+    episode, t = ds.index[3]
+    single = cut_window(load_episodes(small_dataset)[0][episode], int(t), ds.history, ds.horizon, ds.layout)
+    flat = cut_windows(ds.states, ds.actions, np.array([ds.episodes[episode].start + t]), ds.history, ds.horizon,
+                       ds.layout)  # fmt: skip
+    np.testing.assert_array_equal(single[0], flat[0][0])
+    with pytest.raises(IndexError, match="out of range"):
+        ds.batch(np.array([len(ds)]))
 
 
 def test_train_and_val_splits_are_disjoint(small_dataset):

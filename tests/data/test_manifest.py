@@ -177,3 +177,20 @@ def test_the_manifest_sets_the_state_layout_of_the_whole_dataset(tmp_path, veloc
         Manifest.load(write(tmp_path, {"sources": sources, "state": "bodies"}))
     with pytest.raises(ValueError, match="CollectCfg.state"):
         CollectCfg(policy=str(velocity_dir), out=str(tmp_path / "x.h5"), state="bodies")
+
+
+def test_workers_on_the_command_line_override_the_manifest(tmp_path, velocity_dir, monkeypatch, capsys):
+    """One manifest serves a laptop and a 16-core machine: ``--workers`` wins over the manifest's ``workers``."""
+    import tools.data
+
+    seen = []
+    monkeypatch.setattr(tools.data, "collect_manifest", lambda manifest, out: seen.append(manifest) or [])
+    monkeypatch.setattr(tools.data, "validate", lambda path: "summary")
+    manifest = write(tmp_path, {"workers": 2, "sources": [{"name": "v", "policy": str(velocity_dir), "episodes": 2}]})
+    out = str(tmp_path / "out.h5")
+    assert tools.data.main(["collect", "--manifest", str(manifest), "--out", out]) == 0
+    assert tools.data.main(["collect", "--manifest", str(manifest), "--out", out, "--workers", "5"]) == 0
+    assert [m.workers for m in seen] == [2, 5]
+    assert tools.data.main(["collect", "--manifest", str(manifest), "--out", out, "--workers", "0"]) == 1
+    assert "--workers must be a positive integer, got 0" in capsys.readouterr().err
+    assert len(seen) == 2  # nothing collected with a bad worker count
