@@ -99,7 +99,8 @@ def _train(args: argparse.Namespace) -> int:
     checkpoint = trainer.run()
     if main_process:
         print(f"checkpoint: {checkpoint}")
-    return 0
+    # stopped by a signal: say so in the exit status (128 + signal, as the shell does), the checkpoint is saved
+    return 0 if trainer.stop_signal is None else 128 + trainer.stop_signal
 
 
 def _weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:

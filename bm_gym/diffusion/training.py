@@ -6,12 +6,15 @@ global batch and its noise are the same for any N, so N processes train the same
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +148,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
+        self.stop_signal: int | None = None  # the signal that ended the last run early, if one did
         self.started = time.time()
         self.elapsed_before = 0.0
         self.normalizer = Normalizer(
@@ -245,7 +249,45 @@ class Trainer:
         model.train()
         return {k: float(np.mean(v)) for k, v in totals.items()}
 
+    def _stop_reason(self) -> str:
+        """Why to stop after this step ("" to go on): a SIGTERM or SIGINT, or the time limit. Every process must
+        agree to stop, or the others would wait on an all-reduce forever."""
+        reason = ""
+        if self.stop_signal is not None:
+            reason = f"{signal.Signals(self.stop_signal).name} received"
+        elif self.cfg.time_limit_s is not None and time.monotonic() - self.created >= self.cfg.time_limit_s:
+            reason = f"time limit of {self.cfg.time_limit_s:g} s reached"
+        if self.dist.world > 1 and not self.dist.all_true(not reason):
+            reason = reason or "another process is stopping"
+        return reason
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGTERM (a scheduler, a lease, ``timeout``) or Ctrl-C ends the run after the current step, with a
+        checkpoint and the resumable state saved; a second signal acts as usual."""
+        if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum, frame):
+            self.stop_signal = signum
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
     def run(self, progress: bool = True) -> Path:
+        with self._stop_on_signals():
+            return self._run(progress)
+
+    def _run(self, progress: bool) -> Path:
         cfg, ctx = self.cfg, self.dist
         d = self.model_cfg.denoiser
         writer = SummaryWriter(self.out / "tb") if ctx.main else None
@@ -264,7 +306,12 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not (progress and ctx.main))
         self.model.train()
         while self.step < cfg.steps:
-            history, future, t, noise = next(step_batches)
+            try:
+                history, future, t, noise = next(step_batches)
+            except RuntimeError:  # a loader worker ended by the same Ctrl-C: stop with a checkpoint all the same
+                if self.stop_signal is None:
+                    raise
+                break
             with torch.autocast(cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
                 loss, parts = self.diffusion.loss(self.train_model, history.to(cfg.device), future.to(cfg.device),
                                                   self.model_cfg, t.to(cfg.device), noise.to(cfg.device))  # fmt: skip
@@ -308,11 +355,11 @@ class Trainer:
             if ctx.main and time.monotonic() - last_save > cfg.checkpoint_every_s:
                 self.save()
                 last_save = time.monotonic()
-            # every process must agree to stop, or the others wait on an all-reduce forever
-            if cfg.time_limit_s is not None and not ctx.all_true(time.monotonic() - self.created < cfg.time_limit_s):
+            reason = self._stop_reason()
+            if reason:
                 if ctx.main:
-                    print(f"time limit of {cfg.time_limit_s:g} s reached at step {self.step} of {cfg.steps}; rerun "
-                          "the same command to go on", flush=True)  # fmt: skip
+                    print(f"\n{reason}: stopping at step {self.step} of {cfg.steps} with a checkpoint; rerun the same "
+                          "command to go on", flush=True)  # fmt: skip
                 break
         bar.close()
         if ctx.main:

@@ -177,3 +177,24 @@ def test_bad_size_overrides_name_the_field(small_dataset, tmp_path):
         TrainCfg(data=str(small_dataset), out=str(tmp_path), layers=0)
     with pytest.raises(ValueError, match="time_limit_s"):
         TrainCfg(data=str(small_dataset), out=str(tmp_path), time_limit_s=-1.0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_stops_with_a_checkpoint_of_the_last_step(small_dataset, tmp_path, sig):
+    """A scheduler's SIGTERM (or Ctrl-C) before any periodic save still leaves a checkpoint and a resumable state."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tools.train", "--data", str(small_dataset), "--out", str(out), "--steps", "100000",
+           "--batch-size", "8", "--val-every", "100000", "--threads", "1", "--log-every", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((out / "losses.csv").exists() and (out / "losses.csv").read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline and proc.poll() is None, "training did not start"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig
+    assert f"{signal.Signals(sig).name} received: stopping at step" in stdout
+    step = torch.load(out / "train_state.pt", weights_only=True)["step"]
+    assert 3 <= step < 100_000
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["training"]["steps"] == step
+    assert Trainer(TrainCfg(data=str(small_dataset), out=str(out), steps=100_000, batch_size=8)).step == step
