@@ -53,7 +53,6 @@ class WindowEpisode:
     source: str
     fell: bool
     start: int  # first row in ExpertWindowDataset.states / .actions
-    length: int
 
 
 def window_stats(
@@ -118,7 +117,7 @@ class ExpertWindowDataset(Dataset):
             raise ValueError(f"{path}: no {split} windows of {history} + 1 + {horizon} steps")
         # Every episode's states and actions in two flat arrays (what worker processes receive), windows by row.
         starts = np.cumsum([0] + [len(e) for e in episodes[:-1]])
-        self.episodes = [WindowEpisode(e.index, e.source, e.fell, int(start), len(e))
+        self.episodes = [WindowEpisode(e.index, e.source, e.fell, int(start))
                          for e, start in zip(episodes, starts, strict=True)]  # fmt: skip
         self.states = np.concatenate([e.states for e in episodes]).astype(np.float32, copy=False)
         self.actions = np.concatenate([e.actions for e in episodes]).astype(np.float32, copy=False)
