@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bm_gym.controller import ControllerCfg, DiffusionController
+from bm_gym.data.manifest import recorded_source
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.eval.scenarios import run_joystick
 from bm_gym.eval.tracking import run_continuation
@@ -97,19 +98,12 @@ def _run(job: tuple[EvalArgs, int]) -> dict[str, float]:
 
 def source_args(data: Path, name: str) -> tuple[str, str, str | None, float | None]:
     """(kind, policy, motion, motion_fps) of source ``name`` of a manifest dataset (tracking or velocity)."""
-    from bm_gym.data.hdf5 import open_dataset
-
-    with open_dataset(data) as f:
-        sources = json.loads(f.attrs.get("sources", "{}"))
-    parts = {part: s for part, s in sources.items() if s["source"] == name}
-    if not parts:
-        names = sorted({s["source"] for s in sources.values()})
-        raise SystemExit(f"error: {data} has no source {name!r}" + (f"; it has {names}" if names else
-                         " (not collected from a manifest)"))  # fmt: skip
-    part = next(iter(parts.values()))  # the first motion of a source with several
-    cfg = part["collect_cfg"]
-    kind = "tracking" if part["motion"] else "joystick"
-    return kind, part["policy"], cfg.get("motion"), cfg.get("motion_fps")
+    try:
+        source = recorded_source(data, name)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    kind = "joystick" if source.motion is None else "tracking"
+    return kind, str(source.policy), None if source.motion is None else str(source.motion), source.motion_fps
 
 
 def main() -> None:

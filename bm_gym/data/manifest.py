@@ -39,7 +39,7 @@ import yaml
 
 from bm_gym.data.collect import NOISE_KINDS, CollectCfg, Collector
 from bm_gym.data.dataset import window_stats
-from bm_gym.data.hdf5 import Episode, load_episodes, write_dataset
+from bm_gym.data.hdf5 import Episode, load_episodes, open_dataset, write_dataset
 from bm_gym.data.schedules import CommandScheduleCfg
 from bm_gym.data.state import STATE_KINDS, StateLayout
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg
@@ -230,6 +230,7 @@ def merge_parts(manifest: Manifest, parts: list[Part], cfgs: list[CollectCfg], o
             episodes.append(e)
         sources[part.name] = {"source": part.source.name, "motion": part.motion.stem if part.motion else "",
                               "policy": str(part.source.policy.resolve()), "episodes": len(loaded),
+                              "motion_path": str(part.motion.resolve()) if part.motion else "",
                               "policy_conventions": json.loads(attrs["policy_conventions"]),
                               "collect_cfg": json.loads(attrs["collect_cfg"])}  # fmt: skip
     layout = StateLayout.named(manifest.state)
@@ -247,6 +248,43 @@ def merge_parts(manifest: Manifest, parts: list[Part], cfgs: list[CollectCfg], o
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_dataset(out, episodes, attrs, stats, {"history": first.stats_history, "horizon": first.stats_horizon})
+
+
+@dataclass(frozen=True)
+class RecordedSource:
+    """A manifest dataset's source as collected: enough to roll its expert out again (per-source evaluation)."""
+
+    name: str
+    policy: Path
+    motion: Path | None  # a tracking source's (first) motion; None for a velocity source
+    motion_fps: float | None
+
+
+def recorded_source(data: str | Path, name: str) -> RecordedSource:
+    """Source ``name`` of the manifest dataset ``data``, with absolute paths that exist, or a ValueError naming
+    the file and what is missing. Files from before ``motion_path`` was recorded hold the motion path as given
+    to the collector, relative to the directory the collection ran in; it is tried from here as a fallback."""
+    with open_dataset(data) as f:
+        sources = json.loads(f.attrs.get("sources", "{}"))
+    parts = [s for s in sources.values() if s["source"] == name]
+    if not parts:
+        names = sorted({s["source"] for s in sources.values()})
+        raise ValueError(f"{data} has no source {name!r}" + (f"; it has {names}" if names else
+                         " (it was not collected from a manifest)"))  # fmt: skip
+    part = parts[0]  # the first motion of a source with several
+    cfg = part["collect_cfg"]
+    policy = Path(part["policy"])
+    if not policy.exists():
+        raise ValueError(f"{data}: source {name!r} was collected from policy {policy}, which no longer exists")
+    motion = None
+    if part["motion"]:
+        motion = Path(part.get("motion_path") or cfg["motion"])
+        if not motion.exists():
+            raise ValueError(f"{data}: source {name!r}: its motion {motion} does not exist"
+                             + ("" if motion.is_absolute() else " (a path relative to where the collection ran: "
+                                "run from there, or collect again to record it absolute)"))  # fmt: skip
+        motion = motion.resolve()
+    return RecordedSource(name, policy, motion, cfg.get("motion_fps"))
 
 
 def _source(path: Path, index: int, spec: object) -> SourceCfg:

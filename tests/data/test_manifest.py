@@ -1,6 +1,7 @@
 """Collection manifests: many Stage 1 sources into one dataset; bad manifests fail before any rollout."""
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,7 +11,7 @@ import yaml
 from bm_gym.data import CollectCfg, Collector
 from bm_gym.data.dataset import ExpertWindowDataset, window_stats
 from bm_gym.data.hdf5 import load_episodes
-from bm_gym.data.manifest import Manifest, ManifestError, collect_manifest, parts_dir
+from bm_gym.data.manifest import Manifest, ManifestError, collect_manifest, parts_dir, recorded_source
 from bm_gym.data.state import StateLayout
 
 
@@ -74,6 +75,34 @@ def test_ou_noise_is_correlated_in_time_and_gaussian_is_not(mixed):
     assert all(lag1(e) > 0.7 for e in dance), [lag1(e) for e in dance]  # OU: exp(-theta dt) = 0.98 per step
     velocity_noisy = [e for e in episodes if e.source == "velocity" and np.any(e.applied_actions != e.actions)]
     assert all(abs(lag1(e)) < 0.3 for e in velocity_noisy)
+
+
+def test_sources_are_found_again_from_any_directory(tmp_path, tracking_dir, monkeypatch):
+    """A manifest given by a relative path, with paths relative to it: evaluation finds the policy and the
+    motion from anywhere; a file from before absolute motion paths says what is missing and why."""
+    import os
+
+    here = tmp_path / "project"
+    (here / "configs").mkdir(parents=True)
+    relative = os.path.relpath(tracking_dir, here / "configs")
+    write(here / "configs", {"workers": 1, "sources": [{"name": "dance", "policy": relative, "motions": [
+        f"{relative}/motion.csv"], "motion_fps": 30, "episodes": 1, "episode_s": 1.0}]})  # fmt: skip
+    monkeypatch.chdir(here)
+    collect_manifest(Manifest.load(Path("configs/sources.yaml")), Path("mixed.h5"), progress=False)
+    monkeypatch.chdir(tmp_path)
+    source = recorded_source(here / "mixed.h5", "dance")
+    assert source.policy == tracking_dir.resolve() and source.motion == (tracking_dir / "motion.csv").resolve()
+    assert source.motion_fps == 30
+    with pytest.raises(ValueError, match=r"no source 'walk'; it has \['dance'\]"):
+        recorded_source(here / "mixed.h5", "walk")
+    with h5py.File(here / "mixed.h5", "r+") as f:  # as written before motion_path was recorded
+        sources = json.loads(f.attrs["sources"])
+        del sources["dance__motion"]["motion_path"]
+        f.attrs["sources"] = json.dumps(sources)
+    with pytest.raises(ValueError, match="relative to where the collection ran"):
+        recorded_source(here / "mixed.h5", "dance")
+    monkeypatch.chdir(here)
+    assert recorded_source(here / "mixed.h5", "dance").motion == (tracking_dir / "motion.csv").resolve()
 
 
 def test_loader_filters_weights_sources_and_keeps_windows_well_before_a_fall(mixed, tmp_path):
