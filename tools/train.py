@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d-model", type=int, default=None, help="width (default: the preset's)")
     parser.add_argument("--layers", type=int, default=None, help="transformer layers (default: the preset's)")
     parser.add_argument("--heads", type=int, default=None, help="attention heads (default: the preset's)")
+    parser.add_argument("--action-lookahead", type=int, default=None, metavar="K",
+                        help="split tokens: each action a_k attends to the planned states up to s_k+K (>= the "
+                             "horizon: all of them; default: the preset's, 1)")  # fmt: skip
     parser.add_argument("--time-limit-s", type=float, default=None,
                         help="stop after this many seconds, saving a checkpoint; the same command goes on")  # fmt: skip
     args = parser.parse_args(argv)
@@ -87,6 +90,7 @@ def _train(args: argparse.Namespace) -> int:
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
         mirror=args.mirror, action_loss_horizon=args.action_loss_horizon, action_rate_weight=args.action_rate_weight,
         tokens=args.tokens, d_model=args.d_model, layers=args.layers, heads=args.heads, time_limit_s=args.time_limit_s,
+        action_lookahead=args.action_lookahead,
     )  # fmt: skip
     trainer = Trainer(cfg)
     main_process = trainer.dist.main

@@ -26,6 +26,11 @@ class DenoiserCfg:
     # and actions up to their own step. Actions are then inferred from the (guided) states, and a plan can be
     # warm-started with states and actions at different noise levels.
     tokens: str = "joint"
+    # Split layout: action a_k attends to the planned states up to s_(k + action_lookahead); >= horizon: all of
+    # them. 1 reads a_k from the state it leads to; at 50 Hz that state shows little of a_k (joint targets move
+    # the joints over several steps), and such a model predicted the executed action a_0 from the history alone
+    # (docs/benchmarks.md, the inverse-dynamics probe), so guidance on the states did not reach it.
+    action_lookahead: int = 1
 
     def __post_init__(self) -> None:
         for name in ("d_model", "heads", "layers", "ff_mult", "history", "horizon"):
@@ -34,6 +39,7 @@ class DenoiserCfg:
                 f"a multiple of heads ({self.heads})")  # fmt: skip
         require(is_finite(self.dropout) and 0 <= self.dropout < 1, "DenoiserCfg", "dropout", self.dropout, "in [0, 1)")
         require(self.tokens in TOKEN_LAYOUTS, "DenoiserCfg", "tokens", self.tokens, f"one of {TOKEN_LAYOUTS}")
+        positive_int("DenoiserCfg", "action_lookahead", self.action_lookahead, minimum=0)
 
 
 @dataclass(frozen=True)

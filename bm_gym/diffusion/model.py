@@ -27,13 +27,13 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-def split_attention_mask(history: int, horizon: int) -> torch.Tensor:
+def split_attention_mask(history: int, horizon: int, lookahead: int = 1) -> torch.Tensor:
     """Which tokens of the split layout may not attend to which: bool [L, L], True = blocked.
 
     Token order: history states s_-N..s_0, history actions a_-N..a_-1, future states s_1..s_H, future actions
     a_0..a_H-1. States attend to every state and to no action (the planned motion is shaped by states alone,
-    which is what guidance steers); action a_k attends to the states up to s_k+1, the state it leads to, and to
-    the actions up to itself: an inverse-dynamics reading of the states, causal in time.
+    which is what guidance steers); action a_k attends to the states up to s_k+lookahead (1: the state it leads
+    to; >= H: every planned state) and to the actions up to itself: an inverse-dynamics reading of the states.
     """
     n, h = history, horizon
     is_action = torch.tensor([False] * (n + 1) + [True] * n + [False] * h + [True] * h)
@@ -41,7 +41,7 @@ def split_attention_mask(history: int, horizon: int) -> torch.Tensor:
     q_action, k_action = is_action[:, None], is_action[None, :]
     state_query = ~q_action & k_action  # states see no action
     action_query = q_action & (
-        (~k_action & (time[None, :] > time[:, None] + 1)) | (k_action & (time[None, :] > time[:, None]))
+        (~k_action & (time[None, :] > time[:, None] + lookahead)) | (k_action & (time[None, :] > time[:, None]))
     )
     return state_query | action_query
 
@@ -84,7 +84,8 @@ class TrajectoryDenoiser(nn.Module):
         self.action_head = nn.Linear(d, self.action_dim)
         time = torch.cat([torch.arange(-n, 1), torch.arange(-n, 0), torch.arange(1, h + 1), torch.arange(0, h)])
         self.register_buffer("token_pos", sinusoidal(time, d), persistent=False)
-        blocked = split_attention_mask(n, h)  # as an additive mask: nn's encoder and the export spelling share it
+        # As an additive mask: nn's encoder and the export spelling share it.
+        blocked = split_attention_mask(n, h, cfg.action_lookahead)
         self.register_buffer("attn_mask", torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")),
                              persistent=False)  # fmt: skip
 

@@ -70,6 +70,7 @@ class TrainCfg:
     d_model: int | None = None
     layers: int | None = None
     heads: int | None = None
+    action_lookahead: int | None = None  # split layout: planned states each action attends to (DenoiserCfg)
     # Stop this invocation this many seconds after the trainer started (data loading and loader workers count),
     # saving a resumable checkpoint: a lease or a job scheduler's wall time. Rerunning the command goes on.
     # None: run to ``steps``.
@@ -93,6 +94,8 @@ class TrainCfg:
         for field in ("d_model", "layers", "heads"):
             if getattr(self, field) is not None:
                 positive_int(name, field, getattr(self, field))
+        if self.action_lookahead is not None:
+            positive_int(name, "action_lookahead", self.action_lookahead, minimum=0)
         if self.time_limit_s is not None:
             positive_finite(name, "time_limit_s", self.time_limit_s)
 
@@ -115,7 +118,8 @@ class Trainer:
             cfg = dataclasses.replace(cfg, device=f"cuda:{self.dist.local_rank}")
         self.cfg = cfg
         preset = PRESETS[cfg.preset]
-        sizes = {k: getattr(cfg, k) for k in ("tokens", "d_model", "layers", "heads") if getattr(cfg, k) is not None}
+        sizes = {k: getattr(cfg, k) for k in ("tokens", "d_model", "layers", "heads", "action_lookahead")
+                 if getattr(cfg, k) is not None}  # fmt: skip
         denoiser = dataclasses.replace(preset.denoiser, **sizes)
         terms = {
             k: getattr(cfg, k) for k in ("action_loss_horizon", "action_rate_weight") if getattr(cfg, k) is not None
@@ -175,7 +179,7 @@ class Trainer:
             # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code.
             state = torch.load(path, map_location=self.cfg.device, weights_only=True)
             keys = ("preset", "data", "action_loss_horizon", "action_rate_weight", "tokens", "d_model", "layers",
-                    "heads")  # fmt: skip
+                    "heads", "action_lookahead")  # fmt: skip
             if any(state["cfg"].get(k) != getattr(self.cfg, k) for k in keys):
                 held = ", ".join(f"{k}={state['cfg'].get(k)!r}" for k in keys)
                 raise ValueError(f"{self.out} holds a run with {held}; use the same options or another --out")

@@ -33,6 +33,29 @@ def test_the_mask_lets_states_see_states_and_actions_see_the_states_they_lead_to
     assert not blocked[fa + 2, fa + 2] and blocked[fa + 2, fa + 3]  # a_2 sees a_2, not a_3
 
 
+@pytest.mark.parametrize("lookahead", [0, 3, 16])
+def test_action_lookahead_sets_how_far_each_action_sees_the_planned_states(lookahead):
+    n, h = 4, 16
+    blocked = split_attention_mask(n, h, lookahead)
+    fs, fa = 2 * n + 1, 2 * n + 1 + h
+    last_seen = min(lookahead, h)  # a_0 sees s_1..s_lookahead (s_0 is history)
+    assert not blocked[fa, fs : fs + last_seen].any() and blocked[fa, fs + last_seen : fa].all()
+    assert not blocked[fa, : n + 1].any()  # every action sees the history states
+    assert blocked[fs:fa, fa:].all() and blocked[fa + 2, fa + 3]  # states see no action; actions stay causal
+    # One layer: no indirect path (through the state tokens), so a_0 reads exactly s_1..s_lookahead.
+    cfg = dataclasses.replace(SPLIT.denoiser, action_lookahead=lookahead, layers=1)
+    model = TrajectoryDenoiser(cfg, S, A).eval()
+    x = torch.randn(1, 16, S + A, requires_grad=True)
+    grad_a0 = torch.autograd.grad(model(x, torch.tensor([20]), torch.randn(1, 5, S + A))[0, 0, S:].sum(), x)[0]
+    reads = grad_a0[0, :, :S].abs().amax(-1) > 0  # row k holds s_k+1
+    assert reads.tolist() == [k < last_seen for k in range(h)]
+
+
+def test_action_lookahead_is_checked():
+    with pytest.raises(ValueError, match="action_lookahead"):
+        dataclasses.replace(SPLIT.denoiser, action_lookahead=-1)
+
+
 def test_outputs_depend_only_on_what_the_mask_allows():
     model = split_model()
     x = torch.randn(1, 16, S + A, requires_grad=True)

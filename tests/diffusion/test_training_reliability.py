@@ -155,21 +155,25 @@ def test_kill_9_during_training_then_rerun_resumes_and_no_checkpoint_is_half_wri
 
 
 def test_size_overrides_and_a_time_limit_stop_resumably(small_dataset, tmp_path):
-    """--d-model / --layers reach the checkpoint; a time limit saves a checkpoint that the same command resumes."""
+    """--d-model / --layers / --action-lookahead reach the checkpoint; a time limit saves a checkpoint that the
+    same command resumes."""
     base = dict(data=str(small_dataset), out=str(tmp_path / "run"), steps=10_000, batch_size=8, val_every=100_000,
-                val_fraction=0.3, d_model=32, layers=1, heads=2, threads=1)  # fmt: skip
+                val_fraction=0.3, d_model=32, layers=1, heads=2, threads=1, tokens="split",
+                action_lookahead=4)  # fmt: skip
     trainer = Trainer(TrainCfg(**base, time_limit_s=0.5))
     checkpoint = trainer.run(progress=False)
     stopped_at = trainer.step
     assert 0 < stopped_at < 10_000
     policy = DiffusionPolicy.load(checkpoint)
     d = policy.cfg.denoiser
-    assert (d.d_model, d.layers, d.heads) == (32, 1, 2)
+    assert (d.d_model, d.layers, d.heads, d.action_lookahead) == (32, 1, 2, 4)
     assert json.loads((checkpoint / "config.json").read_text())["training"]["steps"] == stopped_at
     resumed = Trainer(TrainCfg(**base, time_limit_s=0.5))
     assert resumed.step == stopped_at
     with pytest.raises(ValueError, match="d_model=32"):
         Trainer(TrainCfg(**{**base, "d_model": 64}))
+    with pytest.raises(ValueError, match="action_lookahead=4"):
+        Trainer(TrainCfg(**{**base, "action_lookahead": 16}))
 
 
 def test_bad_size_overrides_name_the_field(small_dataset, tmp_path):
@@ -177,6 +181,8 @@ def test_bad_size_overrides_name_the_field(small_dataset, tmp_path):
         TrainCfg(data=str(small_dataset), out=str(tmp_path), layers=0)
     with pytest.raises(ValueError, match="time_limit_s"):
         TrainCfg(data=str(small_dataset), out=str(tmp_path), time_limit_s=-1.0)
+    with pytest.raises(ValueError, match="action_lookahead"):
+        TrainCfg(data=str(small_dataset), out=str(tmp_path), action_lookahead=-2)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
