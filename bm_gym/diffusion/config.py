@@ -40,6 +40,8 @@ class DenoiserCfg:
         require(is_finite(self.dropout) and 0 <= self.dropout < 1, "DenoiserCfg", "dropout", self.dropout, "in [0, 1)")
         require(self.tokens in TOKEN_LAYOUTS, "DenoiserCfg", "tokens", self.tokens, f"one of {TOKEN_LAYOUTS}")
         positive_int("DenoiserCfg", "action_lookahead", self.action_lookahead, minimum=0)
+        require(self.tokens == "split" or self.action_lookahead == 1, "DenoiserCfg", "action_lookahead",
+                self.action_lookahead, "1 unless tokens are split (joint tokens have no action tokens)")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ def test_action_lookahead_sets_how_far_each_action_sees_the_planned_states(looka
 def test_action_lookahead_is_checked():
     with pytest.raises(ValueError, match="action_lookahead"):
         dataclasses.replace(SPLIT.denoiser, action_lookahead=-1)
+    with pytest.raises(ValueError, match="joint tokens have no action tokens"):
+        dataclasses.replace(CPU.denoiser, tokens="joint", action_lookahead=16)
 
 
 def test_outputs_depend_only_on_what_the_mask_allows():
