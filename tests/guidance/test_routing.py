@@ -51,7 +51,8 @@ def test_pursuit_walks_at_targets_ahead_turns_to_targets_behind_and_stops_at_the
     assert speed == pytest.approx(cfg.cruise * math.cos(bearing) ** 2) and yaw_rate == pytest.approx(
         cfg.turn_gain * bearing
     )
-    assert pursuit_command(np.array([0.4, 0.0]), 0.4, cfg)[0] == pytest.approx(cfg.cruise * 0.4 / cfg.slow_radius)
+    assert pursuit_command(np.array([0.7, 0.0]), 0.7, cfg)[0] == pytest.approx(cfg.cruise * 0.7 / cfg.slow_radius)
+    assert pursuit_command(np.array([0.3, 0.0]), 0.3, cfg)[0] == pytest.approx(cfg.min_speed)  # the floor
     assert pursuit_command(np.array([0.0, 0.1]), 0.1, cfg) == pytest.approx((0.0, 0.0))  # beside the goal: stand
 
 

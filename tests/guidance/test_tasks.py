@@ -54,6 +54,10 @@ def test_goal_tasks_stand_at_the_goal_and_turn_to_its_heading(backend):
     assert WaypointTask(1.2, 1.1, yaw=0.05).cost(state).wz == 0.0  # within the heading tolerance
     with pytest.raises(ValueError, match="ArrivalCfg.radius"):
         ArrivalCfg(radius=-1.0)
+    with pytest.raises(ValueError, match="ArrivalCfg.stop_radius"):
+        ArrivalCfg(radius=0.1)  # the stop radius (0.15) would lie outside the goal radius
+    with pytest.raises(ValueError, match="ArrivalCfg.deceleration"):
+        ArrivalCfg(deceleration=0.0)
     with pytest.raises(ValueError, match="goal heading"):
         WaypointTask(1.0, 1.0, yaw=float("nan"))
 
@@ -70,3 +74,29 @@ def test_a_walled_in_goal_has_no_route_and_the_task_stands_still(backend):
     assert isinstance(hold, JoystickCost) and (hold.vx, hold.vy, hold.wz) == (0.0, 0.0, 0.0)
     open_wall = NavigateTask(3.0, 0.0, obstacles=tuple(walled_in_course((3.0, 0.0))[1:]))  # one wall removed
     assert open_wall.route_exists(state) and open_wall.command(state) != (0.0, 0.0)
+
+
+def test_arrival_stops_a_moving_robot_where_it_would_come_to_rest_at_the_goal(backend):
+    """A robot at rest holds anywhere within the goal radius; a moving one is told to stop from where it would
+    come to rest (position + speed x delay + speed^2 / (2 deceleration)), or once it is passing the goal."""
+    import dataclasses
+
+    from bm_gym.guidance.tasks import ArrivalCfg
+
+    arrival = ArrivalCfg()  # radius 0.3, stop radius 0.15, 0.1 s + v^2 / (2 x 1 m/s^2)
+    standing = backend.reset(RootPose(pos=(0.0, 0.0, 0.78), quat=tuple(quat_from_yaw(0.0))))
+
+    def moving(vx: float, vy: float = 0.0):
+        return dataclasses.replace(standing, root_lin_vel_w=np.array([vx, vy, 0.0]))
+
+    assert arrival.arrived(standing, 0.25, 0.0) and not arrival.arrived(standing, 0.35, 0.0)
+    # Walking at 0.5 m/s it comes to rest 0.05 + 0.125 = 0.175 m on: told to stop at 0.3 m, not at 0.45 m.
+    np.testing.assert_allclose(arrival.rest_point(moving(0.5)), [0.175, 0.0])
+    assert arrival.arrived(moving(0.5), 0.3, 0.0) and not arrival.arrived(moving(0.5), 0.45, 0.0)
+    # At 1 m/s it comes to rest 0.1 + 0.5 = 0.6 m on: told to stop 0.7 m before the goal, not 0.9 m.
+    assert arrival.arrived(moving(1.0), 0.7, 0.0) and not arrival.arrived(moving(1.0), 0.9, 0.0)
+    # Passing beside the goal within the radius, or walking away from it: stop, nearer it will not get.
+    assert arrival.arrived(moving(0.0, 0.5), 0.0, -0.2)
+    assert arrival.arrived(moving(0.5), 0.1, 0.25)  # the rest point (0.175, 0) is level with the goal
+    assert not arrival.arrived(moving(0.5), 1.0, 0.25)  # the goal is ahead: walk on
+    assert not ArrivalCfg(radius=0.0).arrived(standing, 0.0, 0.0)  # 0: approach forever
