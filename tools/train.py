@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="0 disables EMA")
     parser.add_argument("--checkpoint-every-s", type=float, default=defaults.checkpoint_every_s)
+    parser.add_argument("--keep-every", type=int, default=defaults.keep_every,
+                        help="also keep the checkpoint of every N steps (checkpoints/step_N), to choose one by a "
+                        "closed-loop evaluation (tools.eval_suite); 0: only the latest")  # fmt: skip
     parser.add_argument("--val-every", type=int, default=defaults.val_every)
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--threads", type=int, default=defaults.threads)
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     cfg = TrainCfg(
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        ema_decay=args.ema_decay, checkpoint_every_s=args.checkpoint_every_s, val_every=args.val_every,
+        ema_decay=args.ema_decay, checkpoint_every_s=args.checkpoint_every_s, keep_every=args.keep_every,
+        val_every=args.val_every,
         device=args.device, threads=args.threads, seed=args.seed, amp=args.amp, log_every=args.log_every,
         loader_workers=args.loader_workers,
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,

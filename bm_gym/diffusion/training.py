@@ -52,6 +52,10 @@ class TrainCfg:
     val_every: int = 500
     val_batches: int = 20
     checkpoint_every_s: float = 300.0
+    # Also keep the checkpoint of every this many steps (``checkpoints/step_0004000``), to choose among them by a
+    # closed-loop evaluation: two checkpoints of one run can differ far more in closed loop than in validation
+    # loss (docs/benchmarks.md). 0 keeps only the latest.
+    keep_every: int = 0
     seed: int = 0
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
@@ -88,6 +92,7 @@ class TrainCfg:
         require(is_finite(self.val_fraction) and 0 < self.val_fraction < 1, name, "val_fraction", self.val_fraction,
                 "in (0, 1)")  # fmt: skip
         positive_finite(name, "checkpoint_every_s", self.checkpoint_every_s)
+        positive_int(name, "keep_every", self.keep_every, minimum=0)
         positive_int(name, "log_every", self.log_every)
         positive_int(name, "loader_workers", self.loader_workers, minimum=0)
         require(self.amp in ("", "bf16"), name, "amp", self.amp, '"" or "bf16"')
@@ -161,9 +166,14 @@ class Trainer:
         self._resume()
 
     def _lr_factor(self, step: int) -> float:
-        if step < self.cfg.warmup_steps:
-            return (step + 1) / self.cfg.warmup_steps
-        progress = (step - self.cfg.warmup_steps) / max(1, self.cfg.steps - self.cfg.warmup_steps)
+        return self._lr_factor_of(self.cfg, step)
+
+    @staticmethod
+    def _lr_factor_of(cfg: TrainCfg, step: int) -> float:
+        """Linear warm-up, then cosine decay to 5 % of ``cfg.lr`` at ``cfg.steps``."""
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -189,6 +199,14 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.step = int(state["step"])
+            before = state["cfg"].get("steps", self.cfg.steps)
+            if before != self.cfg.steps and self.dist.main:
+                # The cosine schedule is computed against the total: a new total moves the learning rate at once.
+                old = dataclasses.replace(self.cfg, steps=before)
+                print(f"note: {self.out} was a run of {before} steps, now {self.cfg.steps}: at step {self.step} the "
+                      f"learning rate goes from {self.cfg.lr * Trainer._lr_factor_of(old, self.step):.3g} to "
+                      f"{self.cfg.lr * Trainer._lr_factor_of(self.cfg, self.step):.3g} (the cosine schedule "
+                      "follows the new total)", flush=True)  # fmt: skip
             self.elapsed_before = float(state["elapsed_s"])
             torch.set_rng_state(state["torch_rng"])
         except ValueError:
@@ -199,8 +217,9 @@ class Trainer:
                 "by something else; remove it to start the run over"
             ) from err
 
-    def save(self) -> None:
-        """Resumable state (atomic) and a usable checkpoint folder."""
+    def save(self, keep: bool = False) -> None:
+        """Resumable state (atomic) and a usable checkpoint folder; ``keep`` also copies that folder to
+        ``checkpoints/step_NNNNNNN``."""
         state = {
             "cfg": dataclasses.asdict(self.cfg),
             "model": self.model.state_dict(),
@@ -225,6 +244,14 @@ class Trainer:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
         policy.save(tmp_dir, ema_state, extra)
+        if keep:
+            kept = self.out / "checkpoints" / f"step_{self.step:07d}"
+            staging = kept.with_name(kept.name + ".tmp")  # a copy a kill cut short is not a checkpoint
+            if staging.exists():
+                shutil.rmtree(staging)
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copytree(tmp_dir, staging)
+            replace_folder(staging, kept)
         replace_folder(tmp_dir, self.out / "checkpoint")
 
     @property
@@ -356,7 +383,10 @@ class Trainer:
                     if model is not None:
                         for key, value in self.validate(model).items():
                             writer.add_scalar(f"{name}/{key}", value, self.step)
-            if ctx.main and time.monotonic() - last_save > cfg.checkpoint_every_s:
+            if ctx.main and cfg.keep_every and self.step % cfg.keep_every == 0:
+                self.save(keep=True)
+                last_save = time.monotonic()
+            elif ctx.main and time.monotonic() - last_save > cfg.checkpoint_every_s:
                 self.save()
                 last_save = time.monotonic()
             reason = self._stop_reason()

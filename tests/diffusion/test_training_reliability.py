@@ -204,3 +204,22 @@ def test_sigterm_or_ctrl_c_stops_with_a_checkpoint_of_the_last_step(small_datase
     assert 3 <= step < 100_000
     assert json.loads((out / "checkpoint" / "config.json").read_text())["training"]["steps"] == step
     assert Trainer(TrainCfg(data=str(small_dataset), out=str(out), steps=100_000, batch_size=8)).step == step
+
+
+def test_kept_checkpoints_load_and_a_new_step_total_is_announced(small_dataset, tmp_path, capsys):
+    """--keep-every keeps one loadable checkpoint per N steps; resuming with another --steps says how the
+    learning rate moves (the cosine schedule follows the new total)."""
+    base = {"data": str(small_dataset), "out": str(tmp_path / "run"), "batch_size": 8, "val_every": 100,
+            "val_fraction": 0.3, "warmup_steps": 1}  # fmt: skip
+    Trainer(TrainCfg(**base, steps=4, keep_every=2)).run(progress=False)
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == ["step_0000002", "step_0000004"]
+    first = DiffusionPolicy.load(tmp_path / "run" / "checkpoints" / "step_0000002")
+    latest = DiffusionPolicy.load(tmp_path / "run" / "checkpoint")
+    assert any(not torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
+                                                      latest.model.state_dict().values(), strict=True))  # fmt: skip
+    capsys.readouterr()
+    Trainer(TrainCfg(**base, steps=8, keep_every=2))
+    assert "was a run of 4 steps, now 8: at step 4 the learning rate goes from" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="keep_every"):
+        TrainCfg(**base, keep_every=-1)
