@@ -52,8 +52,9 @@ class ArrivalCfg:
     """What goal tasks do at the goal: stop, stand (and turn in place to the goal's heading, if it has one).
 
     A moving robot is told to stop when the point where it would come to rest (:meth:`rest_point`) is within
-    ``stop_radius`` of the goal, or when, within ``radius``, it moves away from the goal (it is passing); a
-    robot at rest holds anywhere within ``radius``. Standing is the hysteresis, as in a stateful goal
+    ``stop_radius`` of the goal, or when it is passing the goal (moving away from it within ``radius``, or its
+    rest point within ``radius`` and level with the goal: stopping later would only end further off); a robot
+    at rest holds anywhere within ``radius``. Standing is the hysteresis, as in a stateful goal
     checker (Nav2's), but read from the state, so a task stays a value any number of robots may share.
     Holding is a joystick cost asking for no motion but the turn. Without a hold the Eq. 8 heading term spun a
     robot that stood just past the goal (it drifted up to 1.7 m in 10 s); with a proportional pull to the
