@@ -52,9 +52,9 @@ class ArrivalCfg:
     """What goal tasks do at the goal: stop, stand (and turn in place to the goal's heading, if it has one).
 
     A moving robot is told to stop when the point where it would come to rest (:meth:`rest_point`) is within
-    ``stop_radius`` of the goal, or when it is passing the goal (moving away from it within ``radius``, or its
-    rest point within ``radius`` and level with the goal: stopping later would only end further off); a robot
-    at rest holds anywhere within ``radius``. Standing is the hysteresis, as in a stateful goal
+    ``stop_radius`` of the goal, or when it is passing the goal: its straight path passes within ``radius`` of
+    it and the rest point is already past the closest approach, so stopping later would only end further off.
+    A robot at rest holds anywhere within ``radius``. Standing is the hysteresis, as in a stateful goal
     checker (Nav2's), but read from the state, so a task stays a value any number of robots may share.
     Holding is a joystick cost asking for no motion but the turn. Without a hold the Eq. 8 heading term spun a
     robot that stood just past the goal (it drifted up to 1.7 m in 10 s); with a proportional pull to the
@@ -94,29 +94,38 @@ class ArrivalCfg:
         if 0 < self.radius < self.stop_radius:
             raise ValueError(f"ArrivalCfg.stop_radius ({self.stop_radius}) must not exceed radius ({self.radius})")
 
+    def stopping_distance(self, speed: float) -> float:
+        """How far (m) a robot walking at ``speed`` (m/s) goes on after it is told to stop."""
+        return speed * self.stop_delay + speed**2 / (2.0 * self.deceleration)
+
     def rest_point(self, state: RobotState) -> np.ndarray:
         """Where (x, y) the robot would come to rest if told to stop now."""
         velocity = np.asarray(state.root_lin_vel_w[:2], dtype=float)
         speed = float(np.hypot(*velocity))
-        return state.root_pos[:2] + velocity * (self.stop_delay + speed / (2.0 * self.deceleration))
+        return state.root_pos[:2] + (velocity / speed * self.stopping_distance(speed) if speed > 0 else 0.0)
 
     def arrived(self, state: RobotState, x: float, y: float) -> bool:
         """Whether the robot at ``state`` should stop and hold the goal (x, y) rather than approach it."""
         if self.radius == 0:
             return False
-        position, velocity = state.root_pos[:2], state.root_lin_vel_w[:2]
+        position, velocity = state.root_pos[:2], np.asarray(state.root_lin_vel_w[:2], dtype=float)
         to_goal = np.array([x - position[0], y - position[1]])
-        distance = float(np.hypot(*to_goal))
-        if math.hypot(*velocity) < self.rest_speed:
+        distance, speed = float(np.hypot(*to_goal)), float(np.hypot(*velocity))
+        if speed < self.rest_speed:
             return distance < self.radius
-        if distance < self.stop_radius or (distance < self.radius and float(velocity @ to_goal) <= 0.0):
-            return True  # there, or passing the goal: nearer it will not get
-        rest = self.rest_point(state)
-        rest_to_goal = np.array([x - rest[0], y - rest[1]])
-        rest_distance = float(np.hypot(*rest_to_goal))
-        # Stop where it will come to rest near the goal, or, passing beside it, where stopping later would only
-        # take it further: the rest point has drawn level with the goal.
-        return rest_distance < self.stop_radius or (rest_distance < self.radius and float(velocity @ rest_to_goal) <= 0)
+        if distance < self.stop_radius:
+            return True
+        # The straight path ahead passes the goal ``along`` m on (negative: behind), ``miss`` m off it; the
+        # robot told to stop now comes to rest ``stopping`` m on.
+        heading = velocity / speed
+        along, miss = float(heading @ to_goal), abs(float(heading[0] * to_goal[1] - heading[1] * to_goal[0]))
+        stopping = self.stopping_distance(speed)
+        if math.hypot(along - stopping, miss) < self.stop_radius:
+            return True  # it comes to rest at the goal
+        # Passing the goal within ``radius``: once the rest point is past the closest approach, stopping later
+        # only ends further off. This stays true while the robot slows (or, late to react, keeps its speed),
+        # where a rule on the rest point's distance flickered off and the cost drove the robot on.
+        return miss < self.radius and -self.radius < along <= stopping
 
     def hold(self, state: RobotState, x: float, y: float, yaw: float | None) -> JoystickCost | None:
         """The holding cost once the robot has arrived at (x, y) (:meth:`arrived`); None while approaching."""

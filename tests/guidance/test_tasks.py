@@ -99,4 +99,10 @@ def test_arrival_stops_a_moving_robot_where_it_would_come_to_rest_at_the_goal(ba
     assert arrival.arrived(moving(0.0, 0.5), 0.0, -0.2)
     assert arrival.arrived(moving(0.5), 0.1, 0.25)  # the rest point (0.175, 0) is level with the goal
     assert not arrival.arrived(moving(0.5), 1.0, 0.25)  # the goal is ahead: walk on
+    # Late to react, a robot keeps 0.9 m/s (rest point 0.495 m on) for 0.2 s past the moment it was told to
+    # stop beside a goal 0.25 m off its path: it stays told to stop all that time (its rest point, now 0.34 m
+    # from the goal, has left the radius), where a rule on the rest point's distance let the cost drive it on.
+    assert all(arrival.arrived(moving(0.9), along, 0.25) for along in (0.45, 0.36, 0.27, 0.1, -0.2))
+    assert not arrival.arrived(moving(0.9), 0.3, 0.35)  # passing wide: walk on, the cost turns it round
+    assert not arrival.arrived(moving(0.5), -1.0, 0.0)  # walking away from a goal far behind: not a stop
     assert not ArrivalCfg(radius=0.0).arrived(standing, 0.0, 0.0)  # 0: approach forever
