@@ -5,6 +5,7 @@
     torchrun --standalone --nproc-per-node 2 -m tools.train --data data/mixed.h5 --out runs/mixed   # data-parallel
     python -m tools.train --data data/mixed.h5 --out runs/mixed --source-weights velocity=1 dance=1
     python -m tools.train --data data/mixed.h5 --out runs/mid --preset paper --d-model 256 --layers 4 --time-limit-s 600
+    python -m tools.train --data data/mine.h5 --out runs/tuned --init bm_gym/checkpoints/g1_velocity_cpu --lr 1e-4
 
 Writes runs/<name>/checkpoint/ (safetensors + config.json), train_state.pt (resume), tb/ (tensorboard).
 """
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--action-lookahead", type=int, default=None, metavar="K",
                         help="split tokens: each action a_k attends to the planned states up to s_k+K (>= the "
                              "horizon: all of them; default: the preset's, 1)")  # fmt: skip
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="fine-tune: start from this checkpoint folder's weights and normalization (its model "
+                             "and state layout must be the run's)")  # fmt: skip
     parser.add_argument("--time-limit-s", type=float, default=None,
                         help="stop after this many seconds, saving a checkpoint; the same command goes on")  # fmt: skip
     args = parser.parse_args(argv)
@@ -94,7 +98,7 @@ def _train(args: argparse.Namespace) -> int:
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
         mirror=args.mirror, action_loss_horizon=args.action_loss_horizon, action_rate_weight=args.action_rate_weight,
         tokens=args.tokens, d_model=args.d_model, layers=args.layers, heads=args.heads, time_limit_s=args.time_limit_s,
-        action_lookahead=args.action_lookahead,
+        action_lookahead=args.action_lookahead, init=args.init,
     )  # fmt: skip
     trainer = Trainer(cfg)
     main_process = trainer.dist.main

@@ -75,6 +75,10 @@ class TrainCfg:
     layers: int | None = None
     heads: int | None = None
     action_lookahead: int | None = None  # split layout: planned states each action attends to (DenoiserCfg)
+    # Fine-tune: start from this checkpoint folder's weights (EMA if it has them) and keep its normalization,
+    # which those weights were trained on, instead of the data's. Its denoiser, diffusion process and state
+    # layout must be the run's; loss terms, data and schedule are the run's own. None: random initialization.
+    init: str | None = None
     # Stop this invocation this many seconds after the trainer started (data loading and loader workers count),
     # saving a resumable checkpoint: a lease or a job scheduler's wall time. Rerunning the command goes on.
     # None: run to ``steps``.
@@ -148,6 +152,11 @@ class Trainer:
             )
         layout = self.train_set.layout
         self.model = TrajectoryDenoiser(d, layout.dim, layout.action_dim).to(cfg.device)
+        self.normalizer = Normalizer(
+            self.train_set.state_mean, self.train_set.state_std, self.train_set.action_mean, self.train_set.action_std
+        )
+        if cfg.init is not None:
+            self._initialize_from(cfg.init)
         # the model as trained: wrapped by DDP across processes (gradients averaged in backward), else itself
         self.train_model = DistributedDataParallel(self.model) if self.dist.world > 1 else self.model
         self.ema = (
@@ -160,10 +169,22 @@ class Trainer:
         self.stop_signal: int | None = None  # the signal that ended the last run early, if one did
         self.started = time.time()
         self.elapsed_before = 0.0
-        self.normalizer = Normalizer(
-            self.train_set.state_mean, self.train_set.state_std, self.train_set.action_mean, self.train_set.action_std
-        )
         self._resume()
+
+    def _initialize_from(self, folder: str) -> None:
+        """Weights and normalization of the checkpoint ``folder`` (``cfg.init``), checked against this run."""
+        start = DiffusionPolicy.load(folder)
+        for what, theirs, ours in (("denoiser", start.cfg.denoiser, self.model_cfg.denoiser),
+                                   ("diffusion process", start.cfg.diffusion, self.model_cfg.diffusion),
+                                   ("state layout", start.layout, self.train_set.layout)):  # fmt: skip
+            if theirs != ours:
+                raise ValueError(f"--init {folder}: its {what} is {theirs}, this run's (--preset and size options, "
+                                 f"{self.cfg.data}) is {ours}")  # fmt: skip
+        self.model.load_state_dict(start.model.state_dict())
+        self.normalizer = norm = start.normalizer
+        for dataset in (self.train_set, self.val_set):  # windows normalized as the weights expect them
+            dataset.state_mean, dataset.state_std = norm.state_mean, norm.state_std
+            dataset.action_mean, dataset.action_std = norm.action_mean, norm.action_std
 
     def _lr_factor(self, step: int) -> float:
         return self._lr_factor_of(self.cfg, step)
@@ -189,7 +210,7 @@ class Trainer:
             # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code.
             state = torch.load(path, map_location=self.cfg.device, weights_only=True)
             keys = ("preset", "data", "action_loss_horizon", "action_rate_weight", "tokens", "d_model", "layers",
-                    "heads", "action_lookahead")  # fmt: skip
+                    "heads", "action_lookahead", "init")  # fmt: skip
             if any(state["cfg"].get(k) != getattr(self.cfg, k) for k in keys):
                 held = ", ".join(f"{k}={state['cfg'].get(k)!r}" for k in keys)
                 raise ValueError(f"{self.out} holds a run with {held}; use the same options or another --out")

@@ -223,3 +223,21 @@ def test_kept_checkpoints_load_and_a_new_step_total_is_announced(small_dataset, 
     assert "was a run of 4 steps, now 8: at step 4 the learning rate goes from" in capsys.readouterr().out
     with pytest.raises(ValueError, match="keep_every"):
         TrainCfg(**base, keep_every=-1)
+
+
+def test_init_fine_tunes_from_a_checkpoint_with_its_weights_and_normalization(checkpoint, small_dataset, tmp_path):
+    """--init starts from a checkpoint's weights and keeps its normalization (what the weights expect), and
+    refuses a checkpoint whose model does not fit the run, naming both."""
+    start = DiffusionPolicy.load(checkpoint)
+    shifted = DiffusionPolicy.load(checkpoint)
+    shifted.normalizer.state_mean = shifted.normalizer.state_mean + 1.0  # not the data's statistics
+    shifted.save(tmp_path / "start")
+    base = {"data": str(small_dataset), "batch_size": 8, "val_every": 100, "val_fraction": 0.3}
+    trainer = Trainer(TrainCfg(**base, out=str(tmp_path / "tuned"), steps=1, init=str(tmp_path / "start")))
+    for ours, theirs in zip(trainer.model.state_dict().values(), start.model.state_dict().values(), strict=True):
+        assert torch.equal(ours, theirs)
+    np.testing.assert_array_equal(trainer.train_set.state_mean, shifted.normalizer.state_mean)
+    tuned = DiffusionPolicy.load(trainer.run(progress=False))
+    np.testing.assert_array_equal(tuned.normalizer.state_mean, shifted.normalizer.state_mean)
+    with pytest.raises(ValueError, match="--init .*denoiser"):
+        Trainer(TrainCfg(**base, out=str(tmp_path / "wide"), steps=1, d_model=64, init=str(tmp_path / "start")))
