@@ -126,6 +126,13 @@ class ExpertWindowDataset(Dataset):
         self.state_mean, self.state_std = stats["state_mean"], stats["state_std"]
         self.action_mean, self.action_std = stats["action_mean"], stats["action_std"]
 
+    def use_statistics(self, state_mean: np.ndarray, state_std: np.ndarray, action_mean: np.ndarray,
+                       action_std: np.ndarray) -> None:  # fmt: skip
+        """Normalize windows with these statistics instead of the file's (a model fine-tuned on this data
+        expects the statistics it was first trained with)."""
+        self.state_mean, self.state_std = state_mean, state_std
+        self.action_mean, self.action_std = action_mean, action_std
+
     def __len__(self) -> int:
         return len(self.index) * (2 if self.mirror else 1)
 

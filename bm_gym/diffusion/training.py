@@ -183,8 +183,7 @@ class Trainer:
         self.model.load_state_dict(start.model.state_dict())
         self.normalizer = norm = start.normalizer
         for dataset in (self.train_set, self.val_set):  # windows normalized as the weights expect them
-            dataset.state_mean, dataset.state_std = norm.state_mean, norm.state_std
-            dataset.action_mean, dataset.action_std = norm.action_mean, norm.action_std
+            dataset.use_statistics(norm.state_mean, norm.state_std, norm.action_mean, norm.action_std)
 
     def _lr_factor(self, step: int) -> float:
         return self._lr_factor_of(self.cfg, step)

@@ -113,19 +113,16 @@ class ArrivalCfg:
         distance, speed = float(np.hypot(*to_goal)), float(np.hypot(*velocity))
         if speed < self.rest_speed:
             return distance < self.radius
-        if distance < self.stop_radius:
-            return True
-        # The straight path ahead passes the goal ``along`` m on (negative: behind), ``miss`` m off it; the
-        # robot told to stop now comes to rest ``stopping`` m on.
+        rest = self.rest_point(state)
+        if distance < self.stop_radius or math.hypot(x - rest[0], y - rest[1]) < self.stop_radius:
+            return True  # there, or it comes to rest there
+        # Passing the goal within ``radius``: the straight path ahead passes it ``along`` m on (negative: behind),
+        # ``miss`` m off. Once the rest point is past that closest approach, stopping later only ends further
+        # off. This stays true while the robot slows (or, late to react, keeps its speed), where a rule on the
+        # rest point's distance flickered off and the cost drove the robot on.
         heading = velocity / speed
         along, miss = float(heading @ to_goal), abs(float(heading[0] * to_goal[1] - heading[1] * to_goal[0]))
-        stopping = self.stopping_distance(speed)
-        if math.hypot(along - stopping, miss) < self.stop_radius:
-            return True  # it comes to rest at the goal
-        # Passing the goal within ``radius``: once the rest point is past the closest approach, stopping later
-        # only ends further off. This stays true while the robot slows (or, late to react, keeps its speed),
-        # where a rule on the rest point's distance flickered off and the cost drove the robot on.
-        return miss < self.radius and -self.radius < along <= stopping
+        return miss < self.radius and -self.radius < along <= self.stopping_distance(speed)
 
     def hold(self, state: RobotState, x: float, y: float, yaw: float | None) -> JoystickCost | None:
         """The holding cost once the robot has arrived at (x, y) (:meth:`arrived`); None while approaching."""
