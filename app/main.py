@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import os
 import sys
@@ -14,8 +15,7 @@ from app.simulation import SimulationCfg
 from app.ui import AppCfg, TeleopApp
 from bm_gym.course import Course, CourseError
 from bm_gym.devices import parse_device
-from bm_gym.diffusion import SHIPPED_CHECKPOINT
-from bm_gym.guidance import GuidanceCfg
+from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.sim import BACKENDS, backend_problem
 
 
@@ -41,7 +41,7 @@ def display_problem() -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
-    parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="initial guidance scale")
+    parser.add_argument("--scale", type=float, help="initial guidance scale (default: the checkpoint's)")
     parser.add_argument("--record-dir", type=Path, default=Path("runs/recordings"))
     parser.add_argument("--actions-per-plan", type=int, default=SimulationCfg().actions_per_plan,
                         help="planned actions executed per plan (1: replan at 50 Hz on fast machines)")  # fmt: skip
@@ -61,16 +61,19 @@ def main() -> int:
         parse_device(args.device)
         if args.course is not None:
             Course.load(args.course)
+        guidance = DiffusionPolicy.load(args.checkpoint).guidance  # the settings measured for this model
     except (ValueError, CourseError) as err:
         parser.error(str(err))
+    if args.scale is not None:
+        guidance = dataclasses.replace(guidance, scale=args.scale)
     problem = display_problem()
     if problem:
         print(f"error: the teleop app needs a display ({problem}). On a machine without a screen run it under "
               "Xvfb: xvfb-run -a python -m app", file=sys.stderr)  # fmt: skip
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sim = SimulationCfg(checkpoint=args.checkpoint, guidance=GuidanceCfg(scale=args.scale),
-                        actions_per_plan=args.actions_per_plan, backend=args.backend)  # fmt: skip
+    sim = SimulationCfg(checkpoint=args.checkpoint, guidance=guidance, actions_per_plan=args.actions_per_plan,
+                        backend=args.backend)  # fmt: skip
     teleop = TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps, device=args.device,
                               record_video=not args.no_record_video))  # fmt: skip
     if args.course is not None:

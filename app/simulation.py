@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SimulationCfg:
     checkpoint: Path = SHIPPED_CHECKPOINT
-    guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
+    guidance: GuidanceCfg | None = None  # None: the checkpoint's settings (DiffusionPolicy.guidance)
     obstacle_weight: float = 1.0
     control_hz: float = 50.0
     # Replan every control step: with the fused plan (about 10 ms here, beside software rendering on the same
@@ -92,7 +92,7 @@ class Simulation(threading.Thread):
         self._command = (0.0, 0.0, 0.0)
         self._mode = "joystick"
         self._waypoint: tuple[float, float] | None = None
-        self._guidance, self._obstacle_weight = self.cfg.guidance, self.cfg.obstacle_weight
+        self._guidance, self._obstacle_weight = self.controller.cfg.guidance, self.cfg.obstacle_weight
         self._paused = False
         self._handles: dict[int, int] = {}  # UI id -> backend handle
         self._recorder: SessionRecorder | None = None

@@ -235,7 +235,7 @@ class TeleopApp:
                         dpg.add_line_series([], [], label=name, tag=f"series_{name}")
 
     def _build_controls(self) -> None:
-        g = self.cfg.sim.guidance
+        g = self.sim.controller.cfg.guidance
         dpg.add_text("Drive")
         dpg.add_radio_button(("joystick", "waypoint"), tag="drive", horizontal=True,
                              callback=lambda _, v: self.sim.set_mode(v))  # fmt: skip

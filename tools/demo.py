@@ -11,6 +11,7 @@ frame sheet (``demo.png``, one frame every 1.5 s).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,6 @@ from PIL import Image
 
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
-from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, VelocityTask
 from bm_gym.obstacles import Box, Cylinder
 from bm_gym.robot import g1
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     parser.add_argument("--seconds", type=float, default=30.0, help="joystick part")
     parser.add_argument("--navigate-seconds", type=float, default=30.0, help="time limit of the wall part")
-    parser.add_argument("--scale", type=float, default=GuidanceCfg().scale, help="guidance scale")
+    parser.add_argument("--scale", type=float, help="guidance scale (default: the checkpoint's)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--video-fps", type=float, default=25.0, help="frame rate of demo.mp4 (0: no video)")
     args = parser.parse_args()
@@ -61,7 +61,8 @@ def main() -> None:
     backend = MujocoBackend()
     for obstacle in OBSTACLES:
         backend.add_obstacle(obstacle)
-    controller = DiffusionController(policy, ControllerCfg(guidance=GuidanceCfg(scale=args.scale)))
+    guidance = policy.guidance if args.scale is None else dataclasses.replace(policy.guidance, scale=args.scale)
+    controller = DiffusionController(policy, ControllerCfg(guidance=guidance))
     state = backend.reset(seed=0)
     controller.reset(state)
     avoid = AvoidObstaclesTask(OBSTACLES)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,18 +62,25 @@ from tools.paths import SHARED_STAGE1
 PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push", "omni", "tour")
 
 
+def checkpoint_guidance(policy: DiffusionPolicy, opts: dict) -> GuidanceCfg:
+    """The checkpoint's guidance settings with those given on the command line in their place."""
+    given = {"scale": opts["scale"], "guided_steps": opts["guided_steps"], "through_model": opts["through_model"]}
+    given = {name: value for name, value in given.items() if value is not None}
+    if "guided_steps" in given:
+        given["guided_steps"] = given["guided_steps"] or None  # 0: every step
+    return replace(policy.guidance, **given)
+
+
 def _episode(job: tuple[dict, str, int]) -> dict:
     import torch
 
     torch.set_num_threads(1)
     opts, scenario, seed = job
     backend = process_backend(opts["backend"], DomainRandomizationCfg() if opts["randomize"] else None)
-    guidance = GuidanceCfg(
-        scale=opts["scale"], through_model=opts["through_model"], guided_steps=opts["guided_steps"] or None
-    )
     if opts["controller"] == "expert":
         return _protocol(opts, scenario, seed, backend, ExpertDriver(Stage1Policy.load(opts["expert"])), [])
     policy = DiffusionPolicy.load(opts["checkpoint"], robot_joints=g1.JOINT_NAMES)
+    guidance = checkpoint_guidance(policy, opts)
     controller = DiffusionController(
         policy,
         ControllerCfg(
@@ -234,9 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", choices=scenarios, required=True)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + episodes - 1")
-    parser.add_argument("--scale", type=float, default=GuidanceCfg().scale)
-    parser.add_argument("--through-model", action="store_true")
-    parser.add_argument("--guided-steps", type=int, default=GuidanceCfg().guided_steps, help="0: all")
+    guidance = parser.add_argument_group("guidance (defaults: the checkpoint's, DiffusionPolicy.guidance)")
+    guidance.add_argument("--scale", type=float)
+    guidance.add_argument("--through-model", action="store_true", default=None)
+    guidance.add_argument("--guided-steps", type=int, help="0: all")
     parser.add_argument("--obstacle-weight", type=float, default=1.0)
     parser.add_argument(
         "--navigator",

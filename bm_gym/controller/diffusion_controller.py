@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from bm_gym.sim.backend import RobotState
 class ControllerCfg:
     actions_per_plan: int = 1  # execute this many planned actions before replanning (1 = replan every step)
     seed: int = 0
-    guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
+    guidance: GuidanceCfg | None = None  # None: the checkpoint's (``DiffusionPolicy.guidance``)
     onnxruntime: bool = True  # gradient-free denoiser passes in ONNX Runtime (2x faster on the CPU than torch)
     fused: bool = True  # whole plans in one ONNX Runtime call when the task allows (bm_gym.guidance.fused)
     # Warm start: begin each plan from the previous one (advanced, re-framed, noised) at this denoising step,
@@ -61,6 +61,8 @@ class DiffusionController:
     def __init__(self, policy: DiffusionPolicy, cfg: ControllerCfg | None = None, num_robots: int = 1) -> None:
         self.policy = policy
         self.cfg = cfg or ControllerCfg()
+        if self.cfg.guidance is None:
+            self.cfg = dataclasses.replace(self.cfg, guidance=policy.guidance)
         if not 1 <= self.cfg.actions_per_plan <= policy.horizon:
             raise ValueError(f"actions_per_plan must be in 1..{policy.horizon}, got {self.cfg.actions_per_plan}")
         steps = len(policy.diffusion.sample_scheduler.timesteps)

@@ -1,7 +1,8 @@
 """A trained diffusion policy: denoiser + diffusion process + normalization + state layout, saved as a checkpoint.
 
 Checkpoint folder: ``model.safetensors`` (weights), ``ema.safetensors`` (EMA weights, optional),
-``config.json`` (model config, state layout with joint and body names, normalization statistics).
+``config.json`` (model config, state layout with joint and body names, normalization statistics, and the guidance
+settings measured for this model: :func:`save_guidance`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bm_gym.diffusion.process import TrajectoryDiffusion
 from bm_gym.guidance.costs import TaskCost
 from bm_gym.guidance.fused import FusedSampler, pack_cost
 from bm_gym.guidance.guide import BatchGuide, CostGuide, GuidanceCfg
+from bm_gym.utils.files import atomic_write_text
 
 FORMAT_VERSION = 1
 
@@ -56,8 +58,12 @@ class Normalizer:
 class DiffusionPolicy:
     """Plans future (state, action) trajectories given the canonicalized history, in physical units."""
 
-    def __init__(self, cfg: ModelCfg, layout: StateLayout, normalizer: Normalizer, model: TrajectoryDenoiser) -> None:
+    def __init__(self, cfg: ModelCfg, layout: StateLayout, normalizer: Normalizer, model: TrajectoryDenoiser,
+                 guidance: GuidanceCfg | None = None) -> None:  # fmt: skip
         self.cfg, self.layout, self.normalizer, self.model = cfg, layout, normalizer, model.eval()
+        # The guidance settings this model was evaluated with: how hard a cost must push depends on how sharp the
+        # model's prior is, so they travel with the weights (controllers use them unless told otherwise).
+        self.guidance = guidance or GuidanceCfg()
         self.diffusion = TrajectoryDiffusion(cfg.diffusion)
         self.fast_forward: OnnxDenoiser | None = None
         self.fused: FusedSampler | None = None
@@ -167,6 +173,7 @@ class DiffusionPolicy:
             "model": dataclasses.asdict(self.cfg),
             "state_layout": json.loads(self.layout.to_json()),
             "normalization": {k: v.tolist() for k, v in dataclasses.asdict(self.normalizer).items()},
+            "guidance": dataclasses.asdict(self.guidance),
             "sha256": {name: file_sha256(folder / name) for name in files},
             **(extra or {}),
         }
@@ -205,6 +212,7 @@ class DiffusionPolicy:
             norm = Normalizer(**{k: np.asarray(v, dtype=np.float32) for k, v in config["normalization"].items()})
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{where}: malformed model, state_layout or normalization ({err!r})") from err
+        guidance = guidance_from_config(config.get("guidance"), where)
         problem = None if robot_joints is None else layout_mismatch(layout, tuple(robot_joints))
         if problem:
             raise CheckpointError(f"{folder}: {problem}")
@@ -222,7 +230,32 @@ class DiffusionPolicy:
         bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             raise CheckpointError(f"{weights}: non-finite values in {bad[:5]}{' ...' if len(bad) > 5 else ''}")
-        return cls(cfg, layout, norm, model)
+        return cls(cfg, layout, norm, model, guidance)
+
+
+def guidance_from_config(value: object, where: str) -> GuidanceCfg:
+    """The ``guidance`` entry of a config.json as a :class:`GuidanceCfg`; absent (checkpoints before it): defaults."""
+    if value is None:
+        return GuidanceCfg()
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{where}: 'guidance' must be an object of GuidanceCfg fields, got {value!r}")
+    known = {f.name for f in dataclasses.fields(GuidanceCfg)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise CheckpointError(f"{where}: unknown guidance fields {unknown}; known: {sorted(known)}")
+    try:
+        return GuidanceCfg(**value)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: guidance: {err}") from err
+
+
+def save_guidance(folder: str | Path, guidance: GuidanceCfg) -> None:
+    """Record the guidance settings measured for a checkpoint in its config.json (atomically; weights untouched)."""
+    path = Path(folder) / "config.json"
+    DiffusionPolicy.load(folder)  # only a sound checkpoint gets settings
+    config = json.loads(path.read_text())
+    config["guidance"] = dataclasses.asdict(guidance)
+    atomic_write_text(path, json.dumps(config, indent=1))
 
 
 def file_sha256(path: Path) -> str:

@@ -30,7 +30,7 @@ import dataclasses
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,7 +66,7 @@ class GuidedEnvCfg:
     rays: int = 16
     ray_range: float = 4.0
     obstacle_weight: float = 1.0  # weight of the obstacle cost next to the command's cost
-    guidance: GuidanceCfg = field(default_factory=GuidanceCfg)
+    guidance: GuidanceCfg | None = None  # None: the checkpoint's settings (DiffusionPolicy.guidance)
     actions_per_plan: int = 1  # planned actions executed before replanning (1: replan at 50 Hz)
     randomize: bool = False  # domain randomization of the simulated robot
     torch_threads: int | None = 1  # one thread per env suits vectorized use; None keeps torch's default
@@ -84,7 +84,8 @@ class GuidedEnvCfg:
         positive_int(name, "rays", self.rays)
         positive_finite(name, "ray_range", self.ray_range)
         positive_finite(name, "obstacle_weight", self.obstacle_weight, allow_zero=True)
-        require(isinstance(self.guidance, GuidanceCfg), name, "guidance", self.guidance, "a GuidanceCfg")
+        require(self.guidance is None or isinstance(self.guidance, GuidanceCfg), name, "guidance", self.guidance,
+                "a GuidanceCfg or None (the checkpoint's)")  # fmt: skip
         positive_int(name, "actions_per_plan", self.actions_per_plan)
         if self.torch_threads is not None:
             positive_int(name, "torch_threads", self.torch_threads)

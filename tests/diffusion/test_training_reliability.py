@@ -1,5 +1,6 @@
 """Training and checkpoints under bad input and kill -9: stop with the cause named, never half-written, never unsafe."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -50,6 +51,9 @@ def _edit_config(folder: Path, edit) -> None:
             lambda c: c["normalization"]["action_mean"].__setitem__(0, float("nan")),
             r"normalization.action_mean must be 29 finite values",
         ),
+        (lambda c: c.update(guidance=[40]), r"'guidance' must be an object of GuidanceCfg fields"),
+        (lambda c: c["guidance"].update(gain=2.0), r"unknown guidance fields \['gain'\]"),
+        (lambda c: c["guidance"].update(scale=-1.0), r"guidance: GuidanceCfg.scale must be a finite number >= 0"),
     ],
 )
 def test_bad_checkpoint_configs_are_refused_with_the_key_named(checkpoint, tmp_path, edit, message):
@@ -57,6 +61,34 @@ def test_bad_checkpoint_configs_are_refused_with_the_key_named(checkpoint, tmp_p
     _edit_config(folder, edit)
     with pytest.raises(CheckpointError, match=message):
         DiffusionPolicy.load(folder)
+
+
+def test_guidance_settings_travel_with_the_checkpoint_and_drive_its_controllers(checkpoint, tmp_path):
+    from bm_gym.controller import ControllerCfg, DiffusionController
+    from bm_gym.guidance import GuidanceCfg
+
+    folder = _copy(checkpoint, tmp_path)
+    assert DiffusionPolicy.load(folder).guidance == GuidanceCfg()  # a new model: the library's defaults
+    weights = (folder / "ema.safetensors").read_bytes()
+    out = subprocess.run([sys.executable, "-m", "tools.checkpoint", "set-guidance", str(folder), "--scale", "60",
+                          "--guided-steps", "0"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["guidance"]["scale"] == 60.0
+    policy = DiffusionPolicy.load(folder)  # the weights' hashes still hold
+    assert policy.guidance == GuidanceCfg(scale=60.0, guided_steps=None)
+    assert (folder / "ema.safetensors").read_bytes() == weights
+    plain = ControllerCfg(onnxruntime=False, fused=False)
+    assert DiffusionController(policy, plain).cfg.guidance.scale == 60.0
+    given = GuidanceCfg(scale=10.0)
+    assert DiffusionController(policy, dataclasses.replace(plain, guidance=given)).cfg.guidance == given
+    policy.save(tmp_path / "resaved")  # saving keeps them
+    assert DiffusionPolicy.load(tmp_path / "resaved").guidance.scale == 60.0
+    _edit_config(folder, lambda c: c.pop("guidance") and None)  # checkpoints from before the setting
+    assert DiffusionPolicy.load(folder).guidance == GuidanceCfg()
+    bad = subprocess.run([sys.executable, "-m", "tools.checkpoint", "set-guidance", str(folder), "--scale", "nan"],
+                         cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "GuidanceCfg.scale must be a finite number" in bad.stderr
+    assert DiffusionPolicy.load(folder).guidance == GuidanceCfg()  # nothing written
 
 
 def test_damaged_or_non_finite_weights_are_refused(checkpoint, tmp_path):

@@ -1,0 +1,63 @@
+"""Inspect a diffusion checkpoint, and record the guidance settings measured for it.
+
+python -m tools.checkpoint show C
+python -m tools.checkpoint set-guidance C --scale 60 [--guided-steps 5]
+
+A checkpoint's guidance settings (``guidance`` in its config.json) are what controllers, the env, the app and
+the evaluations use unless told otherwise: how hard a cost must push depends on the model's prior, so the
+scale chosen by evaluating a model belongs with its weights. Only the named settings change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from bm_gym.diffusion import DiffusionPolicy
+from bm_gym.diffusion.policy import CheckpointError, save_guidance
+
+
+def describe(policy: DiffusionPolicy) -> dict:
+    """What a checkpoint is: its model, state and guidance settings."""
+    return {
+        "model": dataclasses.asdict(policy.cfg),
+        "state": {
+            "dim": policy.layout.dim,
+            "action_dim": policy.layout.action_dim,
+            "fields": list(policy.layout.fields),
+        },  # fmt: skip
+        "guidance": dataclasses.asdict(policy.guidance),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    show = commands.add_parser("show", help="print the model, state and guidance settings")
+    show.add_argument("checkpoint", type=Path)
+    edit = commands.add_parser("set-guidance", help="record guidance settings in the checkpoint's config.json")
+    edit.add_argument("checkpoint", type=Path)
+    edit.add_argument("--scale", type=float)
+    edit.add_argument("--guided-steps", type=int, help="guide the last K denoising steps; 0: all")
+    edit.add_argument("--max-grad-norm", type=float)
+    args = parser.parse_args()
+    try:
+        policy = DiffusionPolicy.load(args.checkpoint)
+        if args.command == "set-guidance":
+            given = {"scale": args.scale, "guided_steps": args.guided_steps, "max_grad_norm": args.max_grad_norm}
+            given = {name: value for name, value in given.items() if value is not None}
+            if not given:
+                parser.error("set-guidance needs at least one of --scale, --guided-steps, --max-grad-norm")
+            if "guided_steps" in given:
+                given["guided_steps"] = given["guided_steps"] or None
+            policy.guidance = dataclasses.replace(policy.guidance, **given)
+            save_guidance(args.checkpoint, policy.guidance)
+    except (CheckpointError, ValueError) as err:
+        parser.error(str(err))
+    print(json.dumps(describe(policy), indent=1))
+
+
+if __name__ == "__main__":
+    main()
