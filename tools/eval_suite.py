@@ -8,18 +8,20 @@ python -m tools.eval_suite --compare shipped.json runs/cpu_v2/eval.json      # o
 Each scenario is one ``tools.eval_guidance`` run (arguments after ``--`` go to every one of them). Results are
 written to ``--out`` after each scenario (atomically), so a run that is stopped resumes where it was: scenarios
 already in the file are not run again. ``--max-episodes`` caps every scenario for a quick look; such a file is
-marked and is not the standard figure.
+marked and is not the standard figure. The file records the checkpoint's own guidance settings
+(``tools.checkpoint``), which every scenario uses unless the forwarded arguments say otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
-from bm_gym.diffusion import SHIPPED_CHECKPOINT
+from bm_gym.diffusion import SHIPPED_CHECKPOINT, CheckpointError, DiffusionPolicy
 from tools.eval_guidance import PROTOCOLS, build_parser, plan_jobs, run_jobs, summarize
 
 PUSH_KICKS = ("0.5", "1", "1.5", "2", "2.5")
@@ -134,7 +136,12 @@ def main(argv: list[str] | None = None) -> None:
         if parsed.controller == "expert" and parsed.scenario not in PROTOCOLS:
             continue  # the expert drives the protocols only
         plans[name] = (parsed, plan_jobs(eval_parser, parsed))
-    setting = {"checkpoint": args.checkpoint, "forwarded": forwarded, "max_episodes": args.max_episodes}
+    try:  # the checkpoint's own guidance settings apply where the forwarded arguments give none
+        guidance = dataclasses.asdict(DiffusionPolicy.load(args.checkpoint).guidance)
+    except CheckpointError as err:
+        parser.error(str(err))
+    setting = {"checkpoint": args.checkpoint, "guidance": guidance, "forwarded": forwarded,
+               "max_episodes": args.max_episodes}  # fmt: skip
     record = {**setting, "scenarios": {}}
     if args.out.exists():
         record = _load(args.out)

@@ -13,6 +13,7 @@ def test_a_suite_run_is_written_per_scenario_resumed_and_compared(tmp_path, monk
     record = json.loads(out.read_text())
     metrics = record["scenarios"]["joystick"]["metrics"]
     assert record["max_episodes"] == 1 and metrics["episodes"] == 1 and len(record["scenarios"]) == 1
+    assert record["guidance"]["scale"] == 40.0  # the shipped checkpoint's settings, recorded with its results
     assert 0 <= metrics["speed_error"] < 0.5 and 0 <= metrics["yaw_rate_error"] < 0.5, metrics
 
     def no_rerun(*_):
@@ -38,6 +39,8 @@ def test_bad_arguments_stop_before_any_episode(tmp_path, monkeypatch):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(SystemExit, match="broken.json: not an eval_suite result file"):
         eval_suite.main(["--compare", str(tmp_path / "broken.json")])
+    with pytest.raises(SystemExit):
+        eval_suite.main(["--out", str(out), "--checkpoint", str(tmp_path / "nowhere")])
     assert not out.exists()
 
 
