@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import dataclasses
 import logging
 import os
 import sys
@@ -61,11 +60,9 @@ def main() -> int:
         parse_device(args.device)
         if args.course is not None:
             Course.load(args.course)
-        guidance = DiffusionPolicy.load(args.checkpoint).guidance  # the settings measured for this model
+        guidance = DiffusionPolicy.load(args.checkpoint).guidance.overridden(args.scale)  # the model's, else given
     except (ValueError, CourseError) as err:
         parser.error(str(err))
-    if args.scale is not None:
-        guidance = dataclasses.replace(guidance, scale=args.scale)
     problem = display_problem()
     if problem:
         print(f"error: the teleop app needs a display ({problem}). On a machine without a screen run it under "

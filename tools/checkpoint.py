@@ -46,13 +46,10 @@ def main() -> None:
     try:
         policy = DiffusionPolicy.load(args.checkpoint)
         if args.command == "set-guidance":
-            given = {"scale": args.scale, "guided_steps": args.guided_steps, "max_grad_norm": args.max_grad_norm}
-            given = {name: value for name, value in given.items() if value is not None}
-            if not given:
+            if args.scale is None and args.guided_steps is None and args.max_grad_norm is None:
                 parser.error("set-guidance needs at least one of --scale, --guided-steps, --max-grad-norm")
-            if "guided_steps" in given:
-                given["guided_steps"] = given["guided_steps"] or None
-            policy.guidance = dataclasses.replace(policy.guidance, **given)
+            policy.guidance = policy.guidance.overridden(args.scale, args.guided_steps,
+                                                         max_grad_norm=args.max_grad_norm)  # fmt: skip
             save_guidance(args.checkpoint, policy.guidance)
     except (CheckpointError, ValueError) as err:
         parser.error(str(err))

@@ -11,7 +11,6 @@ frame sheet (``demo.png``, one frame every 1.5 s).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +60,7 @@ def main() -> None:
     backend = MujocoBackend()
     for obstacle in OBSTACLES:
         backend.add_obstacle(obstacle)
-    guidance = policy.guidance if args.scale is None else dataclasses.replace(policy.guidance, scale=args.scale)
-    controller = DiffusionController(policy, ControllerCfg(guidance=guidance))
+    controller = DiffusionController(policy, ControllerCfg(guidance=policy.guidance.overridden(args.scale)))
     state = backend.reset(seed=0)
     controller.reset(state)
     avoid = AvoidObstaclesTask(OBSTACLES)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,6 @@ from bm_gym.eval.scenarios import (
     run_waypoint,
     scenario_course,
 )
-from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
 from bm_gym.guidance.tasks import ArrivalCfg
 from bm_gym.robot import g1
@@ -60,15 +59,6 @@ from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
 PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push", "omni", "tour")
-
-
-def checkpoint_guidance(policy: DiffusionPolicy, opts: dict) -> GuidanceCfg:
-    """The checkpoint's guidance settings with those given on the command line in their place."""
-    given = {"scale": opts["scale"], "guided_steps": opts["guided_steps"], "through_model": opts["through_model"]}
-    given = {name: value for name, value in given.items() if value is not None}
-    if "guided_steps" in given:
-        given["guided_steps"] = given["guided_steps"] or None  # 0: every step
-    return replace(policy.guidance, **given)
 
 
 def _episode(job: tuple[dict, str, int]) -> dict:
@@ -80,7 +70,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     if opts["controller"] == "expert":
         return _protocol(opts, scenario, seed, backend, ExpertDriver(Stage1Policy.load(opts["expert"])), [])
     policy = DiffusionPolicy.load(opts["checkpoint"], robot_joints=g1.JOINT_NAMES)
-    guidance = checkpoint_guidance(policy, opts)
+    guidance = policy.guidance.overridden(opts["scale"], opts["guided_steps"], opts["through_model"])
     controller = DiffusionController(
         policy,
         ControllerCfg(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,22 @@ class GuidanceCfg:
             positive_int("GuidanceCfg", "guided_steps", self.guided_steps, minimum=0)
         if self.max_grad_norm is not None:
             positive_finite("GuidanceCfg", "max_grad_norm", self.max_grad_norm)
+
+    def overridden(
+        self,
+        scale: float | None = None,
+        guided_steps: int | None = None,
+        through_model: bool | None = None,
+        max_grad_norm: float | None = None,
+    ) -> GuidanceCfg:
+        """These settings with the given ones (not None) in their place, as command lines give them:
+        ``guided_steps`` 0 guides every step."""
+        given = {"scale": scale, "guided_steps": guided_steps, "through_model": through_model,
+                 "max_grad_norm": max_grad_norm}  # fmt: skip
+        given = {name: value for name, value in given.items() if value is not None}
+        if "guided_steps" in given:
+            given["guided_steps"] = given["guided_steps"] or None
+        return dataclasses.replace(self, **given)
 
 
 class CostGuide:

@@ -35,3 +35,13 @@ def test_guidance_only_on_the_last_steps_and_clipping(policy):
     assert [guide.active(i, n) for i in range(n)] == [False] * (n - 3) + [True] * 3
     step = guide.step(torch.full((2, 16, LAYOUT.dim + LAYOUT.action_dim), 5.0))
     np.testing.assert_allclose(step.flatten(1).norm(dim=1).numpy(), [0.1, 0.1], rtol=1e-5)
+
+
+def test_command_line_settings_replace_only_what_they_give():
+    base = GuidanceCfg(scale=60.0, guided_steps=5, max_grad_norm=10.0)
+    assert base.overridden() == base
+    assert base.overridden(scale=20.0) == GuidanceCfg(scale=20.0, guided_steps=5, max_grad_norm=10.0)
+    assert base.overridden(guided_steps=0).guided_steps is None  # 0: every step
+    assert base.overridden(through_model=True, max_grad_norm=1.0) == GuidanceCfg(60.0, True, 5, 1.0)
+    with pytest.raises(ValueError, match="GuidanceCfg.scale"):
+        base.overridden(scale=float("nan"))
