@@ -1,7 +1,7 @@
 """Navigation through random obstacle fields: an SB3 agent vs the straight-line command baseline.
 
     python -m tools.eval_nav --agent baseline --episodes 20
-    python -m tools.eval_nav --agent runs/nav_ppo/latest.zip --episodes 20
+    python -m tools.eval_nav --agent runs/nav_ppo/best.zip --episodes 20
     python -m tools.eval_nav --agent navigate --episodes 20   # no agent: the env's routed waypoint mode
 
 Security: a saved SB3 agent is loaded with ``PPO.load``, which unpickles Python objects stored in the .zip and

@@ -4,7 +4,9 @@
 SB3 wants the old vector API: ``reset()`` returns observations only, ``step`` is split into ``step_async`` /
 ``step_wait``, finished envs reset within the same step and keep their last observation in
 ``info["terminal_observation"]``, and truncation is reported as ``info["TimeLimit.truncated"]``. Gymnasium's
-``same_step`` autoreset mode gives exactly that, so the adapted env must use it.
+``same_step`` autoreset mode gives exactly that, so the adapted env must use it. An ended env's info is its last
+step's (``final_info``), as in SB3's own vector envs; its ``success`` (the navigation task's) is also given as
+``is_success``, the key SB3's ``EvalCallback`` and logger count.
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ class SB3VecEnv(VecEnv):
         if dones.any():
             final = self._convert(infos["final_obs"])
             for i in np.flatnonzero(dones):
+                self.reset_infos[i] = out[i]  # the new episode's; SB3 wants the ended one's in the step's info
+                out[i] = env_info(infos["final_info"], i)
                 out[i]["terminal_observation"] = final[i] if self.flatten else {k: v[i] for k, v in final.items()}
                 out[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+                if "success" in out[i]:
+                    out[i]["is_success"] = bool(out[i]["success"])
         return self._convert(obs), rewards.astype(np.float32), dones, out
 
     def seed(self, seed: int | None = None):

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -140,3 +141,47 @@ def test_sb3_trains_on_the_vector_navigation_env():
     with pytest.raises(ValueError, match="same_step"):
         SB3VecEnv(make_navigation_vector_env(2, **FAST).unwrapped)
     env.close()
+
+
+def test_sb3_adapter_reports_the_ended_episode_info_and_its_success():
+    from bm_gym.envs.navigation import make_navigation_vector_env
+    from bm_gym.envs.sb3 import SB3VecEnv
+
+    env = SB3VecEnv(make_navigation_vector_env(2, max_episode_s=0.08, **FAST))  # 2 env steps per episode
+    env.reset()
+    for _ in range(2):
+        env.step_async(np.zeros((2, 3), np.float32))
+        _, _, dones, infos = env.step_wait()
+    assert dones.all()
+    for info, reset_info in zip(infos, env.reset_infos, strict=True):
+        assert info["time"] == pytest.approx(0.08) and reset_info["time"] == 0.0, "the ended episode's info"
+        assert info["is_success"] is False and info["TimeLimit.truncated"]
+    env.close()
+
+
+def test_validation_keeps_the_best_agent_and_its_score_across_a_resume(tmp_path):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from bm_gym.envs.navigation import make_navigation_vector_env
+    from bm_gym.envs.sb3 import SB3VecEnv
+    from tools.train_nav import Validation
+
+    make = lambda: VecMonitor(SB3VecEnv(make_navigation_vector_env(2, residual=True, max_episode_s=0.08, **FAST)))  # noqa: E731
+    train, held_out = make(), make()
+    model = PPO("MlpPolicy", train, n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    validation = Validation(held_out, tmp_path, seed=7, every_calls=2)
+    model.learn(8, callback=validation)
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert (tmp_path / "best.zip").exists() and best["episodes"] == 2 and best["seed"] == 7
+    assert best["mean_reward"] == validation.best_mean_reward
+    with np.load(tmp_path / "validation" / "evaluations.npz") as log:
+        evaluations = len(log["timesteps"])
+        assert evaluations == 2 and log["results"].shape == (2, 2) and log["successes"].shape == (2, 2)
+        # Both fall in PPO's first rollout (4 steps of 2 envs), before any update: the same agent on the
+        # same reseeded layouts scores the same.
+        assert np.array_equal(log["results"][0], log["results"][1])
+    resumed = Validation(held_out, tmp_path, seed=7, every_calls=2)
+    assert resumed.best_mean_reward == best["mean_reward"], "a resumed run keeps the best score"
+    assert len(resumed.evaluations_timesteps) == evaluations, "and the history"
+    train.close(), held_out.close()
