@@ -36,14 +36,24 @@ import torch
 from torch import nn
 
 from bm_gym.data.state import StateLayout
-from bm_gym.guidance.costs import JoystickCost, ObstacleCost, TaskCost, WaypointCost, WeightedSum, body_margins
+from bm_gym.guidance.costs import (
+    BRAKE_OFFSET,
+    BRAKE_SPEED_AT_GOAL,
+    JoystickCost,
+    ObstacleCost,
+    TaskCost,
+    WaypointCost,
+    WeightedSum,
+    body_margins,
+)
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.utils.cache import cache_root
 
 #: Per-robot scalar parameters, in this order (one row of the ``params`` input).
 PARAMS = (
     "joy_w", "joy_vx", "joy_vy", "joy_wz", "joy_vel_w", "joy_yaw_w",
-    "wp_w", "wp_x", "wp_y", "wp_power", "wp_sharpness", "wp_pull_w", "wp_heading_w", "wp_fade",
+    "wp_w", "wp_x", "wp_y", "wp_power", "wp_sharpness", "wp_pull_w", "wp_heading_w", "wp_fade", "wp_brake_w",
+    "wp_brake_decel",
     "obs_w", "obs_delta", "obs_influence",
     "scale", "max_grad_norm",
 )  # fmt: skip
@@ -80,9 +90,11 @@ def pack_cost(cost: TaskCost) -> CostParams | None:
             values[[_P[k] for k in ("joy_vx", "joy_vy", "joy_wz", "joy_vel_w", "joy_yaw_w")]] = (
                 term.vx, term.vy, term.wz, term.velocity_weight, term.yaw_rate_weight)  # fmt: skip
         elif kind == "wp":
-            names = ("wp_x", "wp_y", "wp_power", "wp_sharpness", "wp_pull_w", "wp_heading_w", "wp_fade")
+            names = ("wp_x", "wp_y", "wp_power", "wp_sharpness", "wp_pull_w", "wp_heading_w", "wp_fade",
+                     "wp_brake_w", "wp_brake_decel")  # fmt: skip
             values[[_P[k] for k in names]] = (term.goal_x, term.goal_y, term.power, term.sharpness, term.pull_weight,
-                                              term.heading_weight, term.heading_fade)  # fmt: skip
+                                              term.heading_weight, term.heading_fade, term.brake_weight,
+                                              term.brake_deceleration)  # fmt: skip
         else:
             if term.field.grids:
                 return False
@@ -102,7 +114,7 @@ def pack_cost(cost: TaskCost) -> CostParams | None:
 
 #: Settings of an unused (zero-weight) term.
 _NEUTRAL = {
-    "wp": {"wp_power": 1.0, "wp_sharpness": 4.0, "wp_fade": 1.0},
+    "wp": {"wp_power": 1.0, "wp_sharpness": 4.0, "wp_fade": 1.0, "wp_brake_decel": 1.0},
     "obs": {"obs_delta": 0.1, "obs_influence": 0.3},
 }
 
@@ -193,6 +205,12 @@ def cost_gradient(
         d_dist = (
             k * near * pull + (1 - near) * gate * col("wp_pull_w") * power * dist ** (power - 1) - k * near * speed2
         )
+        # Braking curve: brake_w * relu(speed - allowed(dist))^2.
+        speed = torch.sqrt(speed2 + 1e-6)
+        slack = torch.clamp(dist - BRAKE_OFFSET, min=0)
+        allowed = torch.sqrt(BRAKE_SPEED_AT_GOAL**2 + 2 * col("wp_brake_decel") * slack)
+        excess2 = 2 * col("wp_brake_w") * torch.relu(speed - allowed)
+        d_dist = d_dist - excess2 * col("wp_brake_decel") * (slack > 0).to(x.dtype) / allowed
         d_e = (1 - near) * fade * col("wp_heading_w") * e
         w = col("wp_w") * inv_h
         r2_safe = torch.clamp(r2, min=1e-12)
@@ -200,8 +218,8 @@ def cost_gradient(
             [w * (-d_dist * dx / dist + d_e * dy / r2_safe), w * (-d_dist * dy / dist - d_e * dx / r2_safe)], -1
         )
         g_py = g_py - w * d_e
-        g_vx = g_vx + w * near * 2 * vx
-        g_vy = g_vy + w * near * 2 * vy
+        g_vx = g_vx + w * (near * 2 * vx + excess2 * vx / speed)
+        g_vy = g_vy + w * (near * 2 * vy + excess2 * vy / speed)
 
     if terms.circles or terms.boxes:  # relaxed barrier (Eq. 10) on each body's clearance, summed over bodies
         yaw = torch.atan2(cs[..., 1], cs[..., 0])
@@ -481,7 +499,7 @@ def _export_graph(spec: dict) -> bytes:
 
 
 #: Bump when the traced computation changes: cached graphs of other versions are then ignored.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 
 
 def cache_dir() -> Path:

@@ -24,6 +24,7 @@ COSTS = {
     "joystick": JoystickCost(0.6, 0.1, 0.3),
     "waypoint ahead": WaypointCost(3.0, 1.0),
     "waypoint behind": WaypointCost(-2.0, 0.5, power=2.0),
+    "waypoint braking": WaypointCost(0.4, 0.1, brake_weight=20.0, brake_deceleration=0.3),
     "barrier": ObstacleCost(ObstacleField(OBSTACLES)),
     "barrier, one margin": ObstacleCost(ObstacleField(OBSTACLES), margin=0.25),
     "navigate": WeightedSum([(1.0, JoystickCost(0.6, 0.0, 0.3)), (1.5, ObstacleCost(ObstacleField(OBSTACLES)))]),
@@ -63,6 +64,25 @@ def test_closed_form_gradient_equals_autograd(policy, histories, name):
     got = cost_gradient(x, params, torch.from_numpy(circles), torch.from_numpy(boxes), margins, policy.layout, 0.02,
                         Terms.of([packed]))  # fmt: skip
     assert expected.abs().max() > 1e-3, "the cost must be active on these plans"
+    torch.testing.assert_close(got, expected, atol=2e-6 * max(1.0, float(expected.abs().max())), rtol=1e-4)
+
+
+def test_braking_curve_gradient_equals_autograd(policy, histories):
+    """The braking term acts on fast plans near the goal: the shipped model's plans from these histories stand,
+    so they are sped up to 0.8 m/s forward first."""
+    x = torch.as_tensor(policy.plan(histories, torch.Generator().manual_seed(1)), dtype=torch.float32)
+    x[..., policy.layout.fields["lin_vel_h"].start] += 0.8
+    cost, coasting = COSTS["waypoint braking"], WaypointCost(0.4, 0.1, brake_weight=0.0)
+    traj = Trajectory(policy.layout, x)
+    assert (cost(traj) - coasting(traj)).min() > 1e-2, "the braking term must be active"
+    x_in = x.clone().requires_grad_(True)
+    expected = torch.autograd.grad(cost(Trajectory(policy.layout, x_in)).sum(), x_in)[0]
+    packed = pack_cost(cost)
+    circles, boxes = _empty_obstacles(3, 1)
+    params = torch.from_numpy(np.repeat(packed.values[None], 3, 0))
+    margins = torch.from_numpy(np.repeat(body_margins(None, policy.layout.body_names)[None], 3, 0))
+    got = cost_gradient(x, params, torch.from_numpy(circles), torch.from_numpy(boxes), margins, policy.layout, 0.02,
+                        Terms.of([packed]))  # fmt: skip
     torch.testing.assert_close(got, expected, atol=2e-6 * max(1.0, float(expected.abs().max())), rtol=1e-4)
 
 
