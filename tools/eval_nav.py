@@ -7,8 +7,9 @@
 Security: a saved SB3 agent is loaded with ``PPO.load``, which unpickles Python objects stored in the .zip and
 so can run code. Evaluate only agent files you made or trust.
 
-Both run on the same seeded courses (seeds 10_000 + i, disjoint from training) and the same env settings;
-prints goals reached, collisions, falls and mean time to goal.
+Both run on the same seeded courses (seeds 10_000 + i, disjoint from training and from ``tools.train_nav``'s
+validation; ``--first-seed`` for others) and the same env settings; prints goals reached, collisions, falls
+and mean time to goal.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def run_episode(job: tuple[str, int, dict]) -> dict:
         to_unit_action,
     )  # fmt: skip
 
-    agent_path, index, env_cfg = job
+    agent_path, seed, env_cfg = job
     model = None
     if agent_path == "navigate":  # the goal itself as a world-frame waypoint command (NavigateTask inside)
         env = make_waypoint_navigation_env(**env_cfg)
@@ -43,7 +44,7 @@ def run_episode(job: tuple[str, int, dict]) -> dict:
         from stable_baselines3 import PPO
 
         model, flatten = PPO.load(agent_path, device="cpu"), FlattenObservation(env)
-    obs, info = env.reset(seed=EVAL_SEED + index)
+    obs, info = env.reset(seed=seed)
     done, collisions, steps = False, 0, 0
     while not done:
         if agent_path == "navigate":
@@ -56,7 +57,7 @@ def run_episode(job: tuple[str, int, dict]) -> dict:
         collisions += info["collisions"] > 0
         steps += 1
         done = terminated or truncated
-    result = {"seed": EVAL_SEED + index, "success": bool(info["success"] and info["episode_collisions"] == 0),
+    result = {"seed": seed, "success": bool(info["success"] and info["episode_collisions"] == 0),
               "reached": bool(info["success"]), "fell": bool(info["fell"]),
               "collision_steps": int(info["episode_collisions"]), "seconds": float(info["time"])}  # fmt: skip
     env.close()
@@ -69,6 +70,7 @@ def main() -> None:
                         help="'baseline', 'navigate' or a saved SB3 PPO .zip; SB3 unpickles Python objects from "
                              "the .zip (PPO.load), so load only agents you trust")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=EVAL_SEED, help="layout seeds: this one and the next")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--control-steps", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
@@ -77,7 +79,7 @@ def main() -> None:
     if args.agent not in ("baseline", "navigate"):  # an agent acts in the env it was trained in (e.g. residual)
         trained = json.loads((Path(args.agent).parent / "env_cfg.json").read_text())
         env_cfg = {**trained, "control_steps": args.control_steps}
-    jobs = [(args.agent, i, env_cfg) for i in range(args.episodes)]
+    jobs = [(args.agent, args.first_seed + i, env_cfg) for i in range(args.episodes)]
     results = []
     with mp.get_context("spawn").Pool(args.workers) as pool:
         for r in pool.imap_unordered(run_episode, jobs):
