@@ -209,8 +209,8 @@ def cost_gradient(
         speed = torch.sqrt(speed2 + 1e-6)
         slack = torch.clamp(dist - BRAKE_OFFSET, min=0)
         allowed = torch.sqrt(BRAKE_SPEED_AT_GOAL**2 + 2 * col("wp_brake_decel") * slack)
-        excess2 = 2 * col("wp_brake_w") * torch.relu(speed - allowed)
-        d_dist = d_dist - excess2 * col("wp_brake_decel") * (slack > 0).to(x.dtype) / allowed
+        brake_slope = 2 * col("wp_brake_w") * torch.relu(speed - allowed)  # d brake / d speed
+        d_dist = d_dist - brake_slope * col("wp_brake_decel") * (slack > 0).to(x.dtype) / allowed
         d_e = (1 - near) * fade * col("wp_heading_w") * e
         w = col("wp_w") * inv_h
         r2_safe = torch.clamp(r2, min=1e-12)
@@ -218,8 +218,8 @@ def cost_gradient(
             [w * (-d_dist * dx / dist + d_e * dy / r2_safe), w * (-d_dist * dy / dist - d_e * dx / r2_safe)], -1
         )
         g_py = g_py - w * d_e
-        g_vx = g_vx + w * (near * 2 * vx + excess2 * vx / speed)
-        g_vy = g_vy + w * (near * 2 * vy + excess2 * vy / speed)
+        g_vx = g_vx + w * (near * 2 * vx + brake_slope * vx / speed)
+        g_vy = g_vy + w * (near * 2 * vy + brake_slope * vy / speed)
 
     if terms.circles or terms.boxes:  # relaxed barrier (Eq. 10) on each body's clearance, summed over bodies
         yaw = torch.atan2(cs[..., 1], cs[..., 0])

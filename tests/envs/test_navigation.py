@@ -184,4 +184,5 @@ def test_validation_keeps_the_best_agent_and_its_score_across_a_resume(tmp_path)
     resumed = Validation(held_out, tmp_path, seed=7, every_calls=2)
     assert resumed.best_mean_reward == best["mean_reward"], "a resumed run keeps the best score"
     assert len(resumed.evaluations_timesteps) == evaluations, "and the history"
-    train.close(), held_out.close()
+    train.close()
+    held_out.close()
