@@ -15,6 +15,7 @@ from app.ui import AppCfg, TeleopApp
 from bm_gym.course import Course, CourseError
 from bm_gym.devices import parse_device
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+from bm_gym.guidance.tasks import HeadingHoldCfg
 from bm_gym.sim import BACKENDS, backend_problem
 
 
@@ -50,6 +51,9 @@ def main() -> int:
                         "(a CSV of time, vx, vy, wz rows played on simulation time)")  # fmt: skip
     parser.add_argument("--course", type=Path, help="start in this course file (obstacles, waypoint, start pose)")
     parser.add_argument("--no-record-video", action="store_true", help="Record writes no mp4 of the 3D view")
+    parser.add_argument("--no-heading-hold", action="store_true",
+                        help="joystick mode passes the stick's commands raw (default: a straight walk holds its "
+                        "heading while the turn stick is centred)")  # fmt: skip
     parser.add_argument("--backend", choices=BACKENDS, default="mujoco",
                         help="simulator; isaaclab: an Isaac Lab 3 scene (run with .venv-isaaclab/bin/python, made "
                         "by bash scripts/setup.sh --isaaclab)")  # fmt: skip
@@ -69,8 +73,9 @@ def main() -> int:
               "Xvfb: xvfb-run -a python -m app", file=sys.stderr)  # fmt: skip
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    hold = None if args.no_heading_hold else HeadingHoldCfg()
     sim = SimulationCfg(checkpoint=args.checkpoint, guidance=guidance, actions_per_plan=args.actions_per_plan,
-                        backend=args.backend)  # fmt: skip
+                        backend=args.backend, heading_hold=hold)  # fmt: skip
     teleop = TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps, device=args.device,
                               record_video=not args.no_record_video))  # fmt: skip
     if args.course is not None:

@@ -24,7 +24,15 @@ from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.course import start_pose
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance import GuidanceCfg
-from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
+from bm_gym.guidance.tasks import (
+    AvoidObstaclesTask,
+    CombinedTask,
+    HeadingHold,
+    HeadingHoldCfg,
+    NavigateTask,
+    Task,
+    VelocityTask,
+)
 from bm_gym.obstacles import Obstacle
 from bm_gym.robot import g1
 from bm_gym.sim import has_fallen, make_backend
@@ -45,6 +53,8 @@ class SimulationCfg:
     max_lag_steps: int = 2  # how far behind real time the loop may fall and still catch up
     threads: int = 1  # torch threads for planning; the other core renders and runs the UI
     backend: str = "mujoco"  # simulator (bm_gym.sim.BACKENDS); "isaaclab" runs in the Isaac Lab venv
+    # Joystick mode: a straight walk keeps its heading while the turn stick is centred (None: raw commands).
+    heading_hold: HeadingHoldCfg | None = HeadingHoldCfg()
 
 
 @dataclass
@@ -90,6 +100,7 @@ class Simulation(threading.Thread):
         self._edits: queue.SimpleQueue = queue.SimpleQueue()
         self._halt = threading.Event()
         self._command = (0.0, 0.0, 0.0)
+        self._heading_hold = None if self.cfg.heading_hold is None else HeadingHold(self.cfg.heading_hold)
         self._mode = "joystick"
         self._waypoint: tuple[float, float] | None = None
         self._guidance, self._obstacle_weight = self.controller.cfg.guidance, self.cfg.obstacle_weight
@@ -219,6 +230,11 @@ class Simulation(threading.Thread):
             mode, command, waypoint, weight = self._mode, self._command, self._waypoint, self._obstacle_weight
         base: Task | None = None
         obstacles = tuple(self.backend.obstacles().values())
+        if self._heading_hold is not None:
+            if mode == "joystick":
+                command = self._heading_hold(self._state, command)
+            else:
+                self._heading_hold.reset()  # back in joystick mode, a walk starts a new hold
         if mode == "joystick":
             base = VelocityTask(*command)
         elif waypoint is not None:  # route round obstacles (their edits rebuild the route); Eq. 8 alone
@@ -257,6 +273,8 @@ class Simulation(threading.Thread):
         elif kind == "reset":
             self._state = self.backend.reset(start_pose(payload))
             self.controller.reset(self._state)
+            if self._heading_hold is not None:
+                self._heading_hold.reset()
             self._fell = False
             self._error = None
             with self._lock:

@@ -34,6 +34,7 @@ from bm_gym.eval.protocols import (
     OMNI_COMMANDS,
     DiffusionDriver,
     ExpertDriver,
+    HeadingHoldDriver,
     run_joystick_protocol,
     run_omnidirectional,
     run_push,
@@ -112,6 +113,8 @@ def _episode(job: tuple[dict, str, int]) -> dict:
 
 
 def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) -> dict:
+    if opts["heading_hold"]:
+        driver = HeadingHoldDriver(driver)
     if scenario in ("walk-perturb", "stand-perturb"):
         result = run_walk_perturb(backend, driver, seed, speed=0.5 if scenario == "walk-perturb" else 0.0)
     elif scenario == "joystick-protocol":
@@ -278,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="protocols: who drives, the diffusion controller or the Stage 1 expert")  # fmt: skip
     parser.add_argument("--expert", type=Path, default=SHARED_STAGE1 / "unitree_g1_velocity",
                         help="the Stage 1 velocity policy of --controller expert")  # fmt: skip
+    parser.add_argument("--heading-hold", action=argparse.BooleanOptionalAction, default=True,
+                        help="protocols: straight walks hold their heading (bm_gym.guidance.tasks.HeadingHold), "
+                        "for either controller; --no-heading-hold passes the raw commands")  # fmt: skip
     parser.add_argument("--kicks", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0],
                         help="push: kick magnitudes (m/s) of the sweep, --episodes runs each")  # fmt: skip
     parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
@@ -306,7 +312,8 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
             "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,
             "warm_start_step": args.warm_start_step, "warm_start_action_step": args.warm_start_action_step,
             "fused": not args.reference,
-            "controller": args.controller, "expert": args.expert, "backend": args.backend}  # fmt: skip
+            "controller": args.controller, "expert": args.expert, "backend": args.backend,
+            "heading_hold": args.heading_hold}  # fmt: skip
     seeds = range(args.first_seed, args.first_seed + args.episodes)
     if args.scenario == "course":
         if not args.course:

@@ -9,7 +9,9 @@ Each scenario is one ``tools.eval_guidance`` run (arguments after ``--`` go to e
 written to ``--out`` after each scenario (atomically), so a run that is stopped resumes where it was: scenarios
 already in the file are not run again. ``--max-episodes`` caps every scenario for a quick look; such a file is
 marked and is not the standard figure. The file records the checkpoint's own guidance settings
-(``tools.checkpoint``), which every scenario uses unless the forwarded arguments say otherwise.
+(``tools.checkpoint``), which every scenario uses unless the forwarded arguments say otherwise, and whether
+the protocols held the heading of straight walks (``-- --no-heading-hold``: not); files made before that
+setting existed were made without it and are not resumed.
 """
 
 from __future__ import annotations
@@ -140,8 +142,9 @@ def main(argv: list[str] | None = None) -> None:
         guidance = dataclasses.asdict(DiffusionPolicy.load(args.checkpoint).guidance)
     except CheckpointError as err:
         parser.error(str(err))
+    heading_hold = eval_parser.parse_args(["--scenario", "omni", *forwarded]).heading_hold
     setting = {"checkpoint": args.checkpoint, "guidance": guidance, "forwarded": forwarded,
-               "max_episodes": args.max_episodes}  # fmt: skip
+               "max_episodes": args.max_episodes, "heading_hold": heading_hold}  # fmt: skip
     record = {**setting, "scenarios": {}}
     if args.out.exists():
         record = _load(args.out)

@@ -15,12 +15,14 @@ under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
   turns in place; :func:`tour_goals`), each relative to the previous goal; one follower
   (:func:`tour_command`, an operator's proportional stick in the robot frame) turns goals into velocity
   commands for either driver. Measured: position and heading error at each goal's deadline. Failure: a fall.
+
+The tools run every protocol through :class:`HeadingHoldDriver` unless told not to (``--no-heading-hold``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +30,7 @@ import numpy as np
 from bm_gym.controller import DiffusionController
 from bm_gym.eval.scenarios import EpisodeResult
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import VelocityTask
+from bm_gym.guidance.tasks import HeadingHold, VelocityTask
 from bm_gym.sim import RobotState, SimBackend, has_fallen
 from bm_gym.stage1.policy import Stage1Policy
 
@@ -80,6 +82,22 @@ class ExpertDriver:
 
     def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
         return self.policy.act(state, command)
+
+
+@dataclass
+class HeadingHoldDriver:
+    """Either driver, its straight walks holding their heading (:class:`HeadingHold`), as an operator's joystick
+    interface would; the protocols' commands reach both drivers through the same hold."""
+
+    driver: VelocityDriver
+    hold: HeadingHold = field(default_factory=HeadingHold)
+
+    def start(self, backend: SimBackend, seed: int) -> RobotState:
+        self.hold.reset()
+        return self.driver.start(backend, seed)
+
+    def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
+        return self.driver.act(state, self.hold(state, command))
 
 
 def _kick(backend: SimBackend, rng: np.random.Generator, magnitude: float) -> None:

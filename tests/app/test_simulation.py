@@ -101,3 +101,29 @@ def test_the_app_says_it_needs_a_display_instead_of_aborting():
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 2
     assert "needs a display" in result.stderr and "xvfb-run" in result.stderr
+
+
+def test_joystick_mode_holds_the_heading_of_a_straight_walk():
+    """The stick's straight walk keeps its start heading (the same HeadingHold as the evaluation's protocols); a
+    mode change lets go, and SimulationCfg(heading_hold=None) passes the stick raw."""
+    import dataclasses
+
+    from app.simulation import SimulationCfg
+    from bm_gym.guidance.tasks import VelocityTask
+    from bm_gym.utils.math import quat_from_yaw
+
+    sim = Simulation()
+    sim.set_command(0.8, 0.0, 0.0)
+    start_yaw = sim._state.yaw
+    assert sim._task() == VelocityTask(0.8, 0.0, 0.0)
+    sim._state = dataclasses.replace(sim._state, root_quat=np.asarray(quat_from_yaw(start_yaw + 0.1)))
+    held = sim._task()
+    assert held.vx == 0.8 and held.wz == pytest.approx(-0.15, abs=1e-6)  # turned back at 1.5 (rad/s)/rad
+    sim.set_mode("waypoint")
+    sim._task()
+    sim.set_mode("joystick")
+    assert sim._task() == VelocityTask(0.8, 0.0, 0.0)  # a new walk holds the heading it has now
+    raw = Simulation(SimulationCfg(heading_hold=None))
+    raw.set_command(0.8, 0.0, 0.0)
+    raw._state = dataclasses.replace(raw._state, root_quat=np.asarray(quat_from_yaw(0.5)))
+    assert raw._task() == VelocityTask(0.8, 0.0, 0.0)

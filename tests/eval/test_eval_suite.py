@@ -14,6 +14,7 @@ def test_a_suite_run_is_written_per_scenario_resumed_and_compared(tmp_path, monk
     metrics = record["scenarios"]["joystick"]["metrics"]
     assert record["max_episodes"] == 1 and metrics["episodes"] == 1 and len(record["scenarios"]) == 1
     assert record["guidance"]["scale"] == 40.0  # the shipped checkpoint's settings, recorded with its results
+    assert record["heading_hold"] is True  # the protocols' default
     assert 0 <= metrics["speed_error"] < 0.5 and 0 <= metrics["yaw_rate_error"] < 0.5, metrics
 
     def no_rerun(*_):
@@ -24,6 +25,8 @@ def test_a_suite_run_is_written_per_scenario_resumed_and_compared(tmp_path, monk
     assert "joystick: in" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="use another --out"):  # other settings never mix into one file
         eval_suite.main(["--out", str(out), "--only", "joystick", "--max-episodes", "1", "--", "--scale", "80"])
+    with pytest.raises(SystemExit, match="use another --out"):
+        eval_suite.main(["--out", str(out), "--only", "joystick", "--max-episodes", "1", "--", "--no-heading-hold"])
     eval_suite.main(["--compare", str(out), str(out)])
     table = capsys.readouterr().out
     assert f"| joystick | {eval_suite.headline('joystick', metrics)} |" in table and "at most 1 episodes" in table

@@ -92,3 +92,27 @@ def test_the_expert_follows_a_tour(backend, expert):
     result = run_tour(backend, expert, seed=0, count=3)
     assert not result.fell and len(result.extra["legs"]) == 3
     assert all(leg["error"] < 0.3 for leg in result.extra["legs"]), result.extra
+
+
+def test_the_heading_hold_reaches_either_driver_through_the_same_wrapper(backend):
+    """HeadingHoldDriver resets the hold at every start and hands the driver the held command."""
+    from bm_gym.eval.protocols import HeadingHoldDriver
+
+    class Recording:
+        def __init__(self):
+            self.commands = []
+
+        def start(self, backend, seed):
+            return backend.reset(seed=seed)
+
+        def act(self, state, command):
+            self.commands.append(command)
+            return np.zeros(len(state.joint_pos))
+
+    inner = Recording()
+    driver = HeadingHoldDriver(inner)
+    state = driver.start(backend, seed=0)
+    driver.act(state, (1.0, 0.0, 0.0))
+    assert driver.hold.heading == pytest.approx(state.yaw) and inner.commands == [(1.0, 0.0, 0.0)]
+    driver.start(backend, seed=1)
+    assert driver.hold.heading is None  # a new run holds its own heading

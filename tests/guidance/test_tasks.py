@@ -106,3 +106,35 @@ def test_arrival_stops_a_moving_robot_where_it_would_come_to_rest_at_the_goal(ba
     assert not arrival.arrived(moving(0.9), 0.3, 0.35)  # passing wide: walk on, the cost turns it round
     assert not arrival.arrived(moving(0.5), -1.0, 0.0)  # walking away from a goal far behind: not a stop
     assert not ArrivalCfg(radius=0.0).arrived(standing, 0.0, 0.0)  # 0: approach forever
+
+
+def test_heading_hold_keeps_a_straight_walk_on_the_heading_it_started_with(backend):
+    """Walking without a turn, the heading at the walk's start is held (yaw-rate correction gain x error, bounded);
+    a turn or a stop lets go, and the next straight walk holds its own start heading."""
+    import dataclasses
+
+    from bm_gym.guidance.tasks import HeadingHold, HeadingHoldCfg
+
+    hold = HeadingHold(HeadingHoldCfg(gain=3.0, max_rate=0.5))
+
+    def facing(yaw: float):
+        return backend.reset(RootPose(pos=(0.0, 0.0, 0.78), quat=tuple(quat_from_yaw(yaw))))
+
+    assert hold(facing(0.3), (1.0, 0.0, 0.0)) == (1.0, 0.0, 0.0)  # the walk starts: 0.3 rad is held
+    assert hold(facing(0.35), (1.0, 0.0, 0.0))[2] == pytest.approx(-0.15)  # 0.05 rad off: turned back at 3x
+    assert hold(facing(0.1), (0.9, 0.3, 0.0))[2] == pytest.approx(0.5)  # bounded at 0.5 rad/s
+    assert hold(facing(0.1), (-0.4, 0.0, 0.0))[2] == 0.0  # backing up is a new walk: it holds 0.1 rad
+    assert hold(facing(0.2), (-0.4, 0.0, 0.0))[2] == pytest.approx(-0.3)
+    assert hold(facing(0.1), (1.0, 0.0, 0.8)) == (1.0, 0.0, 0.8)  # a turn passes raw and lets go
+    assert hold(facing(1.2), (1.0, 0.0, 0.0)) == (1.0, 0.0, 0.0)  # the next walk holds 1.2 rad
+    assert hold(facing(1.1), (1.0, 0.0, 0.0))[2] == pytest.approx(0.3)
+    assert hold(facing(0.0), (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0)  # standing: no hold, a standing robot stays
+    assert hold.heading is None
+    hold(facing(math.pi - 0.05), (1.0, 0.0, 0.0))
+    assert hold(facing(-math.pi + 0.05), (1.0, 0.0, 0.0))[2] == pytest.approx(-0.3)  # the short way round
+    hold.reset()
+    assert hold.heading is None
+    with pytest.raises(ValueError, match="HeadingHoldCfg.gain"):
+        HeadingHoldCfg(gain=-1.0)
+    with pytest.raises(ValueError, match="HeadingHoldCfg.max_rate"):
+        dataclasses.replace(HeadingHoldCfg(), max_rate=float("nan"))
