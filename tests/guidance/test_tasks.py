@@ -46,8 +46,11 @@ def test_goal_tasks_stand_at_the_goal_and_turn_to_its_heading(backend):
     assert isinstance(far, WaypointCost)  # 2 m away: approach (Eq. 8)
     held = WaypointTask(1.2, 1.1).cost(state)  # 0.22 m away: stand
     assert isinstance(held, JoystickCost) and (held.vx, held.vy, held.wz) == (0.0, 0.0, 0.0)
-    turning = WaypointTask(1.2, 1.1, yaw=1.0).cost(state)  # and turn left to the goal's heading, rate-limited
-    assert turning.wz == pytest.approx(ArrivalCfg().max_yaw_rate) and turning.vx == 0.0
+    turning = WaypointTask(1.2, 1.1, yaw=1.0).cost(state)  # and turn left to the goal's heading, rate-limited,
+    assert turning.wz == pytest.approx(ArrivalCfg().max_yaw_rate)  # stepping towards the goal at 0.2 m/s at most
+    np.testing.assert_allclose([turning.vx, turning.vy], 0.2 * np.array([0.2, 0.1]) / np.hypot(0.2, 0.1))
+    near = WaypointTask(1.1, 1.05, yaw=1.0).cost(state)  # 0.11 m off: 1 (m/s)/m, under the bound
+    np.testing.assert_allclose([near.vx, near.vy], [0.1, 0.05], atol=1e-9)
     assert isinstance(WaypointTask(1.2, 1.1, arrival=ArrivalCfg(radius=0.0)).cost(state), WaypointCost)
     navigate = NavigateTask(1.2, 1.1, obstacles=(Cylinder(3.0, 3.0, 0.3),), yaw=-0.2).cost(state)
     assert isinstance(navigate, WeightedSum) and navigate.terms[0][1].wz == pytest.approx(-ArrivalCfg().min_yaw_rate)
