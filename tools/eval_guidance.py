@@ -13,7 +13,9 @@ python -m tools.eval_guidance --scenario push --episodes 20 --kicks 0.5 1.0 1.5 
 python -m tools.eval_guidance --scenario omni --episodes 10 [--controller expert]
 
 The last five are the paper's protocols and a push sweep (bm_gym/eval/protocols.py), for the diffusion
-controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from.
+controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from. Their straight
+walks hold their heading, as the app's joystick does (``HeadingHold``); ``--no-heading-hold`` sends the raw
+commands.
 """
 
 from __future__ import annotations
