@@ -201,10 +201,7 @@ class ArrivalCfg:
         rate = min(self.max_yaw_rate, max(self.min_yaw_rate, self.yaw_gain * abs(error)))
         ex, ey = _to_robot_frame(state, x, y)
         offset = math.hypot(ex, ey)
-        if self.turn_pull_gain * offset <= self.turn_pull_speed:
-            scale = self.turn_pull_gain
-        else:
-            scale = self.turn_pull_speed / offset
+        scale = min(self.turn_pull_gain, self.turn_pull_speed / offset) if offset > 0 else 0.0
         return JoystickCost(scale * ex, scale * ey, math.copysign(rate, error))
 
 
