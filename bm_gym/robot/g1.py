@@ -53,14 +53,14 @@ KEY_BODIES: tuple[str, ...] = (
     "left_ankle_roll_link", "right_ankle_roll_link", "left_wrist_yaw_link", "right_wrist_yaw_link",
 )  # fmt: skip
 #: Clearance (m) each key body keeps from obstacles under the barrier: how far the collision geometry of that
-#: body reaches from its origin in the horizontal plane (corners of the geoms' boxes, standing pose) plus 5 cm:
-#: knees 0.09, feet 0.14, hands 0.105. The pelvis stands for the hips and thighs, the torso for the shoulders:
-#: 0.2 m, as before for every body. One 0.2 m margin for all held the hands and knees further out than they
-#: reach (issue 15).
+#: body reaches from its origin in the horizontal plane (corners of the geoms' boxes, standing pose): knees
+#: 0.09, feet 0.14, hands 0.105. The pelvis stands for the hips and thighs, the torso for the shoulders: 0.2 m.
+#: The barrier's own delta (0.1 m) is the safety buffer on top. With 5 cm more on the limbs, the hands alone
+#: held the robot in front of gaps under 0.9 m that the Stage 1 expert walks through (issue 15).
 OBSTACLE_MARGINS: dict[str, float] = {
-    "pelvis": 0.2, "torso_link": 0.2, "left_knee_link": 0.14, "right_knee_link": 0.14,
-    "left_ankle_roll_link": 0.19, "right_ankle_roll_link": 0.19, "left_wrist_yaw_link": 0.155,
-    "right_wrist_yaw_link": 0.155,
+    "pelvis": 0.2, "torso_link": 0.2, "left_knee_link": 0.09, "right_knee_link": 0.09,
+    "left_ankle_roll_link": 0.14, "right_ankle_roll_link": 0.14, "left_wrist_yaw_link": 0.105,
+    "right_wrist_yaw_link": 0.105,
 }  # fmt: skip
 FEET: tuple[str, str] = ("left_ankle_roll_link", "right_ankle_roll_link")
 FOOT_GEOM_PATTERN = re.compile(r"^(left|right)_foot[1-7]_collision$")

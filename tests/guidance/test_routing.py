@@ -94,3 +94,19 @@ def test_routes_pass_gaps_the_robot_fits_and_keep_clear_where_there_is_room():
         position = post.target(position)
         closest = min(closest, np.hypot(position[0] - 2.0, position[1]) - 0.3)
     assert closest > RouteCfg().clearance - 0.15
+
+
+def test_the_pursued_point_comes_closer_near_obstacles():
+    """Regulated lookahead: the full lookahead in the open, ``tight_lookahead`` in front of a gap that the robot
+    only just fits through, so the pursuit lines the robot up with the gap instead of cutting the corner."""
+    from bm_gym.eval.scenarios import _wall
+
+    gap = [_wall(2.0, -5.0, 2.0, -0.42), _wall(2.0, 0.42, 2.0, 5.0)]  # 0.84 m, as the passages scenario's
+    cfg = RouteCfg()
+    route = Route((4.0, -0.6), ObstacleField(gap), start=(0.0, 0.0), cfg=cfg)
+    assert route.lookahead(np.array([0.0, 0.0])) == pytest.approx(cfg.lookahead)  # 2 m from the wall
+    in_front = np.array([1.7, 0.0])  # 0.42 m from the gap's edges: between body_radius and tight_clearance
+    assert cfg.tight_lookahead < route.lookahead(in_front) < 0.7
+    target = route.target(in_front)
+    assert np.linalg.norm(target - in_front) < 0.75
+    assert abs(target[1]) < 0.1  # on the gap's axis, not yet bending towards the goal beside it
