@@ -20,6 +20,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from bm_gym.guidance.sdf import ObstacleField
+from bm_gym.utils.checks import positive_finite, positive_int, require
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,18 @@ class RouteCfg:
     tight_lookahead: float = 0.5
     tight_clearance: float = 1.0
     padding: float = 2.0  # grid extends this far beyond the start, the goal and the obstacles
+
+    def __post_init__(self) -> None:
+        for name in ("resolution", "body_radius", "lookahead", "tight_lookahead"):
+            positive_finite("RouteCfg", name, getattr(self, name))
+        for name in ("crowding_cost", "padding"):
+            positive_finite("RouteCfg", name, getattr(self, name), allow_zero=True)
+        require(self.clearance >= self.body_radius, "RouteCfg", "clearance", self.clearance,
+                f">= body_radius ({self.body_radius})")  # fmt: skip
+        require(self.tight_clearance > self.body_radius, "RouteCfg", "tight_clearance", self.tight_clearance,
+                f"> body_radius ({self.body_radius})")  # fmt: skip
+        require(self.tight_lookahead <= self.lookahead, "RouteCfg", "tight_lookahead", self.tight_lookahead,
+                f"<= lookahead ({self.lookahead})")  # fmt: skip
 
 
 class Route:
@@ -188,6 +201,13 @@ class PursuitCfg:
     # Speed scales with cos^p of the bearing; p = 2 has the robot turn nearly in place before it walks
     # towards a point beside or behind it (the model walks forward far better than sideways).
     alignment_power: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("cruise", "turn_gain", "max_yaw_rate", "slow_radius"):
+            positive_finite("PursuitCfg", name, getattr(self, name))
+        for name in ("min_speed", "stop_radius"):
+            positive_finite("PursuitCfg", name, getattr(self, name), allow_zero=True)
+        positive_int("PursuitCfg", "alignment_power", self.alignment_power, minimum=0)
 
 
 def pursuit_command(target_xy: np.ndarray, goal_distance: float, cfg: PursuitCfg) -> tuple[float, float]:

@@ -110,3 +110,20 @@ def test_the_pursued_point_comes_closer_near_obstacles():
     target = route.target(in_front)
     assert np.linalg.norm(target - in_front) < 0.75
     assert abs(target[1]) < 0.1  # on the gap's axis, not yet bending towards the goal beside it
+
+
+@pytest.mark.parametrize(
+    ("cfg", "kwargs", "message"),
+    [
+        (RouteCfg, {"resolution": 0.0}, "RouteCfg.resolution must be a finite number > 0"),
+        (RouteCfg, {"lookahead": float("nan")}, "RouteCfg.lookahead"),
+        (RouteCfg, {"tight_lookahead": 1.5}, r"RouteCfg.tight_lookahead must be <= lookahead \(1.0\)"),
+        (RouteCfg, {"clearance": 0.2}, r"RouteCfg.clearance must be >= body_radius \(0.3\)"),
+        (RouteCfg, {"tight_clearance": 0.3}, r"RouteCfg.tight_clearance must be > body_radius"),
+        (PursuitCfg, {"cruise": -0.1}, "PursuitCfg.cruise must be a finite number > 0"),
+        (PursuitCfg, {"alignment_power": 1.5}, "PursuitCfg.alignment_power must be an integer >= 0"),
+    ],
+)
+def test_route_and_pursuit_settings_are_checked_where_they_are_set(cfg, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cfg(**kwargs)
