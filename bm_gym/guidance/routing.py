@@ -83,7 +83,7 @@ class Route:
 
     def reachable(self, xy: np.ndarray) -> bool:
         """Whether a route leads from ``xy`` to the goal (False: the goal is walled off from here)."""
-        if np.linalg.norm(self.goal - xy) <= self.cfg.lookahead:
+        if np.linalg.norm(self.goal - xy) <= self.lookahead(xy):
             return True
         return bool(np.isfinite(self.distance[self._nearest_free(self.cell(xy))]))
 

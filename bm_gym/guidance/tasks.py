@@ -13,6 +13,7 @@ from bm_gym.guidance.routing import PursuitCfg, Route, RouteCfg, cached_route, p
 from bm_gym.guidance.sdf import ObstacleField, OccupancyGrid
 from bm_gym.obstacles import Obstacle
 from bm_gym.sim.backend import RobotState
+from bm_gym.utils.checks import positive_finite
 from bm_gym.utils.math import wrap_angle
 
 
@@ -70,9 +71,7 @@ class HeadingHoldCfg:
 
     def __post_init__(self) -> None:
         for name in ("gain", "max_rate", "turn_deadband", "min_speed", "new_walk_angle"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"HeadingHoldCfg.{name} must be finite and >= 0, got {value!r}")
+            positive_finite("HeadingHoldCfg", name, getattr(self, name), allow_zero=True)
 
 
 class HeadingHold:
@@ -151,11 +150,8 @@ class ArrivalCfg:
     def __post_init__(self) -> None:
         for name in ("radius", "stop_radius", "stop_delay", "rest_speed", "yaw_gain", "max_yaw_rate",
                      "yaw_tolerance", "min_yaw_rate", "turn_pull_gain", "turn_pull_speed"):  # fmt: skip
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"ArrivalCfg.{name} must be finite and >= 0, got {value!r}")
-        if not (math.isfinite(self.deceleration) and self.deceleration > 0):
-            raise ValueError(f"ArrivalCfg.deceleration must be finite and > 0, got {self.deceleration!r}")
+            positive_finite("ArrivalCfg", name, getattr(self, name), allow_zero=True)
+        positive_finite("ArrivalCfg", "deceleration", self.deceleration)
         if 0 < self.radius < self.stop_radius:
             raise ValueError(f"ArrivalCfg.stop_radius ({self.stop_radius}) must not exceed radius ({self.radius})")
 
