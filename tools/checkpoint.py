@@ -1,11 +1,12 @@
 """Inspect a diffusion checkpoint, and record the guidance settings measured for it.
 
 python -m tools.checkpoint show C
-python -m tools.checkpoint set-guidance C --scale 60 [--guided-steps 5]
+python -m tools.checkpoint set-guidance C --scale 60 [--guided-steps 5] [--sample-steps 25]
 
-A checkpoint's guidance settings (``guidance`` in its config.json) are what controllers, the env, the app and
-the evaluations use unless told otherwise: how hard a cost must push depends on the model's prior, so the
-scale chosen by evaluating a model belongs with its weights. Only the named settings change.
+A checkpoint's guidance settings (``guidance`` in its config.json) and its DDIM step count
+(``model.diffusion.sample_steps``) are what controllers, the env, the app and the evaluations use unless told
+otherwise: how hard a cost must push, and over how many steps, depends on the model's prior, so the settings
+chosen by evaluating a model belong with its weights. Only the named settings change.
 """
 
 from __future__ import annotations
@@ -42,15 +43,20 @@ def main() -> None:
     edit.add_argument("--scale", type=float)
     edit.add_argument("--guided-steps", type=int, help="guide the last K denoising steps; 0: all")
     edit.add_argument("--max-grad-norm", type=float)
+    edit.add_argument("--sample-steps", type=int, help="DDIM steps per plan (a divisor of the training steps)")
     args = parser.parse_args()
     try:
         policy = DiffusionPolicy.load(args.checkpoint)
         if args.command == "set-guidance":
-            if args.scale is None and args.guided_steps is None and args.max_grad_norm is None:
-                parser.error("set-guidance needs at least one of --scale, --guided-steps, --max-grad-norm")
+            given = (args.scale, args.guided_steps, args.max_grad_norm, args.sample_steps)
+            if all(value is None for value in given):
+                parser.error("set-guidance needs at least one of --scale, --guided-steps, --max-grad-norm, "
+                             "--sample-steps")  # fmt: skip
             policy.guidance = policy.guidance.overridden(args.scale, args.guided_steps,
                                                          max_grad_norm=args.max_grad_norm)  # fmt: skip
-            save_guidance(args.checkpoint, policy.guidance)
+            if args.sample_steps is not None:
+                policy.set_sample_steps(args.sample_steps)
+            save_guidance(args.checkpoint, policy.guidance, args.sample_steps)
     except (CheckpointError, ValueError) as err:
         parser.error(str(err))
     print(json.dumps(describe(policy), indent=1))

@@ -52,8 +52,8 @@ def run_episode(args: EvalArgs, seed: int) -> dict[str, float]:
 
     torch.set_num_threads(1)
     policy = DiffusionPolicy.load(args.checkpoint, use_ema=args.use_ema, robot_joints=g1.JOINT_NAMES)
-    if args.sample_steps:
-        policy.diffusion.sample_scheduler.set_timesteps(args.sample_steps)
+    if args.sample_steps is not None:
+        policy.set_sample_steps(args.sample_steps)
     backend = process_backend(args.backend, DomainRandomizationCfg() if args.randomize else None)
     controller = DiffusionController(policy, ControllerCfg(actions_per_plan=args.actions_per_plan, seed=seed))
     if args.kind == "tracking":
@@ -124,6 +124,11 @@ def main() -> None:
     args = parser.parse_args()
     if backend_problem(args.backend):
         parser.error(backend_problem(args.backend))
+    if args.sample_steps is not None:
+        try:  # checked before the workers start
+            DiffusionPolicy.load(args.checkpoint).set_sample_steps(args.sample_steps)
+        except ValueError as err:
+            parser.error(f"--sample-steps: {err}")
     kind, policy, motion, motion_fps = "survival", "", None, None
     if args.source:
         if args.data is None:

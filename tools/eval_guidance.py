@@ -73,6 +73,8 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     if opts["controller"] == "expert":
         return _protocol(opts, scenario, seed, backend, ExpertDriver(Stage1Policy.load(opts["expert"])), [])
     policy = DiffusionPolicy.load(opts["checkpoint"], robot_joints=g1.JOINT_NAMES)
+    if opts["sample_steps"] is not None:
+        policy.set_sample_steps(opts["sample_steps"])
     guidance = policy.guidance.overridden(opts["scale"], opts["guided_steps"], opts["through_model"])
     controller = DiffusionController(
         policy,
@@ -240,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     guidance.add_argument("--scale", type=float)
     guidance.add_argument("--through-model", action="store_true", default=None)
     guidance.add_argument("--guided-steps", type=int, help="0: all")
+    guidance.add_argument("--sample-steps", type=int, help="DDIM steps per plan (a divisor of the training steps)")
     parser.add_argument("--obstacle-weight", type=float, default=1.0)
     parser.add_argument(
         "--navigator",
@@ -306,7 +309,8 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
     if backend_problem(args.backend):
         parser.error(backend_problem(args.backend))
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
-            "guided_steps": args.guided_steps, "obstacle_weight": args.obstacle_weight,
+            "guided_steps": args.guided_steps, "sample_steps": args.sample_steps,
+            "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario in ("waypoint", "stay") else "navigate"),
             "heading": args.heading, "hold_radius": args.hold_radius, "margin": args.margin,
             "route_body_radius": args.route_body_radius, "route_crowding_cost": args.route_crowding_cost,
@@ -317,6 +321,11 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
             "controller": args.controller, "expert": args.expert, "backend": args.backend,
             "heading_hold": args.heading_hold}  # fmt: skip
     seeds = range(args.first_seed, args.first_seed + args.episodes)
+    if args.sample_steps is not None and args.controller != "expert":
+        try:  # checked here, not in every worker
+            DiffusionPolicy.load(args.checkpoint).set_sample_steps(args.sample_steps)
+        except ValueError as err:
+            parser.error(f"--sample-steps: {err}")
     if args.scenario == "course":
         if not args.course:
             parser.error("--scenario course needs --course FILE [FILE ...]")

@@ -8,8 +8,8 @@ python -m tools.eval_suite --compare shipped.json runs/cpu_v2/eval.json      # o
 Each scenario is one ``tools.eval_guidance`` run (arguments after ``--`` go to every one of them). Results are
 written to ``--out`` after each scenario (atomically), so a run that is stopped resumes where it was: scenarios
 already in the file are not run again. ``--max-episodes`` caps every scenario for a quick look; such a file is
-marked and is not the standard figure. The file records the checkpoint's own guidance settings
-(``tools.checkpoint``), which every scenario uses unless the forwarded arguments say otherwise, and whether
+marked and is not the standard figure. The file records the checkpoint's own guidance settings and
+DDIM steps (``tools.checkpoint``), which every scenario uses unless the forwarded arguments say otherwise, and whether
 the protocols held the heading of straight walks (``-- --no-heading-hold``: not); files made before that
 setting existed were made without it and are not resumed.
 """
@@ -138,13 +138,14 @@ def main(argv: list[str] | None = None) -> None:
         if parsed.controller == "expert" and parsed.scenario not in PROTOCOLS:
             continue  # the expert drives the protocols only
         plans[name] = (parsed, plan_jobs(eval_parser, parsed))
-    try:  # the checkpoint's own guidance settings apply where the forwarded arguments give none
-        guidance = dataclasses.asdict(DiffusionPolicy.load(args.checkpoint).guidance)
+    try:  # the checkpoint's own guidance settings and DDIM steps apply where the forwarded arguments give none
+        policy = DiffusionPolicy.load(args.checkpoint)
     except CheckpointError as err:
         parser.error(str(err))
+    guidance, sample_steps = dataclasses.asdict(policy.guidance), policy.cfg.diffusion.sample_steps
     heading_hold = eval_parser.parse_args(["--scenario", "omni", *forwarded]).heading_hold
-    setting = {"checkpoint": args.checkpoint, "guidance": guidance, "forwarded": forwarded,
-               "max_episodes": args.max_episodes, "heading_hold": heading_hold}  # fmt: skip
+    setting = {"checkpoint": args.checkpoint, "guidance": guidance, "sample_steps": sample_steps,
+               "forwarded": forwarded, "max_episodes": args.max_episodes, "heading_hold": heading_hold}  # fmt: skip
     record = {**setting, "scenarios": {}}
     if args.out.exists():
         record = _load(args.out)

@@ -51,7 +51,10 @@ class DiffusionCfg:
     train_timesteps: int = 50
     beta_schedule: str = "squaredcos_cap_v2"
     sampler: str = "ddim"  # "ddim" (fast, deterministic) or "ddpm" (every training step, stochastic)
-    sample_steps: int = 10  # DDIM steps at inference
+    # DDIM steps per plan. A divisor of train_timesteps, so the evenly spaced steps start at the noisiest level (20 of
+    # 50 would start at t = 38 and read part of the starting noise as signal). A checkpoint records the count
+    # measured for it (tools.checkpoint; docs/benchmarks.md, "Denoising steps").
+    sample_steps: int = 10
 
     def __post_init__(self) -> None:
         positive_int("DiffusionCfg", "train_timesteps", self.train_timesteps)
@@ -59,6 +62,10 @@ class DiffusionCfg:
         require(self.sample_steps <= self.train_timesteps, "DiffusionCfg", "sample_steps", self.sample_steps,
                 f"at most train_timesteps ({self.train_timesteps})")  # fmt: skip
         require(self.sampler in ("ddim", "ddpm"), "DiffusionCfg", "sampler", self.sampler, "'ddim' or 'ddpm'")
+        divisors = [k for k in range(1, self.train_timesteps + 1) if self.train_timesteps % k == 0]
+        require(self.sampler != "ddim" or self.sample_steps in divisors, "DiffusionCfg", "sample_steps",
+                self.sample_steps,
+                f"a divisor of train_timesteps ({self.train_timesteps}): one of {divisors}")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,16 @@ class DiffusionPolicy:
         self.fused = FusedSampler(self, threads, background=background)
         return self
 
+    def set_sample_steps(self, steps: int) -> DiffusionPolicy:
+        """Plan with ``steps`` DDIM steps from now on (checked as :class:`DiffusionCfg` checks them); a fused sampler
+        is remade for the new schedule. Returns self."""
+        self.cfg = dataclasses.replace(self.cfg, diffusion=dataclasses.replace(self.cfg.diffusion, sample_steps=steps))
+        self.diffusion = TrajectoryDiffusion(self.cfg.diffusion)
+        if self.fused is not None:
+            old = self.fused
+            self.fused = FusedSampler(self, old.threads, old.max_obstacles, old.background)
+        return self
+
     def guide(self, cost: TaskCost, cfg: GuidanceCfg | None = None) -> CostGuide:
         """A guide that steers this policy's samples down ``cost`` (evaluated in physical units)."""
         return CostGuide(cost, self.layout, self._mean, self._std, cfg)
@@ -249,12 +259,16 @@ def guidance_from_config(value: object, where: str) -> GuidanceCfg:
         raise CheckpointError(f"{where}: guidance: {err}") from err
 
 
-def save_guidance(folder: str | Path, guidance: GuidanceCfg) -> None:
-    """Record the guidance settings measured for a checkpoint in its config.json (atomically; weights untouched)."""
+def save_guidance(folder: str | Path, guidance: GuidanceCfg, sample_steps: int | None = None) -> None:
+    """Record the guidance settings measured for a checkpoint in its config.json, and with ``sample_steps`` its DDIM
+    step count (atomically; weights untouched)."""
     path = Path(folder) / "config.json"
-    DiffusionPolicy.load(folder)  # only a sound checkpoint gets settings
+    policy = DiffusionPolicy.load(folder)  # only a sound checkpoint gets settings
     config = json.loads(path.read_text())
     config["guidance"] = dataclasses.asdict(guidance)
+    if sample_steps is not None:
+        diffusion = dataclasses.replace(policy.cfg.diffusion, sample_steps=sample_steps)  # checked before writing
+        config["model"]["diffusion"] = dataclasses.asdict(diffusion)
     atomic_write_text(path, json.dumps(config, indent=1))
 
 

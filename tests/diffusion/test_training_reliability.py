@@ -45,6 +45,10 @@ def _edit_config(folder: Path, edit) -> None:
         (lambda c: [1, 2], r"config.json: expected a JSON object, got list"),
         (lambda c: c.pop("normalization") and None, r"missing or malformed keys \['normalization'\]"),
         (lambda c: c["model"]["diffusion"].update(sample_steps=0), r"sample_steps must be an integer >= 1, got 0"),
+        (
+            lambda c: c["model"]["diffusion"].update(sample_steps=20),
+            r"sample_steps must be a divisor of train_timesteps \(50\): one of \[1, 2, 5, 10, 25, 50\], got 20",
+        ),
         (lambda c: c["model"].pop("denoiser") and None, r"malformed model, state_layout or normalization"),
         (lambda c: c["normalization"]["state_std"].__setitem__(4, 0.0), r"normalization.state_std has zero"),
         (
@@ -89,6 +93,26 @@ def test_guidance_settings_travel_with_the_checkpoint_and_drive_its_controllers(
                          cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "GuidanceCfg.scale must be a finite number" in bad.stderr
     assert DiffusionPolicy.load(folder).guidance == GuidanceCfg()  # nothing written
+
+
+def test_the_ddim_step_count_travels_with_the_checkpoint(checkpoint, tmp_path):
+    folder = _copy(checkpoint, tmp_path)
+    assert DiffusionPolicy.load(folder).diffusion.sample_scheduler.timesteps.tolist()[0] == 45  # 10 steps of 50
+    out = subprocess.run([sys.executable, "-m", "tools.checkpoint", "set-guidance", str(folder), "--sample-steps",
+                          "25"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    policy = DiffusionPolicy.load(folder)  # the weights' hashes still hold
+    assert policy.cfg.diffusion.sample_steps == 25
+    assert policy.diffusion.sample_scheduler.timesteps.tolist() == list(range(48, -1, -2))
+    assert policy.guidance == DiffusionPolicy.load(checkpoint).guidance  # the other settings untouched
+    before = (folder / "config.json").read_text()
+    bad = subprocess.run([sys.executable, "-m", "tools.checkpoint", "set-guidance", str(folder), "--sample-steps",
+                          "20"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "sample_steps must be a divisor of train_timesteps (50)" in bad.stderr
+    assert (folder / "config.json").read_text() == before  # nothing written
+    bad = subprocess.run([sys.executable, "-m", "tools.eval_guidance", "--checkpoint", str(folder), "--scenario",
+                          "omni", "--sample-steps", "30"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "--sample-steps: DiffusionCfg.sample_steps must be a divisor" in bad.stderr
 
 
 def test_damaged_or_non_finite_weights_are_refused(checkpoint, tmp_path):

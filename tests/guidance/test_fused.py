@@ -128,3 +128,17 @@ def test_costs_outside_the_library_take_the_reference_path(policy, fused_policy,
     fused = fused_policy.plan(histories[0], torch.Generator().manual_seed(2), fused_policy.guide(cost))
     np.testing.assert_allclose(fused, reference, atol=1e-6)
     assert pack_cost(WeightedSum([(1.0, JoystickCost()), (1.0, JoystickCost(0.5))])) is None  # a kind twice
+
+
+def test_a_new_step_count_remakes_the_fused_sampler_and_it_still_equals_the_reference(histories):
+    """set_sample_steps after use_fused: the fused graph follows the new schedule (25 steps), not the old one."""
+    reference = DiffusionPolicy.load(SHIPPED_CHECKPOINT).set_sample_steps(25)
+    fused = DiffusionPolicy.load(SHIPPED_CHECKPOINT).use_fused().set_sample_steps(25)
+    assert fused.fused.timesteps == list(range(48, -1, -2))
+    cost = COSTS["waypoint + barrier"]
+    expected = reference.plan(histories[0], torch.Generator().manual_seed(5), reference.guide(cost))
+    got = fused.plan(histories[0], torch.Generator().manual_seed(5), fused.guide(cost))
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE)
+    reference.set_sample_steps(10)
+    ten_steps = reference.plan(histories[0], torch.Generator().manual_seed(5), reference.guide(cost))
+    assert np.abs(ten_steps - expected).max() > 1e-2  # the step count matters
