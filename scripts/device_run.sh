@@ -17,8 +17,9 @@
 #     most 4 (a model over about 60 MB brings back its figures only). Here: cat ckpt.tar.part* | tar x.
 # Environment: EVAL_ONLY (eval_suite scenarios; default "joystick-protocol omni walk-perturb stay push"),
 #   EVAL_S (seconds kept for the evaluation; default 150), EVAL_MAX_EPISODES (a cap per scenario),
-#   LOADER_WORKERS (default 8), DEVICE (default cuda), PYTHON (default python3), SKIP_INSTALL=1 (the packages
-#   already importable: a smoke test here, DEVICE=cpu PYTHON=.venv/bin/python).
+#   LOADER_WORKERS (default 8), WORK (scratch folder; default /tmp/bm_lease), DEVICE (default cuda), PYTHON
+#   (default python3), SKIP_INSTALL=1 (the packages already importable: the smoke test here,
+#   tests/test_device_script.py, runs with DEVICE=cpu and this checkout's Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -29,8 +30,8 @@ prepare() {
     # The versions this checkout runs with; --no-deps: the image already holds their other dependencies
     # (numpy, scipy, h5py, onnx, onnxruntime, safetensors, tqdm, pyyaml, tensorboard, torch).
     local pins
-    pins=$("$python" -m pip list --format=freeze 2>/dev/null |
-        grep -i -E '^(mujoco|mjlab|diffusers|gymnasium|farama-notifications|cloudpickle|rsl-rl-lib|stable.baselines3)==')
+    local wanted='^(mujoco|mjlab|diffusers|gymnasium|farama-notifications|cloudpickle|rsl-rl-lib|stable.baselines3)=='
+    pins=$("$python" -m pip list --format=freeze 2>/dev/null | grep -i -E "$wanted")
     # shellcheck disable=SC2086
     "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform any \
@@ -46,13 +47,16 @@ lease() {
     local budget=${2:?BUDGET_S}
     shift 2
     local start=$SECONDS python=${PYTHON:-python3} device=${DEVICE:-cuda} eval_s=${EVAL_S:-150}
-    local work=/tmp/bm_lease out=${OUT:?OUT: the folder whose files come back}
+    local work=${WORK:-/tmp/bm_lease} out=${OUT:?OUT: the folder whose files come back}
     [[ -f $manifest ]] || { echo "error: no manifest at $manifest" >&2; exit 2; }
     [[ $budget =~ ^[0-9]+$ ]] || { echo "error: BUDGET_S must be whole seconds, got '$budget'" >&2; exit 2; }
     mkdir -p "$work"
     export TQDM_DISABLE=1 PYTHONPATH="$work/site:$REPO"
     if [[ ${SKIP_INSTALL:-0} != 1 ]]; then
-        [[ -d .device/wheels ]] || { echo "error: .device/wheels missing: run 'prepare' here, carry .device" >&2; exit 2; }
+        if [[ ! -d .device/wheels ]]; then
+            echo "error: .device/wheels missing: run 'prepare' on your machine, carry .device" >&2
+            exit 2
+        fi
         "$python" -m pip install --quiet --no-index --no-deps --target "$work/site" .device/wheels/*.whl
     fi
     if [[ ! -e ../shared/stage1 ]]; then  # the manifests name ../../shared/stage1/... from configs/
@@ -60,7 +64,8 @@ lease() {
         ln -sfn "$REPO/.device/shared" ../shared
     fi
     if [[ $device == cuda* ]]; then
-        "$python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+        "$python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'
+print(torch.cuda.get_device_name())"
     fi
     echo "== setup $((SECONDS - start)) s; collecting $manifest"
     "$python" -m tools.data collect --manifest "$manifest" --out "$work/data.h5" --workers "$(nproc)"

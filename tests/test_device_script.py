@@ -1,0 +1,49 @@
+"""scripts/device_run.sh, the one-command GPU lease, run here on the CPU as a smoke test (what a lease runs, small)."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from bm_gym.diffusion import DiffusionPolicy
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "device_run.sh"
+VELOCITY = REPO.parent / "shared" / "stage1" / "unitree_g1_velocity"
+
+
+def _lease(tmp_path: Path, manifest: Path, *train_args: str) -> subprocess.CompletedProcess:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    env = {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "DEVICE": "cpu", "SKIP_INSTALL": "1",
+           "PYTHON": sys.executable, "EVAL_ONLY": "joystick", "EVAL_MAX_EPISODES": "1", "EVAL_S": "60",
+           "LOADER_WORKERS": "0"}  # fmt: skip
+    return subprocess.run(["bash", str(SCRIPT), "lease", str(manifest), "300", *train_args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_a_lease_collects_trains_evaluates_and_sends_back_a_checkpoint_in_parts(tmp_path):
+    manifest = tmp_path / "tiny.yaml"
+    manifest.write_text(f"workers: 1\nseed: 0\nsources:\n  - name: velocity\n    policy: {VELOCITY}\n"
+                        "    episodes: 2\n    episode_s: 4\n")  # fmt: skip
+    done = _lease(tmp_path, manifest, "--preset", "cpu", "--steps", "20", "--batch-size", "8", "--log-every", "5")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = tmp_path / "out"
+    assert "== done in" in (out / "lease.log").read_text()
+    assert json.loads((out / "eval.json").read_text())["scenarios"]["joystick"]["metrics"]["episodes"] == 1
+    parts = sorted(out.glob("ckpt.tar.part*"))
+    assert parts and len(list(out.iterdir())) <= 8  # the device tool brings back at most 8 files
+    (tmp_path / "ckpt.tar").write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(tmp_path / "ckpt.tar") as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    assert DiffusionPolicy.load(tmp_path / "back" / "checkpoint").cfg.denoiser.d_model == 128
+
+
+def test_a_missing_manifest_or_budget_stops_at_once_with_the_reason(tmp_path):
+    done = _lease(tmp_path, tmp_path / "nowhere.yaml")
+    assert done.returncode == 2 and "no manifest at" in done.stdout + done.stderr
+    bare = subprocess.run(["bash", str(SCRIPT), "lease"], cwd=REPO, env={**os.environ, "OUT": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bare.returncode != 0 and "MANIFEST" in bare.stdout + bare.stderr
