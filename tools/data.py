@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from bm_gym.data import CollectCfg, Collector, DatasetError, validate
+from bm_gym.controller import student_co_driver
+from bm_gym.data import CollectCfg, Collector, DatasetError, StudentCfg, validate
 from bm_gym.data.collect import NOISE_KINDS, CollectionLocked
 from bm_gym.data.manifest import Manifest, ManifestError, collect_manifest
 from bm_gym.data.state import STATE_KINDS
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=NOISE_KINDS,
         default="gaussian",
         help="gaussian (per-episode std up to --max-noise) or ou (Ornstein-Uhlenbeck, theta 0.8, sigma 0.1)",
+    )
+    c.add_argument(
+        "--student",
+        help="DAgger-style collection: this diffusion checkpoint drives stretches of every "
+        "episode and the expert takes over again (bm_gym.data.collect.StudentCfg; velocity policies)",
     )
     c.add_argument("--motion", help="reference motion of a tracking policy (default: the one in its folder)")
     c.add_argument("--backend", choices=BACKENDS, default=None,
@@ -84,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             action_noise=(0.0, args.max_noise),
             randomization=None if args.no_randomization else DomainRandomizationCfg(),
             backend=args.backend or "mujoco", envs_per_worker=args.envs_per_worker or 1, state=args.state or "joint",
+            student=StudentCfg(args.student) if args.student else None,
         )  # fmt: skip
         start = time.perf_counter()
-        added = Collector(cfg).run()
+        added = Collector(cfg, student_co_driver).run()
         elapsed = time.perf_counter() - start
         summary = validate(cfg.out)
         print(summary)
@@ -116,7 +123,7 @@ def collect_from_manifest(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise ValueError(f"--workers must be a positive integer, got {args.workers}")
         manifest = dataclasses.replace(manifest, workers=args.workers)
-    reports = collect_manifest(manifest, args.out)
+    reports = collect_manifest(manifest, args.out, co_driver_factory=student_co_driver)
     print(validate(args.out))
     for r in reports:
         rate = f"{r.steps_per_s:.0f} steps/s" if r.added else "already collected"

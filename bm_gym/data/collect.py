@@ -13,8 +13,11 @@ import fcntl
 import json
 import multiprocessing as mp
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -24,7 +27,15 @@ from bm_gym.data.hdf5 import Episode, read_shard, write_dataset, write_shard
 from bm_gym.data.schedules import CommandScheduleCfg, sample_schedule
 from bm_gym.data.state import STATE_KINDS, StateLayout
 from bm_gym.robot import g1
-from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg, backend_problem, has_fallen, make_backend
+from bm_gym.sim import (
+    BACKENDS,
+    DomainRandomizationCfg,
+    MujocoBackendCfg,
+    RobotState,
+    backend_problem,
+    has_fallen,
+    make_backend,
+)
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
 from bm_gym.utils.checks import is_finite, positive_finite, positive_int, require
@@ -35,6 +46,51 @@ RESUMABLE_CHANGES = ("episodes", "workers", "merge_every_s", "out", "envs_per_wo
 
 
 NOISE_KINDS = ("gaussian", "ou")
+
+
+class CoDriver(Protocol):
+    """A second controller that takes the robot over from the expert for stretches of an episode (a diffusion
+    student in DAgger-style collection); built in each worker by the factory given to :class:`Collector`."""
+
+    def begin(self, states: list[RobotState], actions: list[np.ndarray]) -> None:
+        """Take over inside the episode; ``states`` and ``actions`` are the steps so far (oldest first)."""
+
+    def act(self, state: RobotState, command: np.ndarray) -> np.ndarray:
+        """Joint targets (simulator order) for this step under the velocity command (vx, vy, wz)."""
+
+
+#: Builds a worker's co-driver from the checkpoint named in :class:`StudentCfg` and a seed.
+CoDriverFactory = Callable[[str, int], CoDriver]
+
+
+@dataclass(frozen=True)
+class StudentCfg:
+    """DAgger-style collection: a student drives stretches of each episode on the episode's commands and the
+    expert takes over again. Its steps are recorded (marked ``expert_driven`` False) and kept out of training
+    targets, so the windows right after a hand-back teach recovery from the states the student leads to."""
+
+    checkpoint: str  # the student (a diffusion checkpoint folder)
+    first_s: tuple[float, float] = (2.0, 4.0)  # the expert's lead before the first hand-over
+    student_s: tuple[float, float] = (0.4, 2.0)  # each stretch the student drives
+    expert_s: tuple[float, float] = (1.0, 3.0)  # each stretch the expert drives between them
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.checkpoint, str) and bool(self.checkpoint), "StudentCfg", "checkpoint",
+                self.checkpoint, "a checkpoint folder")  # fmt: skip
+        for name in ("first_s", "student_s", "expert_s"):
+            low, high = getattr(self, name)
+            require(is_finite(low) and is_finite(high) and 0 < low <= high, "StudentCfg", name, getattr(self, name),
+                    "(low, high) seconds with 0 < low <= high")  # fmt: skip
+
+    def drivers(self, rng: np.random.Generator, steps: int, dt: float) -> np.ndarray:
+        """[steps] bool, True where the expert drives: the lead, then student and expert stretches in turn."""
+        expert = np.ones(steps, bool)
+        t = round(rng.uniform(*self.first_s) / dt)
+        while t < steps:
+            length = max(1, round(rng.uniform(*self.student_s) / dt))
+            expert[t : t + length] = False
+            t += length + max(1, round(rng.uniform(*self.expert_s) / dt))
+        return expert
 
 
 @dataclass(frozen=True)
@@ -65,6 +121,7 @@ class CollectCfg:
     stats_history: int = 4
     stats_horizon: int = 16
     state: str = "joint"  # the state layout recorded (bm_gym.data.state.STATE_KINDS; "body-pos": the paper's)
+    student: StudentCfg | None = None  # DAgger-style: a student drives stretches of every episode (velocity only)
 
     def __post_init__(self) -> None:
         name = "CollectCfg"
@@ -92,6 +149,10 @@ class CollectCfg:
         positive_finite(name, "ou_sigma", self.ou_sigma, allow_zero=True)
         if self.motion_fps is not None:
             positive_finite(name, "motion_fps", self.motion_fps)
+        require(self.student is None or self.motion is None, name, "student", self.student,
+                "None for tracking policies: the student is steered by velocity commands")  # fmt: skip
+        require(self.student is None or self.envs_per_worker == 1, name, "student", self.student,
+                "None with several worlds per worker: the student plans for one robot")  # fmt: skip
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)
@@ -109,14 +170,22 @@ class EpisodeRunner:
     N = 1 case of the same loop. An episode's randomness depends only on its index, so batching changes no data.
     """
 
-    def __init__(self, cfg: CollectCfg) -> None:
+    def __init__(self, cfg: CollectCfg, co_driver_factory: CoDriverFactory | None = None) -> None:
         self.cfg = cfg
+        self.co_driver = None
+        if cfg.student is not None:
+            if co_driver_factory is None:
+                raise ValueError("CollectCfg.student is set but no co-driver factory was given (tools.data passes "
+                                 "bm_gym.controller.student_co_driver)")  # fmt: skip
+            self.co_driver = co_driver_factory(cfg.student.checkpoint, cfg.seed)
         n = cfg.envs_per_worker
         self.backend = make_backend(cfg.backend, randomization=cfg.randomization,
                                     **({"solver": "mujoco_warp", "num_envs": n} if n > 1 else {}))  # fmt: skip
         self.policies = [Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps) for _ in range(n)]
         self.policies[0].apply_gains(self.backend)
         self.layout = StateLayout.named(cfg.state)
+        if self.co_driver is not None and self.policies[0].motion is not None:
+            raise ValueError(f"{cfg.policy} is a tracking policy; a student co-drives velocity policies only")
         motion_file = cfg.motion or (find_motion(Path(cfg.policy)) if self.policies[0].motion is not None else None)
         self.motion_name = Path(motion_file).stem if motion_file else ""
 
@@ -171,20 +240,36 @@ class _Rollout:
         self.frames = np.full(steps, -1, np.int32)
         self.t, self.length, self.fell, self.running = 0, steps, False, steps > 0
         self.last = q.copy()
+        student = cfg.student if runner.co_driver is not None else None
+        # a stream of its own, so the expert-only part of every episode is drawn as without a student
+        self.expert_driven = (student.drivers(np.random.default_rng([self.seed, 1]), steps, backend.control_dt)
+                              if student is not None else None)  # fmt: skip
+        self.recent: deque[tuple] = deque(maxlen=RECENT_STEPS)  # (state, action) pairs a co-driver starts from
 
     def act(self) -> np.ndarray:
         """Record the state, then the expert's action and the noisy one that is executed."""
         cfg, policy, t = self.runner.cfg, self.policy, self.t
         self.states[t] = self.runner.layout.encode(self.state)
         self.frames[t] = policy.frame if policy.motion is not None else -1
-        expert = policy.act(self.state, self.commands[t])
+        expert = policy.act(self.state, self.commands[t])  # also when the student drives: it keeps its history
         dt = self.runner.backend.control_dt
+        if self.expert_driven is not None and not self.expert_driven[t]:
+            co_driver = self.runner.co_driver
+            if t == 0 or self.expert_driven[t - 1]:
+                states, actions = zip(*self.recent, strict=True) if self.recent else ((self.state,), (self.last,))
+                co_driver.begin(list(states), list(actions))
+            action = np.asarray(co_driver.act(self.state, self.commands[t]), dtype=np.float64)
+            policy.follow(action)
+            self.actions[t], self.applied[t], self.last = action, action, action
+            self.recent.append((self.state, action))
+            return action
         if self.ou is not None:
             self.ou += -cfg.ou_theta * self.ou * dt + cfg.ou_sigma * np.sqrt(dt) * self.rng.normal(size=self.ou.shape)
             noisy = expert + self.ou * self.noise_scale
         else:
             noisy = expert + self.rng.normal(size=expert.shape) * self.noise_std * self.noise_scale
         self.actions[t], self.applied[t], self.last = expert, noisy, noisy
+        self.recent.append((self.state, expert))
         return noisy
 
     def observe(self, state) -> None:
@@ -199,22 +284,26 @@ class _Rollout:
 
     def episode(self) -> Episode:
         n, cfg = self.length, self.runner.cfg
+        driven = None if self.expert_driven is None else self.expert_driven[:n]
         return Episode(self.index, self.states[:n], self.actions[:n], self.applied[:n],
                        self.commands[:n].astype(np.float32), self.frames[:n], self.fell, self.seed, cfg.source,
-                       self.runner.motion_name)  # fmt: skip
+                       self.runner.motion_name, driven)  # fmt: skip
 
+
+#: Steps of (state, action) kept for a co-driver to start from: more than any model's history.
+RECENT_STEPS = 32
 
 _runner: EpisodeRunner | None = None
 
 
-def _run_and_save(args: tuple[CollectCfg, list[int], list[str]]) -> list[tuple[int, int, bool]]:
+def _run_and_save(args: tuple[CollectCfg, CoDriverFactory | None, list[int], list[str]]) -> list[tuple[int, int, bool]]:
     """Worker task: episodes ``indices`` (one per world), each written to its shard. The runner is built on first
     use, not in a pool initializer: an initializer that raises makes ``multiprocessing.Pool`` respawn workers
     forever, while a task's exception reaches the parent."""
     global _runner
-    cfg, indices, shards = args
+    cfg, co_driver_factory, indices, shards = args
     if _runner is None:
-        _runner = EpisodeRunner(cfg)
+        _runner = EpisodeRunner(cfg, co_driver_factory)
     done = []
     for episode, shard in zip(_runner.run_batch(indices), shards, strict=True):
         write_shard(Path(shard), episode)
@@ -227,8 +316,14 @@ class CollectionLocked(RuntimeError):
 
 
 class Collector:
-    def __init__(self, cfg: CollectCfg) -> None:
+    def __init__(self, cfg: CollectCfg, co_driver_factory: CoDriverFactory | None = None) -> None:
+        """``co_driver_factory`` (a module-level function, sent to the workers) builds the student of
+        ``cfg.student``; the data layer knows only its :class:`CoDriver` protocol."""
+        if cfg.student is not None and co_driver_factory is None:
+            raise ValueError("CollectCfg.student is set but no co-driver factory was given (tools.data passes "
+                             "bm_gym.controller.student_co_driver)")  # fmt: skip
         self.cfg = cfg
+        self.co_driver_factory = co_driver_factory
         self.out = Path(cfg.out)
         self.shards = self.out.with_name(self.out.name + ".shards")
 
@@ -244,7 +339,12 @@ class Collector:
         if self.out.is_dir():
             raise ValueError(f"--out {self.out} is a directory; give a dataset file such as {self.out / 'data.h5'}")
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        return Stage1Policy.load(self.cfg.policy, motion=self.cfg.motion, motion_fps=self.cfg.motion_fps)
+        policy = Stage1Policy.load(self.cfg.policy, motion=self.cfg.motion, motion_fps=self.cfg.motion_fps)
+        if self.cfg.student is not None:
+            if policy.motion is not None:
+                raise ValueError(f"{self.cfg.policy} is a tracking policy; a student co-drives velocity policies only")
+            self.co_driver_factory(self.cfg.student.checkpoint, self.cfg.seed)  # a student that fails to load stops
+        return policy
 
     def _check_resume(self) -> None:
         """Refuse to mix episodes from a different configuration into the same dataset."""
@@ -290,7 +390,8 @@ class Collector:
                 with ctx.Pool(min(self.cfg.workers, len(todo))) as pool:
                     n = self.cfg.envs_per_worker
                     batches = [todo[k : k + n] for k in range(0, len(todo), n)]
-                    tasks = [(self.cfg, batch, [str(self.shard_path(i)) for i in batch]) for batch in batches]
+                    tasks = [(self.cfg, self.co_driver_factory, batch, [str(self.shard_path(i)) for i in batch])
+                             for batch in batches]  # fmt: skip
                     for done in pool.imap_unordered(_run_and_save, tasks):
                         bar.update(len(done))
                         if time.monotonic() - last_merge > self.cfg.merge_every_s:

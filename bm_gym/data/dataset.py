@@ -45,6 +45,16 @@ def cut_window(episode: Episode, t: int, history: int, horizon: int, layout: Sta
     return states[0], actions[0]
 
 
+def window_starts(episode: Episode, history: int, horizon: int, end_cut: int = 0) -> np.ndarray:
+    """Present steps t of the episode's training windows: a full history before t, ``horizon`` steps after it
+    (and ``end_cut`` more), and every future action the expert's; a student's steps only appear in histories."""
+    starts = np.arange(history, len(episode) - horizon - end_cut)
+    if episode.expert_driven is None or len(starts) == 0:
+        return starts
+    student = np.concatenate([[0], np.cumsum(~np.asarray(episode.expert_driven, bool))])
+    return starts[student[starts + horizon] == student[starts]]  # no student step in actions t .. t+H-1
+
+
 @dataclass(frozen=True)
 class WindowEpisode:
     """What a window dataset keeps of an episode besides its rows in the flat arrays."""
@@ -59,7 +69,7 @@ def window_stats(
     episodes: list[Episode], layout: StateLayout, history: int, horizon: int, max_windows: int = 20_000, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Per-feature mean/std over canonicalized windows: exactly the values the model is trained on."""
-    starts = [(i, t) for i, e in enumerate(episodes) for t in range(history, len(e) - horizon)]
+    starts = [(i, int(t)) for i, e in enumerate(episodes) for t in window_starts(e, history, horizon)]
     if not starts:
         raise ValueError(f"no episode is longer than history + horizon = {history + horizon} steps")
     rng = np.random.default_rng(seed)
@@ -111,8 +121,8 @@ class ExpertWindowDataset(Dataset):
         self.history, self.horizon, self.normalize = history, horizon, normalize
         self.control_dt = float(attrs["control_dt"])
         cut = 0 if fall_margin_s is None or include_fallen else round(fall_margin_s / self.control_dt)
-        self.index = np.array([(i, t) for i, e in enumerate(episodes)
-                               for t in range(history, len(e) - horizon - (cut if e.fell else 0))])  # fmt: skip
+        self.index = np.array([(i, int(t)) for i, e in enumerate(episodes)
+                               for t in window_starts(e, history, horizon, cut if e.fell else 0)])  # fmt: skip
         if len(self.index) == 0:
             raise ValueError(f"{path}: no {split} windows of {history} + 1 + {horizon} steps")
         # Every episode's states and actions in two flat arrays (what worker processes receive), windows by row.

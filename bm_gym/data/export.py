@@ -14,6 +14,7 @@ What goes where, per control step t of an episode of T steps:
     applied_actions[t]     action                     actions            (what the robot executed)
     actions[t]             action.expert              infos["expert_action"]  (the clean expert target)
     motion_frames[t]       observation.motion_frame   infos["motion_frame"]
+    expert_driven[t]       action.expert_driven       infos["expert_driven"]  (False: a student drove, DAgger)
 
 ``action`` is the executed joint target, so states follow from actions as they do on a robot; the clean expert
 target (what bm_gym's diffusion model learns) travels beside it. Minari stores transitions with the state after
@@ -109,6 +110,11 @@ def _commit(tmp: Path, out: Path) -> Path:
     return out
 
 
+def _expert_driven(episode: Episode) -> np.ndarray:
+    """[T] bool: whether the expert chose each step's action (every step, but where a student drove)."""
+    return np.ones(len(episode), bool) if episode.expert_driven is None else np.asarray(episode.expert_driven, bool)
+
+
 def _feature_stats(values: np.ndarray) -> dict[str, list]:
     values = values.reshape(len(values), -1).astype(np.float64)
     stats = {"min": values.min(0), "max": values.max(0), "mean": values.mean(0), "std": values.std(0),
@@ -133,6 +139,7 @@ def export_lerobot(path: str | Path, out: str | Path, overwrite: bool = False) -
         "observation.motion_frame": {"dtype": "int64", "shape": [1], "names": None},
         "action": {"dtype": "float32", "shape": [layout.action_dim], "names": list(layout.joint_names)},
         "action.expert": {"dtype": "float32", "shape": [layout.action_dim], "names": list(layout.joint_names)},
+        "action.expert_driven": {"dtype": "bool", "shape": [1], "names": None},
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
         "frame_index": {"dtype": "int64", "shape": [1], "names": None},
         "episode_index": {"dtype": "int64", "shape": [1], "names": None},
@@ -144,6 +151,7 @@ def export_lerobot(path: str | Path, out: str | Path, overwrite: bool = False) -
         "observation.state": lambda e: e.states, "observation.command": lambda e: e.commands,
         "observation.motion_frame": lambda e: e.motion_frames.astype(np.int64),
         "action": lambda e: e.applied_actions, "action.expert": lambda e: e.actions,
+        "action.expert_driven": _expert_driven,
         "timestamp": lambda e: (np.arange(len(e)) / fps).astype(np.float32),
         "frame_index": lambda e: np.arange(len(e), dtype=np.int64),
         "task_index": lambda e: np.full(len(e), tasks.index(source.task(e)), dtype=np.int64),
@@ -237,7 +245,8 @@ def export_minari(path: str | Path, out: str | Path, dataset_id: str | None = No
             observations={"state": e.states.astype(np.float32), "command": e.commands.astype(np.float32)},
             actions=e.applied_actions[:steps].astype(np.float32), rewards=np.zeros(steps),
             terminations=last & e.fell, truncations=last & (not e.fell),
-            infos={"expert_action": e.actions.astype(np.float32), "motion_frame": e.motion_frames.astype(np.int64)},
+            infos={"expert_action": e.actions.astype(np.float32), "motion_frame": e.motion_frames.astype(np.int64),
+                   "expert_driven": _expert_driven(e)},
         ))  # fmt: skip
     if not buffers:
         raise ExportError(f"{source.path}: no episode has two or more steps")

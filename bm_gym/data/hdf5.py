@@ -5,8 +5,10 @@ Layout (schema 1)::
     /                 attrs: schema_version, control_dt, state_layout (JSON), source_policy,
                              policy_conventions (JSON), collect_cfg (JSON), created
     /episodes/000042  states [T, S] f32, actions [T, A] f32 (expert targets), applied_actions [T, A] f32,
-                      commands [T, 3] f32, motion_frames [T] i32; attrs: fell, seed, length, and in files
-                      collected from a manifest source (its name) and motion (the clip's name)
+                      commands [T, 3] f32, motion_frames [T] i32, and in episodes a student co-drove
+                      expert_driven [T] bool (whether the expert chose step t's action; absent: every step);
+                      attrs: fell, seed, length, and in files collected from a manifest source (its name) and
+                      motion (the clip's name)
     /stats            state_mean/std [S], action_mean/std [A] over canonicalized windows of
                       non-fallen episodes; attrs: history, horizon
 
@@ -48,6 +50,8 @@ class Episode:
     seed: int
     source: str = ""  # manifest source the episode came from ("" in single-policy files)
     motion: str = ""  # reference motion of a tracking source
+    # [T] bool: step t's action was the expert's; False where a student drove (DAgger-style collection). None: all.
+    expert_driven: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -69,6 +73,8 @@ def _commit(tmp: Path, path: Path) -> None:
 def write_episode_group(group: h5py.Group, episode: Episode) -> None:
     for name in EPISODE_ARRAYS:
         group.create_dataset(name, data=getattr(episode, name), fletcher32=True)
+    if episode.expert_driven is not None:
+        group.create_dataset("expert_driven", data=np.asarray(episode.expert_driven, bool), fletcher32=True)
     group.attrs.update(fell=episode.fell, seed=episode.seed, length=len(episode))
     if episode.source or episode.motion:
         group.attrs.update(source=episode.source, motion=episode.motion)
@@ -77,7 +83,8 @@ def write_episode_group(group: h5py.Group, episode: Episode) -> None:
 def read_episode_group(group: h5py.Group, index: int) -> Episode:
     return Episode(index, *(group[name][()] for name in EPISODE_ARRAYS), bool(group.attrs["fell"]),
                    int(group.attrs["seed"]), str(group.attrs.get("source", "")),
-                   str(group.attrs.get("motion", "")))  # fmt: skip
+                   str(group.attrs.get("motion", "")),
+                   group["expert_driven"][()].astype(bool) if "expert_driven" in group else None)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -202,6 +209,9 @@ def validate(path: str | Path) -> DatasetSummary:
                     raise DatasetError(f"{path}: episode {name} {array} contains NaN or inf")
             if "motion_frames" not in group or group["motion_frames"][()].shape != (length,):
                 raise DatasetError(f"{path}: episode {name} motion_frames is missing or not of length {length}")
+            if "expert_driven" in group and group["expert_driven"].shape != (length,):
+                raise DatasetError(f"{path}: episode {name} expert_driven has shape {group['expert_driven'].shape}, "
+                                   f"expected {(length,)}")  # fmt: skip
             steps += length
             fallen += bool(group.attrs["fell"])
         if "stats" not in f:

@@ -14,7 +14,12 @@
         episodes: 40                         # split evenly over the motions
         episode_s: 10                        # random start frames along each motion
         noise: ou                            # gaussian (default) or ou
-        randomization: true                  # Stage 1 domain randomization (default true)
+        randomization: true                  # Stage 1 domain randomization (default true), or changes to it:
+                                             # {push: {lin_vel_xy: 1.2, interval_s: [2, 4]}, foot_friction: null}
+      - name: velocity_dagger                # DAgger-style: a student drives stretches, the expert takes over
+        policy: stage1/unitree_g1_velocity
+        hours: 0.5
+        student: ../bm_gym/checkpoints/g1_velocity_cpu   # or {checkpoint: ..., student_s: [0.4, 2.0], ...}
 
 Every source (and motion) is collected as its own resumable part in ``<out>.parts/``, with today's single-policy
 collector; the dataset at ``out`` holds every episode with its source and motion names, the conventions of
@@ -37,17 +42,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bm_gym.data.collect import NOISE_KINDS, CollectCfg, Collector
+from bm_gym.data.collect import NOISE_KINDS, CoDriverFactory, CollectCfg, Collector, StudentCfg
 from bm_gym.data.dataset import window_stats
 from bm_gym.data.hdf5 import Episode, load_episodes, open_dataset, write_dataset
 from bm_gym.data.schedules import CommandScheduleCfg
 from bm_gym.data.state import STATE_KINDS, StateLayout
-from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg
+from bm_gym.sim import BACKENDS, DomainRandomizationCfg, MujocoBackendCfg, PushCfg
 from bm_gym.stage1 import Stage1Policy
 from bm_gym.stage1.policy import find_motion
 
 SOURCE_KEYS = {"name", "policy", "motions", "motion_fps", "episodes", "hours", "episode_s", "noise", "action_noise",
-               "noise_free_share", "ou_theta", "ou_sigma", "randomization", "seed", "schedule"}  # fmt: skip
+               "noise_free_share", "ou_theta", "ou_sigma", "randomization", "seed", "schedule", "student"}  # fmt: skip
 MANIFEST_KEYS = {"sources", "workers", "seed", "backend", "envs_per_worker", "state"}
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -69,9 +74,10 @@ class SourceCfg:
     noise_free_share: float = 0.2
     ou_theta: float = 0.8
     ou_sigma: float = 0.1
-    randomization: bool = True
+    randomization: DomainRandomizationCfg | None = field(default_factory=DomainRandomizationCfg)  # None: off
     seed: int = 0
     schedule: CommandScheduleCfg = field(default_factory=CommandScheduleCfg)  # velocity policies' command mix
+    student: StudentCfg | None = None  # DAgger-style collection (bm_gym.data.collect.StudentCfg)
 
 
 @dataclass(frozen=True)
@@ -177,8 +183,8 @@ class Manifest:
             motion=None if part.motion is None else str(part.motion), motion_fps=s.motion_fps, source=s.name,
             noise=s.noise, action_noise=s.action_noise, ou_theta=s.ou_theta, ou_sigma=s.ou_sigma,
             noise_free_share=s.noise_free_share,
-            randomization=DomainRandomizationCfg() if s.randomization else None, backend=self.backend,
-            envs_per_worker=self.envs_per_worker, schedule=s.schedule, state=self.state,
+            randomization=s.randomization, backend=self.backend,
+            envs_per_worker=self.envs_per_worker, schedule=s.schedule, state=self.state, student=s.student,
         )  # fmt: skip
 
 
@@ -200,17 +206,19 @@ class PartReport:
         return 0.0 if self.seconds == 0 else self.steps * self.added / max(self.episodes, 1) / self.seconds
 
 
-def collect_manifest(manifest: Manifest, out: str | Path, progress: bool = True) -> list[PartReport]:
-    """Collect every part (resuming finished ones), then write ``out`` with all episodes; one report per part."""
+def collect_manifest(manifest: Manifest, out: str | Path, progress: bool = True,
+                     co_driver_factory: CoDriverFactory | None = None) -> list[PartReport]:  # fmt: skip
+    """Collect every part (resuming finished ones), then write ``out`` with all episodes; one report per part.
+    ``co_driver_factory`` builds the students of sources that name one (:class:`Collector`)."""
     out = Path(out)
     parts = manifest.parts()  # every check before the first rollout
     cfgs = [manifest.part_cfg(part, out) for part in parts]
     for cfg in cfgs:
-        Collector(cfg).check()
+        Collector(cfg, co_driver_factory).check()
     reports = []
     for part, cfg in zip(parts, cfgs, strict=True):
         start = time.perf_counter()
-        added = Collector(cfg).run(progress=progress)
+        added = Collector(cfg, co_driver_factory).run(progress=progress)
         seconds = time.perf_counter() - start if added else 0.0
         episodes, _, _ = load_episodes(cfg.out, include_fallen=True)
         reports.append(PartReport(part.name, len(episodes), sum(map(len, episodes)), sum(e.fell for e in episodes),
@@ -330,10 +338,11 @@ def _source(path: Path, index: int, spec: object) -> SourceCfg:
     action_noise = spec.get("action_noise", [0.0, 0.15])
     if not (isinstance(action_noise, list) and len(action_noise) == 2):
         raise ManifestError(f"{where}: 'action_noise' must be [low, high], got {action_noise!r}")
-    randomization = spec.get("randomization", True)
-    if not isinstance(randomization, bool):
-        raise ManifestError(f"{where}: 'randomization' must be true or false, got {randomization!r}")
+    randomization = _randomization(where, spec.get("randomization", True))
     schedule = _schedule(where, spec.get("schedule", {}))
+    student = _student(where, spec.get("student"), resolve)
+    if student is not None and motions:
+        raise ManifestError(f"{where}: 'student' is for velocity policies; this source lists motions")
     try:
         return SourceCfg(
             name=name, policy=policy, motions=motions,
@@ -343,7 +352,7 @@ def _source(path: Path, index: int, spec: object) -> SourceCfg:
             noise_free_share=_number(where, spec, "noise_free_share", 0.2),
             ou_theta=_number(where, spec, "ou_theta", 0.8), ou_sigma=_number(where, spec, "ou_sigma", 0.1),
             randomization=randomization,
-            seed=int(spec.get("seed", index)), schedule=schedule,
+            seed=int(spec.get("seed", index)), schedule=schedule, student=student,
         )  # fmt: skip
     except (TypeError, ValueError) as err:
         raise ManifestError(f"{where}: {err}") from err
@@ -362,6 +371,85 @@ def _schedule(where: str, spec: object) -> CommandScheduleCfg:
         return CommandScheduleCfg(**values)
     except (TypeError, ValueError) as err:
         raise ManifestError(f"{where}: schedule: {err}") from err
+
+
+def _randomization(where: str, spec: object) -> DomainRandomizationCfg | None:
+    """A source's ``randomization``: true (Stage 1's), false (none), or a mapping of changes to Stage 1's, any
+    field of :class:`DomainRandomizationCfg` (null turns a term off) and ``push`` a mapping of :class:`PushCfg`."""
+    if isinstance(spec, bool):
+        return DomainRandomizationCfg() if spec else None
+    terms = {f.name: f for f in dataclasses.fields(DomainRandomizationCfg)}
+    if not isinstance(spec, dict):
+        raise ManifestError(f"{where}: 'randomization' must be true, false or a mapping of {sorted(terms)}, got "
+                            f"{spec!r}")  # fmt: skip
+    unknown = set(spec) - set(terms)
+    if unknown:
+        raise ManifestError(f"{where}: randomization: unknown keys {sorted(unknown)}; allowed: {sorted(terms)}")
+    base = DomainRandomizationCfg()
+    changes = {}
+    for key, value in spec.items():
+        default = getattr(base, key)
+        if key == "push" and isinstance(value, dict):
+            fields = {f.name for f in dataclasses.fields(PushCfg)}
+            unknown = set(value) - fields
+            if unknown:
+                raise ManifestError(f"{where}: randomization: push: unknown keys {sorted(unknown)}; allowed: "
+                                    f"{sorted(fields)}")  # fmt: skip
+            for name, number in value.items():
+                _check_range(where, f"randomization: push: {name}", number, getattr(default, name))
+            changes[key] = dataclasses.replace(default, **{k: _as_tuple(v) for k, v in value.items()})
+        elif value is None:
+            changes[key] = None
+        elif key == "push":
+            raise ManifestError(f"{where}: randomization: push must be a mapping of PushCfg fields or null, got "
+                                f"{value!r}")  # fmt: skip
+        else:
+            _check_range(where, f"randomization: {key}", value, default)
+            changes[key] = _as_tuple(value)
+    return dataclasses.replace(base, **changes)
+
+
+def _as_tuple(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _check_range(where: str, key: str, value: object, default: object) -> None:
+    """``value`` has the shape of ``default`` (a number, or a list as long as its tuple) and holds finite numbers
+    >= 0 (a [low, high] pair ordered)."""
+    numbers = value if isinstance(value, list) else [value]
+    size = len(default) if isinstance(default, tuple) else None
+    well_formed = (isinstance(value, list) == (size is not None) and (size is None or len(value) == size)
+                   and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                           for v in numbers))  # fmt: skip
+    integers = isinstance(default, tuple) and all(isinstance(v, int) for v in default)
+    well_formed = well_formed and (not integers or all(isinstance(v, int) for v in numbers))
+    if not well_formed or (size == 2 and numbers[0] > numbers[1]):
+        kind = "integers" if integers else "finite numbers"
+        shape = "a finite number >= 0" if size is None else f"a list of {size} {kind} >= 0" + (
+            " (low <= high)" if size == 2 else "")  # fmt: skip
+        raise ManifestError(f"{where}: {key} must be {shape}, got {value!r}")
+
+
+def _student(where: str, spec: object, resolve) -> StudentCfg | None:
+    """A source's ``student``: a checkpoint path, or a mapping of :class:`StudentCfg` fields with ``checkpoint``."""
+    if spec is None:
+        return None
+    allowed = {f.name for f in dataclasses.fields(StudentCfg)}
+    values = {"checkpoint": spec} if isinstance(spec, str) else spec
+    if not isinstance(values, dict) or "checkpoint" not in values:
+        raise ManifestError(f"{where}: 'student' must be a checkpoint path or a mapping with 'checkpoint' "
+                            f"(and any of {sorted(allowed - {'checkpoint'})}), got {spec!r}")  # fmt: skip
+    unknown = set(values) - allowed
+    if unknown:
+        raise ManifestError(f"{where}: student: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    checkpoint = resolve(values["checkpoint"], "student checkpoint")
+    if not (checkpoint / "config.json").is_file():
+        raise ManifestError(f"{where}: student checkpoint {checkpoint} has no config.json: not a checkpoint folder")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()} | {"checkpoint": str(checkpoint)}
+    try:
+        return StudentCfg(**values)
+    except (TypeError, ValueError) as err:
+        raise ManifestError(f"{where}: student: {err}") from err
 
 
 def _number(where: str, spec: dict, key: str, default: float) -> float:

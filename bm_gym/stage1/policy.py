@@ -137,6 +137,16 @@ class Stage1Policy:
         targets[self._sim_index] = action * self.conventions.action_scale + self.conventions.action_offset
         return targets
 
+    def follow(self, targets: np.ndarray) -> None:
+        """Take ``targets`` (simulator order) as this step's executed action in place of the policy's own, when
+        another controller drove the step: the next observation's last action is then what the robot did."""
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.shape != self._default_targets.shape or not np.all(np.isfinite(targets)):
+            raise ValueError(f"targets must be {self._default_targets.shape[0]} finite joint positions, got shape "
+                             f"{targets.shape}")  # fmt: skip
+        raw = (targets[self._sim_index] - self.conventions.action_offset) / self.conventions.action_scale
+        self.last_action = raw.astype(self.last_action.dtype)
+
     @property
     def motion_finished(self) -> bool:
         return self.motion is not None and self.frame >= self.motion.num_frames

@@ -127,3 +127,22 @@ def test_fused_plans_equal_reference_plans_along_a_closed_loop_episode(backend):
         state = backend.step(controller.act(state))
     assert len(differences) == 100 and controller.last_cost is not None
     assert max(differences) < 2e-5  # float32 round-off; 700 plans of the whole episode: 1e-5 at most
+
+
+def test_the_student_co_driver_takes_over_from_any_number_of_expert_steps(backend):
+    """DAgger-style collection's student: it starts from the expert's recent steps (padded when there are fewer
+    than its history) and walks on the episode's command with the checkpoint's guidance."""
+    from bm_gym.controller import student_co_driver
+    from bm_gym.diffusion import SHIPPED_CHECKPOINT
+
+    student = student_co_driver(str(SHIPPED_CHECKPOINT), seed=0)
+    state = backend.reset(seed=0)
+    stand = np.array(g1.DEFAULT_JOINT_POS)
+    student.begin([state, state], [stand, stand])
+    for _ in range(5):
+        targets = student.act(state, np.array([0.5, 0.0, 0.0]))
+        assert targets.shape == (29,) and np.isfinite(targets).all()
+        state = backend.step(targets)
+    assert student.controller.task.vx == 0.5
+    with pytest.raises(ValueError, match="matching, non-empty steps"):
+        student.begin([state], [])

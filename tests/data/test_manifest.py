@@ -151,6 +151,20 @@ def test_fall_margin_keeps_only_windows_that_end_long_before_the_fall(small_data
         ({"name": "v", "policy": "{velocity}", "episodes": 2, "noise": "pink"}, "'noise' must be"),
         ({"name": "v", "policy": "{velocity}", "episodes": 2, "schedule": {"moonwalk": 1}}, "unknown keys .*moonwalk"),
         ({"name": "v", "policy": "{velocity}", "episodes": 2, "schedule": {"ramp_s": [2, 1]}}, "ramp_s must be"),
+        ({"name": "v", "policy": "{velocity}", "episodes": 2, "randomization": {"wind": 1}}, "unknown keys .*wind"),
+        (
+            {"name": "v", "policy": "{velocity}", "episodes": 2, "randomization": {"push": {"lin_vel_xy": -1}}},
+            "push: lin_vel_xy must be a finite number >= 0",
+        ),
+        (
+            {"name": "v", "policy": "{velocity}", "episodes": 2, "randomization": {"push": {"interval_s": [3, 1]}}},
+            "interval_s must be a list of 2 finite numbers >= 0 \\(low <= high\\)",
+        ),
+        (
+            {"name": "v", "policy": "{velocity}", "episodes": 2, "randomization": {"latency_substeps": [0.5, 1]}},
+            "latency_substeps must be a list of 2 integers",
+        ),
+        ({"name": "v", "policy": "{velocity}", "episodes": 2, "randomization": "strong"}, "'randomization' must be"),
     ],
 )
 def test_bad_manifests_fail_before_any_rollout(tmp_path, velocity_dir, tracking_dir, source, message):
@@ -213,7 +227,7 @@ def test_workers_on_the_command_line_override_the_manifest(tmp_path, velocity_di
     import tools.data
 
     seen = []
-    monkeypatch.setattr(tools.data, "collect_manifest", lambda manifest, out: seen.append(manifest) or [])
+    monkeypatch.setattr(tools.data, "collect_manifest", lambda manifest, out, **kw: seen.append(manifest) or [])
     monkeypatch.setattr(tools.data, "validate", lambda path: "summary")
     manifest = write(tmp_path, {"workers": 2, "sources": [{"name": "v", "policy": str(velocity_dir), "episodes": 2}]})
     out = str(tmp_path / "out.h5")
@@ -223,3 +237,20 @@ def test_workers_on_the_command_line_override_the_manifest(tmp_path, velocity_di
     assert tools.data.main(["collect", "--manifest", str(manifest), "--out", out, "--workers", "0"]) == 1
     assert "--workers must be a positive integer, got 0" in capsys.readouterr().err
     assert len(seen) == 2  # nothing collected with a bad worker count
+
+
+def test_a_source_changes_the_randomization(tmp_path, velocity_dir):
+    """Stronger pushes (the push sweep's kicks are larger than Stage 1's), a term turned off, the rest as Stage 1."""
+    from bm_gym.sim import DomainRandomizationCfg, PushCfg
+
+    path = write(tmp_path, {"sources": [
+        {"name": "push", "policy": str(velocity_dir), "episodes": 1,
+         "randomization": {"push": {"lin_vel_xy": 1.2, "interval_s": [2, 4]}, "foot_friction": None}},
+        {"name": "off", "policy": str(velocity_dir), "episodes": 1, "randomization": False},
+    ]})  # fmt: skip
+    manifest = Manifest.load(path)
+    push, off = (manifest.part_cfg(part, tmp_path / "out.h5") for part in manifest.parts())
+    assert push.randomization == DomainRandomizationCfg(
+        foot_friction=None, push=PushCfg(lin_vel_xy=1.2, interval_s=(2, 4))
+    )
+    assert off.randomization is None

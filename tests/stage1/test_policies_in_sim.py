@@ -63,3 +63,20 @@ def test_tracking_policy_follows_the_whole_clip(tracking_dir, backend):
         assert state.root_pos[2] > motion.root_pos[frame, 2] - 0.25, f"fell at frame {frame}"
     assert len(errors) == policy.motion.num_frames
     assert np.mean(errors) <= 0.15
+
+
+def test_follow_makes_the_executed_targets_the_last_action(velocity_dir, backend):
+    """After another controller's step the policy observes what the robot did, as if it had chosen it."""
+    policy = Stage1Policy.load(velocity_dir)
+    policy.apply_gains(backend)
+    state = backend.reset(seed=0)
+    policy.reset()
+    targets = policy.act(state, (0.5, 0.0, 0.0))
+    own = policy.last_action.copy()
+    policy.follow(targets)
+    np.testing.assert_allclose(policy.last_action, own, atol=1e-5)
+    other = targets + 0.05
+    policy.follow(other)
+    np.testing.assert_allclose(policy.last_action, own + 0.05 / policy.conventions.action_scale, atol=1e-5)
+    with pytest.raises(ValueError, match="29 finite joint positions"):
+        policy.follow(targets[:5])
