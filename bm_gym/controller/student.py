@@ -20,12 +20,12 @@ class StudentCoDriver:
         self.controller = DiffusionController(policy, ControllerCfg(seed=seed))
         self.history = policy.history
 
-    def begin(self, states: list[RobotState], actions: list[np.ndarray]) -> None:
+    def begin(self, states: list[RobotState], actions: list[np.ndarray], seed: int) -> None:
         if not states or len(states) != len(actions):
             raise ValueError(f"a co-driver starts from matching, non-empty steps; got {len(states)} states and "
                              f"{len(actions)} actions")  # fmt: skip
         pad = max(0, self.history - len(states))  # an early hand-over: the oldest step held, as at a reset
-        self.controller.reset_from([states[0]] * pad + list(states), [actions[0]] * pad + list(actions))
+        self.controller.reset_from([states[0]] * pad + list(states), [actions[0]] * pad + list(actions), seed)
 
     def act(self, state: RobotState, command: np.ndarray) -> np.ndarray:
         vx, vy, wz = (float(c) for c in command)
@@ -33,7 +33,7 @@ class StudentCoDriver:
         return self.controller.act(state)
 
 
-def student_co_driver(checkpoint: str, seed: int) -> StudentCoDriver:
+def student_co_driver(checkpoint: str, seed: int = 0) -> StudentCoDriver:
     """The :data:`bm_gym.data.collect.CoDriverFactory` of ``tools.data``: one single-threaded student per worker."""
     torch.set_num_threads(1)
     return StudentCoDriver(DiffusionPolicy.load(checkpoint, robot_joints=g1.JOINT_NAMES), seed)

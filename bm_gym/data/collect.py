@@ -52,8 +52,9 @@ class CoDriver(Protocol):
     """A second controller that takes the robot over from the expert for stretches of an episode (a diffusion
     student in DAgger-style collection); built in each worker by the factory given to :class:`Collector`."""
 
-    def begin(self, states: list[RobotState], actions: list[np.ndarray]) -> None:
-        """Take over inside the episode; ``states`` and ``actions`` are the steps so far (oldest first)."""
+    def begin(self, states: list[RobotState], actions: list[np.ndarray], seed: int) -> None:
+        """Take over inside the episode; ``states`` and ``actions`` are the steps so far (oldest first); ``seed``
+        fixes the co-driver's randomness for the stretch, so an episode does not depend on the ones before it."""
 
     def act(self, state: RobotState, command: np.ndarray) -> np.ndarray:
         """Joint targets (simulator order) for this step under the velocity command (vx, vy, wz)."""
@@ -241,7 +242,7 @@ class _Rollout:
         self.t, self.length, self.fell, self.running = 0, steps, False, steps > 0
         self.last = q.copy()
         student = cfg.student if runner.co_driver is not None else None
-        # a stream of its own, so the expert-only part of every episode is drawn as without a student
+        # a stream of its own: commands, randomization and the expert's lead are drawn as without a student
         self.expert_driven = (student.drivers(np.random.default_rng([self.seed, 1]), steps, backend.control_dt)
                               if student is not None else None)  # fmt: skip
         self.recent: deque[tuple] = deque(maxlen=RECENT_STEPS)  # (state, action) pairs a co-driver starts from
@@ -257,7 +258,8 @@ class _Rollout:
             co_driver = self.runner.co_driver
             if t == 0 or self.expert_driven[t - 1]:
                 states, actions = zip(*self.recent, strict=True) if self.recent else ((self.state,), (self.last,))
-                co_driver.begin(list(states), list(actions))
+                stretch_seed = int(np.random.SeedSequence([self.seed, 2, t]).generate_state(1)[0])
+                co_driver.begin(list(states), list(actions), stretch_seed)
             action = np.asarray(co_driver.act(self.state, self.commands[t]), dtype=np.float64)
             policy.follow(action)
             self.actions[t], self.applied[t], self.last = action, action, action

@@ -22,8 +22,8 @@ class StandingCoDriver:
     def __init__(self) -> None:
         self.begun: list[int] = []
 
-    def begin(self, states, actions) -> None:
-        assert len(states) == len(actions) >= 1
+    def begin(self, states, actions, seed) -> None:
+        assert len(states) == len(actions) >= 1 and isinstance(seed, int)
         self.begun.append(len(states))
 
     def act(self, state, command) -> np.ndarray:
