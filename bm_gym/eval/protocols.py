@@ -17,6 +17,9 @@ under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
   commands for either driver. Measured: position and heading error at each goal's deadline. Failure: a fall.
 
 The tools run every protocol through :class:`HeadingHoldDriver` unless told not to (``--no-heading-hold``).
+
+A diagnostic beside them, :func:`run_handover`: the expert walks on a command, then the student goes on from
+the expert's history (tools/probe_handover.py). Does the student keep a gait it is handed?
 """
 
 from __future__ import annotations
@@ -266,3 +269,42 @@ def run_tour(backend: SimBackend, driver: VelocityDriver, seed: int, count: int 
         legs.append({"kind": name, "error": float(math.hypot(state.root_pos[0] - x, state.root_pos[1] - y)),
                      "heading_error": abs(math.remainder(state.yaw - yaw, 2 * math.pi))})  # fmt: skip
     return EpisodeResult(seed, True, False, 0, state.time, {"legs": legs})
+
+
+def heading_velocity(state: RobotState) -> np.ndarray:
+    """Planar root velocity (forward, left) in the robot's heading frame (m/s)."""
+    c, s = math.cos(state.yaw), math.sin(state.yaw)
+    v = state.root_lin_vel_w
+    return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
+
+
+def run_handover(backend: SimBackend, expert: Stage1Policy, controller: DiffusionController | None, seed: int,
+                 command: tuple[float, float, float], guidance: GuidanceCfg | None = None, lead_s: float = 3.0,
+                 after_s: float = 5.0) -> EpisodeResult:  # fmt: skip
+    """The expert walks ``lead_s`` on ``command``; its last steps become the student's history and the student
+    drives ``after_s`` more, guided on the same command (``guidance``), or unguided (None). With ``controller``
+    None the expert goes on instead: the reference. Measured: the mean heading-frame velocity (forward, left)
+    and yaw rate over each second after the hand-over. Failure: a fall."""
+    expert.apply_gains(backend)
+    state = backend.reset(seed=seed)
+    expert.reset()
+    dt, states, actions = backend.control_dt, [], []
+    for _ in range(round(lead_s / dt)):
+        states.append(state)
+        actions.append(expert.act(state, command))
+        state = backend.step(actions[-1])
+    if controller is not None:
+        controller.reset_from(states, actions, seed=seed)
+        controller.set_task(VelocityTask(*command) if guidance is not None else None, guidance)
+    velocities = []
+    for _ in range(round(after_s / dt)):
+        previous_yaw = state.yaw
+        state = backend.step(expert.act(state, command) if controller is None else controller.act(state))
+        velocities.append([*heading_velocity(state), math.remainder(state.yaw - previous_yaw, 2 * math.pi) / dt])
+        if has_fallen(state):
+            break
+    per_second = round(1.0 / dt)
+    seconds = [np.mean(velocities[k : k + per_second], axis=0).tolist() for k in range(0, len(velocities), per_second)]
+    fell = has_fallen(state)
+    return EpisodeResult(seed, not fell, fell, 0, lead_s + len(velocities) * dt,
+                         {"command": list(command), "per_second": seconds})  # fmt: skip

@@ -116,3 +116,28 @@ def test_the_heading_hold_reaches_either_driver_through_the_same_wrapper(backend
     assert driver.hold.heading == pytest.approx(state.yaw) and inner.commands == [(1.0, 0.0, 0.0)]
     driver.start(backend, seed=1)
     assert driver.hold.heading is None  # a new run holds its own heading
+
+
+def test_the_handover_probe_measures_what_happens_after_the_expert_lets_go(backend, expert, capsys):
+    """The expert goes on walking sideways after its own hand-over; the student starts from the expert's history,
+    guided or not; the tool prints one (forward, left, yaw rate) per second."""
+    from bm_gym.controller import DiffusionController
+    from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+    from bm_gym.eval.protocols import run_handover
+    from tools import probe_handover
+
+    reference = run_handover(backend, expert.policy, None, seed=0, command=(0.0, 0.5, 0.0), lead_s=2.0, after_s=2.0)
+    assert reference.success and len(reference.extra["per_second"]) == 2
+    assert all(0.4 < left < 0.6 for _, left, _ in reference.extra["per_second"])
+    policy = DiffusionPolicy.load(SHIPPED_CHECKPOINT)
+    controller = DiffusionController(policy)
+    student = run_handover(backend, expert.policy, controller, seed=0, command=(0.0, 0.5, 0.0),
+                           guidance=policy.guidance, lead_s=2.0, after_s=1.0)  # fmt: skip
+    assert controller.task.vy == 0.5 and len(student.extra["per_second"]) == 1
+    unguided = run_handover(backend, expert.policy, controller, seed=0, command=(0.5, 0.0, 0.0), lead_s=1.0,
+                            after_s=1.0)  # fmt: skip
+    assert controller.task is None and unguided.seconds == pytest.approx(2.0)
+    assert probe_handover.main(["--command", "0", "0.5", "0", "--controller", "expert", "--after-s", "1"]) == 0
+    assert "seed 0: (" in capsys.readouterr().out
+    assert probe_handover.main(["--command", "0", "nan", "0"]) == 2
+    assert probe_handover.main(["--command", "0", "0.5", "0", "--checkpoint", "/no/such/folder"]) == 1
