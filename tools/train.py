@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", nargs="+", default=[], help="train on these manifest sources only")
     parser.add_argument("--source-weights", nargs="+", default=[], metavar="NAME=W",
                         help="sample sources in these proportions (default: by their size)")  # fmt: skip
+    parser.add_argument(
+        "--keep-push-futures",
+        action="store_true",
+        help="also train on windows with a push in their future (files that record pushes leave "
+        "them out: a planner trained on them samples kicks that never come)",
+    )
     parser.add_argument("--fall-margin-s", type=float, default=None,
                         help="keep windows of fallen episodes that end this long before the fall")  # fmt: skip
     parser.add_argument("--mirror", action="store_true", help="add left-right mirrored training windows")
@@ -96,6 +102,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, seed=args.seed, amp=args.amp, log_every=args.log_every,
         loader_workers=args.loader_workers,
         sources=tuple(args.sources), source_weights=_weights(args.source_weights), fall_margin_s=args.fall_margin_s,
+        keep_push_futures=args.keep_push_futures,
         mirror=args.mirror, action_loss_horizon=args.action_loss_horizon, action_rate_weight=args.action_rate_weight,
         tokens=args.tokens, d_model=args.d_model, layers=args.layers, heads=args.heads, time_limit_s=args.time_limit_s,
         action_lookahead=args.action_lookahead, init=args.init,

@@ -239,6 +239,7 @@ class _Rollout:
         self.actions = np.empty((steps, layout.action_dim), np.float32)
         self.applied = np.empty_like(self.actions)
         self.frames = np.full(steps, -1, np.int32)
+        self.pushed = np.zeros(steps, bool)
         self.t, self.length, self.fell, self.running = 0, steps, False, steps > 0
         self.last = q.copy()
         student = cfg.student if runner.co_driver is not None else None
@@ -276,6 +277,7 @@ class _Rollout:
 
     def observe(self, state) -> None:
         policy = self.policy
+        self.pushed[self.t] = state.pushed
         self.state, self.t = state, self.t + 1
         motion = policy.motion
         reference = motion.root_pos[min(policy.frame, motion.num_frames - 1), 2] if motion is not None else None
@@ -289,7 +291,7 @@ class _Rollout:
         driven = None if self.expert_driven is None else self.expert_driven[:n]
         return Episode(self.index, self.states[:n], self.actions[:n], self.applied[:n],
                        self.commands[:n].astype(np.float32), self.frames[:n], self.fell, self.seed, cfg.source,
-                       self.runner.motion_name, driven)  # fmt: skip
+                       self.runner.motion_name, driven, self.pushed[:n])  # fmt: skip
 
 
 #: Steps of (state, action) kept for a co-driver to start from: more than any model's history.

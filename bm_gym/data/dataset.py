@@ -45,14 +45,23 @@ def cut_window(episode: Episode, t: int, history: int, horizon: int, layout: Sta
     return states[0], actions[0]
 
 
-def window_starts(episode: Episode, history: int, horizon: int, end_cut: int = 0) -> np.ndarray:
+def window_starts(episode: Episode, history: int, horizon: int, end_cut: int = 0,
+                  keep_push_futures: bool = False) -> np.ndarray:  # fmt: skip
     """Present steps t of the episode's training windows: a full history before t, ``horizon`` steps after it
-    (and ``end_cut`` more), and every future action the expert's; a student's steps only appear in histories."""
+    (and ``end_cut`` more), every future action the expert's (a student's steps only appear in histories) and,
+    unless ``keep_push_futures``, no push in the future: a push is an event from outside that the model cannot
+    foresee; trained to predict it, a planner samples kicks that never come and steps to meet them. Windows
+    that start after a push (the kick in their history or present) teach the recovery."""
     starts = np.arange(history, len(episode) - horizon - end_cut)
-    if episode.expert_driven is None or len(starts) == 0:
+    excluded = np.zeros(len(episode), bool)
+    if episode.expert_driven is not None:
+        excluded |= ~np.asarray(episode.expert_driven, bool)
+    if episode.pushed is not None and not keep_push_futures:
+        excluded |= np.asarray(episode.pushed, bool)
+    if not excluded.any() or len(starts) == 0:
         return starts
-    student = np.concatenate([[0], np.cumsum(~np.asarray(episode.expert_driven, bool))])
-    return starts[student[starts + horizon] == student[starts]]  # no student step in actions t .. t+H-1
+    count = np.concatenate([[0], np.cumsum(excluded)])
+    return starts[count[starts + horizon] == count[starts]]  # none in steps t .. t+H-1
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ def window_stats(
 ) -> dict[str, np.ndarray]:
     """Per-feature mean/std over canonicalized windows: exactly the values the model is trained on."""
     starts = [(i, int(t)) for i, e in enumerate(episodes) for t in window_starts(e, history, horizon)]
+    if not starts:  # every window holds a push or a student's action: statistics over all of them
+        starts = [(i, int(t)) for i, e in enumerate(episodes) for t in range(history, len(e) - horizon)]
     if not starts:
         raise ValueError(f"no episode is longer than history + horizon = {history + horizon} steps")
     rng = np.random.default_rng(seed)
@@ -98,11 +109,13 @@ class ExpertWindowDataset(Dataset):
         sources: Sequence[str] | None = None,
         fall_margin_s: float | None = None,
         mirror: bool = False,
+        keep_push_futures: bool = False,
     ) -> None:
         """``sources`` keeps only episodes of those manifest sources. ``fall_margin_s`` keeps the windows of fallen
         episodes that end at least that long before the fall (the paper keeps windows still stable seconds
         later); without it fallen episodes are left out whole, unless ``include_fallen``. ``mirror`` appends the
-        left-right mirror image of every window (items ``len/2 ..``; bm_gym.data.mirror)."""
+        left-right mirror image of every window (items ``len/2 ..``; bm_gym.data.mirror). ``keep_push_futures`` keeps
+        windows with a push in their future (:func:`window_starts`)."""
         if split not in ("all", "train", "val"):
             raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
         if fall_margin_s is not None and not (math.isfinite(fall_margin_s) and fall_margin_s >= 0):
@@ -122,7 +135,8 @@ class ExpertWindowDataset(Dataset):
         self.control_dt = float(attrs["control_dt"])
         cut = 0 if fall_margin_s is None or include_fallen else round(fall_margin_s / self.control_dt)
         self.index = np.array([(i, int(t)) for i, e in enumerate(episodes)
-                               for t in window_starts(e, history, horizon, cut if e.fell else 0)])  # fmt: skip
+                               for t in window_starts(e, history, horizon, cut if e.fell else 0,
+                                                      keep_push_futures)])  # fmt: skip
         if len(self.index) == 0:
             raise ValueError(f"{path}: no {split} windows of {history} + 1 + {horizon} steps")
         # Every episode's states and actions in two flat arrays (what worker processes receive), windows by row.

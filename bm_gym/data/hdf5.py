@@ -5,8 +5,9 @@ Layout (schema 1)::
     /                 attrs: schema_version, control_dt, state_layout (JSON), source_policy,
                              policy_conventions (JSON), collect_cfg (JSON), created
     /episodes/000042  states [T, S] f32, actions [T, A] f32 (expert targets), applied_actions [T, A] f32,
-                      commands [T, 3] f32, motion_frames [T] i32, and in episodes a student co-drove
-                      expert_driven [T] bool (whether the expert chose step t's action; absent: every step);
+                      commands [T, 3] f32, motion_frames [T] i32, and in newer files pushed [T] bool (a push
+                      hit between s_t and s_t+1), in episodes a student co-drove expert_driven [T] bool
+                      (whether the expert chose step t's action; absent: every step);
                       attrs: fell, seed, length, and in files collected from a manifest source (its name) and
                       motion (the clip's name)
     /stats            state_mean/std [S], action_mean/std [A] over canonicalized windows of
@@ -32,6 +33,8 @@ from bm_gym.data.state import StateLayout
 
 SCHEMA_VERSION = 1
 EPISODE_ARRAYS = ("states", "actions", "applied_actions", "commands", "motion_frames")
+#: Per-step flags [T] bool an episode may carry (None where a file has none).
+OPTIONAL_EPISODE_FLAGS = ("expert_driven", "pushed")
 
 
 class DatasetError(ValueError):
@@ -52,6 +55,8 @@ class Episode:
     motion: str = ""  # reference motion of a tracking source
     # [T] bool: step t's action was the expert's; False where a student drove (DAgger-style collection). None: all.
     expert_driven: np.ndarray | None = None
+    # [T] bool: a push hit the robot between s_t and s_t+1 (RobotState.pushed); None: not recorded (older files).
+    pushed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -73,8 +78,9 @@ def _commit(tmp: Path, path: Path) -> None:
 def write_episode_group(group: h5py.Group, episode: Episode) -> None:
     for name in EPISODE_ARRAYS:
         group.create_dataset(name, data=getattr(episode, name), fletcher32=True)
-    if episode.expert_driven is not None:
-        group.create_dataset("expert_driven", data=np.asarray(episode.expert_driven, bool), fletcher32=True)
+    for name in OPTIONAL_EPISODE_FLAGS:
+        if getattr(episode, name) is not None:
+            group.create_dataset(name, data=np.asarray(getattr(episode, name), bool), fletcher32=True)
     group.attrs.update(fell=episode.fell, seed=episode.seed, length=len(episode))
     if episode.source or episode.motion:
         group.attrs.update(source=episode.source, motion=episode.motion)
@@ -84,7 +90,8 @@ def read_episode_group(group: h5py.Group, index: int) -> Episode:
     return Episode(index, *(group[name][()] for name in EPISODE_ARRAYS), bool(group.attrs["fell"]),
                    int(group.attrs["seed"]), str(group.attrs.get("source", "")),
                    str(group.attrs.get("motion", "")),
-                   group["expert_driven"][()].astype(bool) if "expert_driven" in group else None)  # fmt: skip
+                   *(group[flag][()].astype(bool) if flag in group else None
+                     for flag in OPTIONAL_EPISODE_FLAGS))  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -209,9 +216,10 @@ def validate(path: str | Path) -> DatasetSummary:
                     raise DatasetError(f"{path}: episode {name} {array} contains NaN or inf")
             if "motion_frames" not in group or group["motion_frames"][()].shape != (length,):
                 raise DatasetError(f"{path}: episode {name} motion_frames is missing or not of length {length}")
-            if "expert_driven" in group and group["expert_driven"].shape != (length,):
-                raise DatasetError(f"{path}: episode {name} expert_driven has shape {group['expert_driven'].shape}, "
-                                   f"expected {(length,)}")  # fmt: skip
+            for flag in OPTIONAL_EPISODE_FLAGS:
+                if flag in group and group[flag].shape != (length,):
+                    raise DatasetError(f"{path}: episode {name} {flag} has shape {group[flag].shape}, expected "
+                                       f"{(length,)}")  # fmt: skip
             steps += length
             fallen += bool(group.attrs["fell"])
         if "stats" not in f:

@@ -66,6 +66,7 @@ class TrainCfg:
     source_weights: tuple[tuple[str, float], ...] = ()  # sample sources in these proportions; () by size
     fall_margin_s: float | None = None  # keep windows of fallen episodes ending this long before the fall
     mirror: bool = False  # add the left-right mirror image of every training window (the paper's augmentation)
+    keep_push_futures: bool = False  # train on windows with a push in their future too (window_starts)
     # Override the preset's loss terms and token layout (bm_gym.diffusion.config); None keeps the preset's value.
     action_loss_horizon: int | None = None
     action_rate_weight: float | None = None
@@ -140,7 +141,9 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         d = self.model_cfg.denoiser
-        data = dict(sources=cfg.sources or None, fall_margin_s=cfg.fall_margin_s)
+        data = dict(
+            sources=cfg.sources or None, fall_margin_s=cfg.fall_margin_s, keep_push_futures=cfg.keep_push_futures
+        )
         self.train_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "train", cfg.val_fraction, **data,
                                              mirror=cfg.mirror)  # fmt: skip
         self.val_set = ExpertWindowDataset(cfg.data, d.history, d.horizon, "val", cfg.val_fraction, **data)

@@ -34,6 +34,9 @@ class RobotState:
     body_lin_vel_w: np.ndarray  # [K, 3] m/s, velocity of each body's frame origin
     foot_contact: np.ndarray  # [2] bool, left then right
     obstacle_contact: bool  # any robot geom touches an obstacle
+    # A push (a random one of the domain randomization, or ``SimBackend.push``) changed the root velocity in the
+    # control step that led to this state: an event from outside that no model of the robot can predict.
+    pushed: bool = False
 
     @property
     def root_lin_vel_b(self) -> np.ndarray:

@@ -46,6 +46,7 @@ class _World:
     latency: int = 0
     joint_bias: np.ndarray = field(default_factory=lambda: np.zeros(len(g1.JOINT_NAMES)))
     next_push_time: float = math.inf
+    pushed: bool = False  # a push since the last control step (RobotState.pushed)
     prev_targets: np.ndarray = field(default_factory=lambda: np.array(g1.DEFAULT_JOINT_POS))
     time: float = 0.0
 
@@ -320,7 +321,7 @@ class IsaacLabBackend:
         r.write_joint_velocity_to_sim_index(velocity=self._lab(joint_vel), env_ids=ids)
         r.reset(env_ids=ids)
         world.prev_targets = joint_pos.copy()
-        world.time = 0.0
+        world.time, world.pushed = 0.0, False
         self._set_targets()
         self._apply_randomization(env)
         self._scene.write_data_to_sim()
@@ -376,7 +377,10 @@ class IsaacLabBackend:
         for env, world in enumerate(self._worlds):
             world.time += self.control_dt
             world.prev_targets = targets[env].copy()
-        return [self.state(env) for env in range(self.num_envs)]
+        states = [self.state(env) for env in range(self.num_envs)]
+        for world in self._worlds:
+            world.pushed = False
+        return states
 
     def state(self, env: int = 0) -> RobotState:
         world, d = self._world(env), self._robot.data
@@ -399,6 +403,7 @@ class IsaacLabBackend:
             body_lin_vel_w=row(d.body_link_lin_vel_w)[self._body_ids],
             foot_contact=self._foot_contacts(contacts),
             obstacle_contact=bool(world.slots.obstacles()) and self._touches_obstacle(contacts),
+            pushed=world.pushed,
         )
 
     def _foot_contacts(self, contacts: np.ndarray) -> np.ndarray:
@@ -550,6 +555,7 @@ class IsaacLabBackend:
         velocity[3:] += quat_rotate(quat, np.asarray(ang_vel, float))
         velocity_t = torch.tensor(velocity[None], dtype=torch.float32)
         self._robot.write_root_link_velocity_to_sim_index(root_velocity=velocity_t, env_ids=[env])
+        self._worlds[env].pushed = True
 
     # -- obstacles ----------------------------------------------------------------------------------
 

@@ -85,6 +85,7 @@ class MujocoBackend:
         self._latency = 0
         self._joint_bias = np.zeros(len(self.joint_names))
         self._next_push_time = math.inf
+        self._pushed = False  # a push since the last control step (RobotState.pushed)
         self._prev_targets = np.array(g1.DEFAULT_JOINT_POS)
         self._renderer: mujoco.Renderer | None = None
         self._camera = mujoco.MjvCamera()
@@ -150,6 +151,7 @@ class MujocoBackend:
         for kind, index, obstacle in self._slots.placed():
             self._place(kind, index, obstacle)
         mujoco.mj_forward(self.model, self.data)
+        self._pushed = False
         return self.state()
 
     def step(self, joint_targets: np.ndarray) -> RobotState:
@@ -162,7 +164,9 @@ class MujocoBackend:
         self.data.ctrl[self._act_ids] = targets
         mujoco.mj_step(self.model, self.data, nstep=self.cfg.decimation - self._latency)
         self._prev_targets = targets.copy()
-        return self.state()
+        state = self.state()
+        self._pushed = False
+        return state
 
     def state(self) -> RobotState:
         d = self.data
@@ -181,6 +185,7 @@ class MujocoBackend:
             body_lin_vel_w=self._body_lin_vel(),
             foot_contact=self._foot_contacts(contact_geoms),
             obstacle_contact=self._touches_obstacle(contact_geoms),
+            pushed=self._pushed,
         )
 
     def _body_lin_vel(self) -> np.ndarray:
@@ -261,6 +266,7 @@ class MujocoBackend:
     def push(self, lin_vel: np.ndarray, ang_vel: np.ndarray) -> None:
         self.data.qvel[:3] += lin_vel
         self.data.qvel[3:6] += ang_vel
+        self._pushed = True
 
     # -- obstacles ----------------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ def test_collection_is_reproducible_per_episode(small_dataset, velocity_dir, tmp
 
 
 def test_windows_have_documented_shapes_and_are_canonical(small_dataset):
-    ds = ExpertWindowDataset(small_dataset, history=4, horizon=16, normalize=False)
+    ds = ExpertWindowDataset(small_dataset, history=4, horizon=16, normalize=False, keep_push_futures=True)
     assert len(ds) == 4 * (200 - 4 - 16)
     history, future = ds[10]
     s, a = ds.layout.dim, ds.layout.action_dim
@@ -54,6 +54,23 @@ def test_windows_have_documented_shapes_and_are_canonical(small_dataset):
     normalized = ExpertWindowDataset(small_dataset)
     h, fut = normalized[10]
     assert abs(float(fut.mean())) < 2.0 and np.isfinite(h.numpy()).all()
+
+
+def test_pushes_are_recorded_and_no_window_asks_the_model_to_foresee_one(small_dataset):
+    """Random pushes (every 1-3 s) are marked per step; windows whose future holds one are left out, the windows
+    that start after it (the kick in their present state) are kept."""
+    from bm_gym.data.dataset import window_starts
+
+    episodes, _, _ = load_episodes(small_dataset)
+    for e in episodes:
+        assert e.pushed is not None and 1 <= e.pushed.sum() <= 4
+        starts = window_starts(e, 4, 16)
+        assert not any(e.pushed[t : t + 16].any() for t in starts)
+        first = int(np.argmax(e.pushed))
+        assert first + 1 in starts or first + 1 >= len(e) - 16, "the step after a push starts a window again"
+        np.testing.assert_array_equal(window_starts(e, 4, 16, keep_push_futures=True), np.arange(4, len(e) - 16))
+    kept = ExpertWindowDataset(small_dataset, normalize=False)
+    assert len(kept) == sum(len(window_starts(e, 4, 16)) for e in episodes) < 4 * (200 - 4 - 16)
 
 
 def test_a_batch_is_its_items_stacked(small_dataset):

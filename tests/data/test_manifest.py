@@ -131,8 +131,8 @@ def test_fall_margin_keeps_only_windows_that_end_long_before_the_fall(small_data
         episode.fell = True
         del f["episodes"][name]
         write_episode_group(f["episodes"].create_group(name), episode)
-    plain = ExpertWindowDataset(copy)
-    margin = ExpertWindowDataset(copy, fall_margin_s=1.0)
+    plain = ExpertWindowDataset(copy, keep_push_futures=True)
+    margin = ExpertWindowDataset(copy, fall_margin_s=1.0, keep_push_futures=True)
     kept = sum(1 for i, _ in margin.index if margin.episodes[i].fell)
     assert kept == len(episode) - 4 - 16 - 50 and len(margin) == len(plain) + kept
 

@@ -206,7 +206,8 @@ def test_push_adds_world_linear_and_body_angular_velocity(sim):
     np.testing.assert_allclose(state.root_lin_vel_w[:2], [1.0, 0.0], atol=1e-4)
     np.testing.assert_allclose(state.root_lin_vel_b[:2], [0.0, -1.0], atol=1e-4)  # the robot faces +y
     state = sim.step(STAND)
-    assert state.root_lin_vel_w[0] > 0.5
+    assert state.root_lin_vel_w[0] > 0.5 and state.pushed, "the step after a push reports it"
+    assert not sim.step(STAND).pushed
     sim.reset()
     sim.push(np.zeros(3), np.array([0.0, 0.0, 1.5]))
     np.testing.assert_allclose(sim.state().root_ang_vel_b, [0.0, 0.0, 1.5], atol=1e-4)
@@ -239,8 +240,11 @@ def test_a_randomized_reset_keeps_the_given_pose(sim):
 def test_random_pushes_arrive(sim):
     sim.set_randomization(dataclasses.replace(DomainRandomizationCfg.off(), push=PushCfg()))
     sim.reset(seed=0)
-    speeds = [np.linalg.norm(sim.step(STAND).root_lin_vel_w[:2]) for _ in range(200)]  # 4 s: at least one push
-    assert max(speeds) > 0.1
+    states = [sim.step(STAND) for _ in range(200)]  # 4 s: at least one push
+    assert max(np.linalg.norm(s.root_lin_vel_w[:2]) for s in states) > 0.1
+    pushed = [k for k, s in enumerate(states) if s.pushed]
+    assert 1 <= len(pushed) <= 4 and all(np.diff(pushed) >= 45), "one every 1-3 s"
+    assert not sim.reset(seed=0).pushed
 
 
 def test_render_shows_robot_and_obstacles(sim):
