@@ -159,6 +159,12 @@ class CollectCfg:
         return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)
 
 
+def _require_factory(cfg: CollectCfg, co_driver_factory: CoDriverFactory | None) -> None:
+    if cfg.student is not None and co_driver_factory is None:
+        raise ValueError("CollectCfg.student is set but no co-driver factory was given (tools.data passes "
+                         "bm_gym.controller.student_co_driver)")  # fmt: skip
+
+
 def episode_seed(cfg: CollectCfg, index: int) -> int:
     """Every episode's randomness depends only on (run seed, episode index), so resumed runs match."""
     return int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
@@ -173,12 +179,8 @@ class EpisodeRunner:
 
     def __init__(self, cfg: CollectCfg, co_driver_factory: CoDriverFactory | None = None) -> None:
         self.cfg = cfg
-        self.co_driver = None
-        if cfg.student is not None:
-            if co_driver_factory is None:
-                raise ValueError("CollectCfg.student is set but no co-driver factory was given (tools.data passes "
-                                 "bm_gym.controller.student_co_driver)")  # fmt: skip
-            self.co_driver = co_driver_factory(cfg.student.checkpoint, cfg.seed)
+        _require_factory(cfg, co_driver_factory)
+        self.co_driver = None if cfg.student is None else co_driver_factory(cfg.student.checkpoint, cfg.seed)
         n = cfg.envs_per_worker
         self.backend = make_backend(cfg.backend, randomization=cfg.randomization,
                                     **({"solver": "mujoco_warp", "num_envs": n} if n > 1 else {}))  # fmt: skip
@@ -323,9 +325,7 @@ class Collector:
     def __init__(self, cfg: CollectCfg, co_driver_factory: CoDriverFactory | None = None) -> None:
         """``co_driver_factory`` (a module-level function, sent to the workers) builds the student of
         ``cfg.student``; the data layer knows only its :class:`CoDriver` protocol."""
-        if cfg.student is not None and co_driver_factory is None:
-            raise ValueError("CollectCfg.student is set but no co-driver factory was given (tools.data passes "
-                             "bm_gym.controller.student_co_driver)")  # fmt: skip
+        _require_factory(cfg, co_driver_factory)
         self.cfg = cfg
         self.co_driver_factory = co_driver_factory
         self.out = Path(cfg.out)

@@ -103,6 +103,13 @@ class HeadingHoldDriver:
         return self.driver.act(state, self.hold(state, command))
 
 
+def heading_velocity(state: RobotState) -> np.ndarray:
+    """Planar root velocity (forward, left) in the robot's heading frame (m/s)."""
+    c, s = math.cos(state.yaw), math.sin(state.yaw)
+    v = state.root_lin_vel_w
+    return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
+
+
 def _kick(backend: SimBackend, rng: np.random.Generator, magnitude: float) -> None:
     """An instantaneous horizontal root-velocity change of ``magnitude`` m/s in a random direction."""
     angle = rng.uniform(-math.pi, math.pi)
@@ -141,8 +148,7 @@ def run_joystick_protocol(backend: SimBackend, driver: VelocityDriver, seed: int
             state = backend.step(driver.act(state, (vx, 0.0, wz)))
             if has_fallen(state):
                 return EpisodeResult(seed, False, True, 0, state.time, {"achieved": achieved, "followed": followed})
-            c, s = math.cos(state.yaw), math.sin(state.yaw)
-            forward = c * state.root_lin_vel_w[0] + s * state.root_lin_vel_w[1]
+            forward = float(heading_velocity(state)[0])
             yaw_rate = math.remainder(state.yaw - previous_yaw, 2 * math.pi) / dt
             measured.append(forward if wz == 0.0 else yaw_rate)
         target = vx if wz == 0.0 else wz
@@ -190,11 +196,8 @@ def run_omnidirectional(backend: SimBackend, driver: VelocityDriver, seed: int, 
             state = backend.step(driver.act(state, (vx, vy, 0.0)))
             if has_fallen(state):
                 return EpisodeResult(seed, False, True, 0, state.time, {"commands": per_command, "fell_in": name})
-            c, s = math.cos(state.yaw), math.sin(state.yaw)
-            v_heading = np.array([c * state.root_lin_vel_w[0] + s * state.root_lin_vel_w[1],
-                                  -s * state.root_lin_vel_w[0] + c * state.root_lin_vel_w[1]])  # fmt: skip
             if (step + 1) * dt > settle_s:
-                speeds.append(float(v_heading @ axis))
+                speeds.append(float(heading_velocity(state) @ axis))
             offset = state.root_pos[:2] - start
             drift = max(drift, abs(float(offset @ np.array([-along_w[1], along_w[0]]))))
         speed = float(np.mean(speeds))
@@ -269,13 +272,6 @@ def run_tour(backend: SimBackend, driver: VelocityDriver, seed: int, count: int 
         legs.append({"kind": name, "error": float(math.hypot(state.root_pos[0] - x, state.root_pos[1] - y)),
                      "heading_error": abs(math.remainder(state.yaw - yaw, 2 * math.pi))})  # fmt: skip
     return EpisodeResult(seed, True, False, 0, state.time, {"legs": legs})
-
-
-def heading_velocity(state: RobotState) -> np.ndarray:
-    """Planar root velocity (forward, left) in the robot's heading frame (m/s)."""
-    c, s = math.cos(state.yaw), math.sin(state.yaw)
-    v = state.root_lin_vel_w
-    return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
 
 
 def run_handover(backend: SimBackend, expert: Stage1Policy, controller: DiffusionController | None, seed: int,
