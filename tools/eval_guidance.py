@@ -71,11 +71,12 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     opts, scenario, seed = job
     backend = process_backend(opts["backend"], DomainRandomizationCfg() if opts["randomize"] else None)
     if opts["controller"] == "expert":
-        return _protocol(opts, scenario, seed, backend, ExpertDriver(Stage1Policy.load(opts["expert"])), [])
+        return _protocol(opts, scenario, seed, backend, ExpertDriver(Stage1Policy.load(opts["expert"])))
     policy = DiffusionPolicy.load(opts["checkpoint"], robot_joints=g1.JOINT_NAMES)
     if opts["sample_steps"] is not None:
         policy.set_sample_steps(opts["sample_steps"])
-    guidance = policy.guidance.overridden(opts["scale"], opts["guided_steps"], opts["through_model"])
+    guidance = policy.guidance.overridden(opts["scale"], opts["guided_steps"], opts["through_model"],
+                                          recovery_guided_steps=opts["recovery_guided_steps"])  # fmt: skip
     controller = DiffusionController(
         policy,
         ControllerCfg(
@@ -88,7 +89,7 @@ def _episode(job: tuple[dict, str, int]) -> dict:
         ),  # fmt: skip
     )
     if scenario in PROTOCOLS:
-        return _protocol(opts, scenario, seed, backend, DiffusionDriver(controller, guidance), controller.plan_ms)
+        return _protocol(opts, scenario, seed, backend, DiffusionDriver(controller, guidance), controller)
     navigation = NavigationCfg(
         arrival=ArrivalCfg(radius=opts["hold_radius"]),
         route=RouteCfg(body_radius=opts["route_body_radius"], crowding_cost=opts["route_crowding_cost"]),
@@ -113,10 +114,12 @@ def _episode(job: tuple[dict, str, int]) -> dict:
         result = run_joystick(backend, controller, seed, guidance)
     out = asdict(result)
     out["plan_ms_median"] = float(np.median(controller.plan_ms))
+    out["kicks_seen"] = controller.kicks_seen
     return out
 
 
-def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) -> dict:
+def _protocol(opts: dict, scenario: str, seed: int, backend, driver,
+              controller: DiffusionController | None = None) -> dict:  # fmt: skip
     if opts["heading_hold"]:
         driver = HeadingHoldDriver(driver)
     if scenario in ("walk-perturb", "stand-perturb"):
@@ -130,7 +133,9 @@ def _protocol(opts: dict, scenario: str, seed: int, backend, driver, plan_ms) ->
     else:
         result = run_push(backend, driver, seed, kick=opts["kick"])
     out = asdict(result)
-    out["plan_ms_median"] = float(np.median(plan_ms)) if len(plan_ms) else float("nan")
+    out["plan_ms_median"] = float(np.median(controller.plan_ms)) if controller is not None else float("nan")
+    if controller is not None:  # how often it eased its guidance after a kick (GuidanceCfg.recovery_guided_steps)
+        out["kicks_seen"] = controller.kicks_seen
     return out
 
 
@@ -164,6 +169,8 @@ def summarize(
     latency = float(np.median([r["plan_ms_median"] for r in results]))
     who = "the Stage 1 expert" if controller == "expert" else "the diffusion controller"
     metrics: dict = {"episodes": n, "falls": falls, "plan_ms": latency}
+    if all("kicks_seen" in r for r in results):
+        metrics["kicks_seen"] = sum(r["kicks_seen"] for r in results)  # recoveries the controller started
     if scenario in ("walk-perturb", "stand-perturb"):
         line = f"{scenario} ({who}{', randomized' if randomize else ''}): {n - falls}/{n} without a fall"
     elif scenario == "joystick-protocol":
@@ -242,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     guidance.add_argument("--scale", type=float)
     guidance.add_argument("--through-model", action="store_true", default=None)
     guidance.add_argument("--guided-steps", type=int, help="0: all")
+    guidance.add_argument("--recovery-guided-steps", type=int, help="after a kick (0: unguided; -1: never eased)")
     guidance.add_argument("--sample-steps", type=int, help="DDIM steps per plan (a divisor of the training steps)")
     parser.add_argument("--obstacle-weight", type=float, default=1.0)
     parser.add_argument(
@@ -309,7 +317,8 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
     if backend_problem(args.backend):
         parser.error(backend_problem(args.backend))
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
-            "guided_steps": args.guided_steps, "sample_steps": args.sample_steps,
+            "guided_steps": args.guided_steps, "recovery_guided_steps": args.recovery_guided_steps,
+            "sample_steps": args.sample_steps,
             "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario in ("waypoint", "stay") else "navigate"),
             "heading": args.heading, "hold_radius": args.hold_radius, "margin": args.margin,

@@ -49,6 +49,9 @@ class _Robot:
     plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
     plan_origin: np.ndarray | None = None  # encoded (world-frame) state the plan started from
     cost: TaskCost | None = None  # the cost that guided ``plan``
+    velocity: np.ndarray | None = None  # world-frame horizontal root velocity at the last step, m/s
+    time: float = 0.0  # simulation time of that step, s
+    recover_until: float = -np.inf  # guidance is eased until this time (GuidanceCfg.recovery_guided_steps)
 
 
 class DiffusionController:
@@ -92,6 +95,7 @@ class DiffusionController:
         # Latest plan latencies (a bounded window: a teleop session runs for hours) and the total count.
         self.plan_ms: deque[float] = deque(maxlen=PLAN_MS_WINDOW)
         self.plans = 0
+        self.kicks_seen = 0  # recoveries started, all robots (GuidanceCfg.disturbance_accel)
 
     @property
     def num_robots(self) -> int:
@@ -139,7 +143,8 @@ class DiffusionController:
         for _ in range(self.policy.history):
             r.states.append(s)
             r.actions.append(np.array(g1.DEFAULT_JOINT_POS, dtype=np.float32))
-        r.plan = r.cost = None
+        r.plan = r.cost = r.velocity = None
+        r.recover_until = -np.inf
         if self.num_robots == 1:
             self.plan_ms.clear()
 
@@ -177,6 +182,21 @@ class DiffusionController:
         states = self.layout.canonicalize(np.concatenate([plan[:, :d], now_in_plan_frame[None]]), present=len(plan))
         return np.concatenate([states[:-1], plan[:, d:]], axis=1)
 
+    def recovering(self, robot: int = 0) -> bool:
+        """Whether ``robot`` is recovering from a kick, so its guidance is eased (GuidanceCfg.recovery_s)."""
+        r = self.robots[robot]
+        return r.velocity is not None and r.time < r.recover_until
+
+    def _watch_for_kicks(self, r: _Robot, state: RobotState) -> None:
+        """Start a recovery when the root's horizontal velocity changed faster than walking changes it."""
+        cfg = r.guidance or self.cfg.guidance
+        velocity = np.asarray(state.root_lin_vel_w[:2], dtype=float)
+        if r.velocity is not None and state.time > r.time:
+            if np.hypot(*(velocity - r.velocity)) / (state.time - r.time) > cfg.disturbance_accel:
+                self.kicks_seen += state.time >= r.recover_until  # a new recovery, not one kick seen twice
+                r.recover_until = state.time + cfg.recovery_s
+        r.velocity, r.time = velocity, state.time
+
     def act(self, state: RobotState) -> np.ndarray:
         """Joint position targets (simulator joint order) for this control step of the single robot."""
         if self.num_robots != 1:
@@ -194,6 +214,9 @@ class DiffusionController:
             raise ValueError(f"expected {self.num_robots} states, got {len(states)}")
         active = np.ones(self.num_robots, bool) if active is None else np.asarray(active, bool)
         windows, encoded = zip(*(self.history_window(s, i) for i, s in enumerate(states)), strict=True)
+        for r, state, on in zip(self.robots, states, active, strict=True):
+            if on:
+                self._watch_for_kicks(r, state)
         replan = self._plan_step >= self.cfg.actions_per_plan or any(r.plan is None for r in self.robots)
         if replan:
             start = time.perf_counter()
@@ -201,7 +224,9 @@ class DiffusionController:
             all_planned = all(r.plan is not None for r in self.robots)
             for i, (r, state, s) in enumerate(zip(self.robots, states, encoded, strict=True)):
                 r.cost = None if r.task is None else r.task.cost(state)
-                guides.append(None if r.cost is None else self.policy.guide(r.cost, r.guidance or self.cfg.guidance))
+                cfg = r.guidance or self.cfg.guidance
+                cfg = cfg.recovering() if self.recovering(i) else cfg
+                guides.append(None if r.cost is None else self.policy.guide(r.cost, cfg))
                 warm.append(self._warm_start(s, i) if all_planned else None)
             init = np.stack(warm) if all(w is not None for w in warm) else None
             generators = [r.generator if on else torch.Generator().manual_seed(0)

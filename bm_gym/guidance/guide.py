@@ -18,6 +18,15 @@ class GuidanceCfg:
     through_model: bool = False  # True: differentiate the cost through the denoiser (d J(x0(x_t)) / d x_t)
     guided_steps: int | None = 5  # guide only the last k denoising steps (None: all); 5 of 10 halves the cost
     max_grad_norm: float | None = 10.0  # per-plan clip of the guidance step, keeps barriers from exploding
+    # Easing after a kick. Guidance that makes the student follow commands (every step guided) also fights the
+    # steps it takes to catch itself after a kick (docs/benchmarks.md). When the root's horizontal velocity
+    # changes faster than ``disturbance_accel`` (m/s^2: guided walks up to 1 m/s, turns and stops stayed under
+    # 7 in 99.9 % of steps and reached 10 at most; a kick of 0.2 m/s within one 50 Hz step is 10), the next
+    # ``recovery_s`` seconds are guided on only the last ``recovery_guided_steps`` denoising steps (0: not at
+    # all). None never eases.
+    recovery_guided_steps: int | None = None
+    disturbance_accel: float = 10.0
+    recovery_s: float = 1.0
 
     def __post_init__(self) -> None:
         positive_finite("GuidanceCfg", "scale", self.scale, allow_zero=True)  # 0 turns guidance off
@@ -25,6 +34,18 @@ class GuidanceCfg:
             positive_int("GuidanceCfg", "guided_steps", self.guided_steps, minimum=0)
         if self.max_grad_norm is not None:
             positive_finite("GuidanceCfg", "max_grad_norm", self.max_grad_norm)
+        if self.recovery_guided_steps is not None:
+            positive_int("GuidanceCfg", "recovery_guided_steps", self.recovery_guided_steps, minimum=0)
+        positive_finite("GuidanceCfg", "disturbance_accel", self.disturbance_accel)
+        positive_finite("GuidanceCfg", "recovery_s", self.recovery_s, allow_zero=True)
+
+    def recovering(self) -> GuidanceCfg:
+        """The settings for a robot recovering from a kick: guided on the last ``recovery_guided_steps`` steps."""
+        if self.recovery_guided_steps is None:
+            return self
+        if self.recovery_guided_steps == 0:
+            return dataclasses.replace(self, scale=0.0)
+        return dataclasses.replace(self, guided_steps=self.recovery_guided_steps)
 
     def overridden(
         self,
@@ -32,14 +53,17 @@ class GuidanceCfg:
         guided_steps: int | None = None,
         through_model: bool | None = None,
         max_grad_norm: float | None = None,
+        recovery_guided_steps: int | None = None,
     ) -> GuidanceCfg:
         """These settings with the given ones (not None) in their place, as command lines give them:
-        ``guided_steps`` 0 guides every step."""
+        ``guided_steps`` 0 guides every step; ``recovery_guided_steps`` -1 turns the easing after kicks off."""
         given = {"scale": scale, "guided_steps": guided_steps, "through_model": through_model,
-                 "max_grad_norm": max_grad_norm}  # fmt: skip
+                 "max_grad_norm": max_grad_norm, "recovery_guided_steps": recovery_guided_steps}  # fmt: skip
         given = {name: value for name, value in given.items() if value is not None}
         if "guided_steps" in given:
             given["guided_steps"] = given["guided_steps"] or None
+        if given.get("recovery_guided_steps") == -1:
+            given["recovery_guided_steps"] = None
         return dataclasses.replace(self, **given)
 
 

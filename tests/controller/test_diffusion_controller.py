@@ -165,3 +165,52 @@ def test_a_co_driven_episode_does_not_depend_on_the_episodes_before_it(velocity_
     assert (~after_another.expert_driven).sum() > 25
     np.testing.assert_array_equal(after_another.states, alone.states)
     np.testing.assert_array_equal(after_another.actions, alone.actions)
+
+
+def test_a_kick_eases_guidance_for_recovery_s_and_calm_steps_do_not(untrained_policy, backend):
+    from bm_gym.guidance.guide import GuidanceCfg
+    from bm_gym.guidance.tasks import VelocityTask
+
+    guidance = GuidanceCfg(scale=40.0, guided_steps=None, recovery_guided_steps=5, recovery_s=0.1)
+    controller = DiffusionController(untrained_policy, ControllerCfg(guidance=guidance, onnxruntime=False))
+    used = []
+    guide = untrained_policy.guide
+    untrained_policy.guide = lambda cost, cfg: used.append(cfg) or guide(cost, cfg)
+    controller.set_task(VelocityTask(0.0, 0.0, 0.0))
+    state = backend.reset()
+    controller.reset(state)
+
+    def step(targets=None):
+        return backend.step(np.asarray(g1.DEFAULT_JOINT_POS) if targets is None else targets)
+
+    for _ in range(5):  # standing: the root barely moves
+        controller.act(state)
+        state = step()
+    assert not controller.recovering() and {cfg.guided_steps for cfg in used} == {None}
+    assert controller.kicks_seen == 0
+    backend.push(np.array([1.0, 0.0, 0.0]), np.zeros(3))
+    state = step()
+    used.clear()
+    controller.act(state)
+    assert controller.recovering() and used[-1] == guidance.recovering() and controller.kicks_seen == 1
+    assert used[-1].guided_steps == 5 and used[-1].scale == 40.0
+    for _ in range(int(0.1 / backend.control_dt) + 1):  # recovery_s later, the root still moving but slowing
+        state = step()
+    controller.act(state)
+    assert not controller.recovering() and used[-1] == guidance
+    controller.reset(state)  # a new episode starts calm
+    assert not controller.recovering()
+
+
+def test_guidance_is_never_eased_without_recovery_steps(untrained_policy, backend):
+    from bm_gym.guidance.guide import GuidanceCfg
+
+    controller = DiffusionController(untrained_policy, ControllerCfg(guidance=GuidanceCfg(recovery_guided_steps=None)))
+    state = backend.reset()
+    controller.reset(state)
+    controller.act(state)
+    backend.push(np.array([1.5, 0.0, 0.0]), np.zeros(3))
+    state = backend.step(np.asarray(g1.DEFAULT_JOINT_POS))
+    controller.act(state)
+    assert controller.recovering()  # the kick is seen, but the settings stay what they are
+    assert GuidanceCfg(recovery_guided_steps=None).recovering() == GuidanceCfg(recovery_guided_steps=None)

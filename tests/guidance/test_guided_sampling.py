@@ -45,3 +45,14 @@ def test_command_line_settings_replace_only_what_they_give():
     assert base.overridden(through_model=True, max_grad_norm=1.0) == GuidanceCfg(60.0, True, 5, 1.0)
     with pytest.raises(ValueError, match="GuidanceCfg.scale"):
         base.overridden(scale=float("nan"))
+    eased = base.overridden(recovery_guided_steps=3)
+    assert eased.recovery_guided_steps == 3 and eased.overridden(recovery_guided_steps=-1) == base  # -1: never eased
+
+
+def test_recovery_settings_are_checked_and_ease_only_the_step_count():
+    cfg = GuidanceCfg(scale=40.0, guided_steps=None, recovery_guided_steps=5)
+    assert cfg.recovering() == GuidanceCfg(scale=40.0, guided_steps=5, recovery_guided_steps=5)
+    assert GuidanceCfg(scale=40.0, recovery_guided_steps=0).recovering().scale == 0.0  # 0: unguided while recovering
+    for field, value in (("recovery_guided_steps", -2), ("disturbance_accel", 0.0), ("recovery_s", float("inf"))):
+        with pytest.raises(ValueError, match=f"GuidanceCfg.{field}"):
+            GuidanceCfg(**{field: value})
