@@ -159,10 +159,15 @@ class CollectCfg:
         return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)
 
 
-def _require_factory(cfg: CollectCfg, co_driver_factory: CoDriverFactory | None) -> None:
-    if cfg.student is not None and co_driver_factory is None:
+def _check_student(cfg: CollectCfg, factory: CoDriverFactory | None, policy: Stage1Policy | None = None) -> None:
+    """A student needs a factory to build it and a velocity policy to co-drive with (given ``policy``)."""
+    if cfg.student is None:
+        return
+    if factory is None:
         raise ValueError("CollectCfg.student is set but no co-driver factory was given (tools.data passes "
                          "bm_gym.controller.student_co_driver)")  # fmt: skip
+    if policy is not None and policy.motion is not None:
+        raise ValueError(f"{cfg.policy} is a tracking policy; a student co-drives velocity policies only")
 
 
 def episode_seed(cfg: CollectCfg, index: int) -> int:
@@ -179,16 +184,14 @@ class EpisodeRunner:
 
     def __init__(self, cfg: CollectCfg, co_driver_factory: CoDriverFactory | None = None) -> None:
         self.cfg = cfg
-        _require_factory(cfg, co_driver_factory)
-        self.co_driver = None if cfg.student is None else co_driver_factory(cfg.student.checkpoint, cfg.seed)
         n = cfg.envs_per_worker
+        self.policies = [Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps) for _ in range(n)]
+        _check_student(cfg, co_driver_factory, self.policies[0])
+        self.co_driver = None if cfg.student is None else co_driver_factory(cfg.student.checkpoint, cfg.seed)
         self.backend = make_backend(cfg.backend, randomization=cfg.randomization,
                                     **({"solver": "mujoco_warp", "num_envs": n} if n > 1 else {}))  # fmt: skip
-        self.policies = [Stage1Policy.load(cfg.policy, motion=cfg.motion, motion_fps=cfg.motion_fps) for _ in range(n)]
         self.policies[0].apply_gains(self.backend)
         self.layout = StateLayout.named(cfg.state)
-        if self.co_driver is not None and self.policies[0].motion is not None:
-            raise ValueError(f"{cfg.policy} is a tracking policy; a student co-drives velocity policies only")
         motion_file = cfg.motion or (find_motion(Path(cfg.policy)) if self.policies[0].motion is not None else None)
         self.motion_name = Path(motion_file).stem if motion_file else ""
 
@@ -325,7 +328,7 @@ class Collector:
     def __init__(self, cfg: CollectCfg, co_driver_factory: CoDriverFactory | None = None) -> None:
         """``co_driver_factory`` (a module-level function, sent to the workers) builds the student of
         ``cfg.student``; the data layer knows only its :class:`CoDriver` protocol."""
-        _require_factory(cfg, co_driver_factory)
+        _check_student(cfg, co_driver_factory)
         self.cfg = cfg
         self.co_driver_factory = co_driver_factory
         self.out = Path(cfg.out)
@@ -344,9 +347,8 @@ class Collector:
             raise ValueError(f"--out {self.out} is a directory; give a dataset file such as {self.out / 'data.h5'}")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         policy = Stage1Policy.load(self.cfg.policy, motion=self.cfg.motion, motion_fps=self.cfg.motion_fps)
+        _check_student(self.cfg, self.co_driver_factory, policy)
         if self.cfg.student is not None:
-            if policy.motion is not None:
-                raise ValueError(f"{self.cfg.policy} is a tracking policy; a student co-drives velocity policies only")
             self.co_driver_factory(self.cfg.student.checkpoint, self.cfg.seed)  # a student that fails to load stops
         return policy
 

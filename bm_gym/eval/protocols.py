@@ -281,9 +281,7 @@ def run_handover(backend: SimBackend, expert: Stage1Policy, controller: Diffusio
     drives ``after_s`` more, guided on the same command (``guidance``), or unguided (None). With ``controller``
     None the expert goes on instead: the reference. Measured: the mean heading-frame velocity (forward, left)
     and yaw rate over each second after the hand-over. Failure: a fall."""
-    expert.apply_gains(backend)
-    state = backend.reset(seed=seed)
-    expert.reset()
+    state = ExpertDriver(expert).start(backend, seed)
     dt, states, actions = backend.control_dt, [], []
     for _ in range(round(lead_s / dt)):
         states.append(state)
