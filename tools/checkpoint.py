@@ -1,7 +1,8 @@
 """Inspect a diffusion checkpoint, and record the guidance settings measured for it.
 
 python -m tools.checkpoint show C
-python -m tools.checkpoint set-guidance C --scale 60 [--guided-steps 5] [--recovery-guided-steps 5] [--sample-steps 25]
+python -m tools.checkpoint set-guidance C --scale 60 [--guided-steps 5] [--recovery-guided-steps 5]
+    [--velocity-ramp 0.3] [--sample-steps 25]
 
 A checkpoint's guidance settings (``guidance`` in its config.json) and its DDIM step count
 (``model.diffusion.sample_steps``) are what controllers, the env, the app and the evaluations use unless told
@@ -48,18 +49,22 @@ def main() -> None:
         type=int,
         help="after a kick, guide only the last K steps for a while (0: not at all; -1: never ease)",
     )
+    edit.add_argument(
+        "--velocity-ramp", type=float, help="m/s a joystick target may lead the present velocity, per axis (-1: off)"
+    )
     edit.add_argument("--sample-steps", type=int, help="DDIM steps per plan (a divisor of the training steps)")
     args = parser.parse_args()
     try:
         policy = DiffusionPolicy.load(args.checkpoint)
         if args.command == "set-guidance":
-            given = (args.scale, args.guided_steps, args.max_grad_norm, args.recovery_guided_steps, args.sample_steps)
+            given = (args.scale, args.guided_steps, args.max_grad_norm, args.recovery_guided_steps,
+                     args.velocity_ramp, args.sample_steps)  # fmt: skip
             if all(value is None for value in given):
                 parser.error("set-guidance needs at least one of --scale, --guided-steps, --max-grad-norm, "
-                             "--recovery-guided-steps, --sample-steps")  # fmt: skip
+                             "--recovery-guided-steps, --velocity-ramp, --sample-steps")  # fmt: skip
             policy.guidance = policy.guidance.overridden(
                 args.scale, args.guided_steps, max_grad_norm=args.max_grad_norm,
-                recovery_guided_steps=args.recovery_guided_steps)  # fmt: skip
+                recovery_guided_steps=args.recovery_guided_steps, velocity_ramp=args.velocity_ramp)  # fmt: skip
             if args.sample_steps is not None:
                 policy.set_sample_steps(args.sample_steps)
             save_guidance(args.checkpoint, policy.guidance, args.sample_steps)

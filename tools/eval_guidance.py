@@ -76,7 +76,8 @@ def _episode(job: tuple[dict, str, int]) -> dict:
     if opts["sample_steps"] is not None:
         policy.set_sample_steps(opts["sample_steps"])
     guidance = policy.guidance.overridden(opts["scale"], opts["guided_steps"], opts["through_model"],
-                                          recovery_guided_steps=opts["recovery_guided_steps"])  # fmt: skip
+                                          recovery_guided_steps=opts["recovery_guided_steps"],
+                                          velocity_ramp=opts["velocity_ramp"])  # fmt: skip
     controller = DiffusionController(
         policy,
         ControllerCfg(
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     guidance.add_argument("--through-model", action="store_true", default=None)
     guidance.add_argument("--guided-steps", type=int, help="0: all")
     guidance.add_argument("--recovery-guided-steps", type=int, help="after a kick (0: unguided; -1: never eased)")
+    guidance.add_argument("--velocity-ramp", type=float, help="m/s a joystick target may lead the velocity (-1: off)")
     guidance.add_argument("--sample-steps", type=int, help="DDIM steps per plan (a divisor of the training steps)")
     parser.add_argument("--obstacle-weight", type=float, default=1.0)
     parser.add_argument(
@@ -318,7 +320,7 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error(backend_problem(args.backend))
     opts = {"checkpoint": args.checkpoint, "scale": args.scale, "through_model": args.through_model,
             "guided_steps": args.guided_steps, "recovery_guided_steps": args.recovery_guided_steps,
-            "sample_steps": args.sample_steps,
+            "velocity_ramp": args.velocity_ramp, "sample_steps": args.sample_steps,
             "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario in ("waypoint", "stay") else "navigate"),
             "heading": args.heading, "hold_radius": args.hold_radius, "margin": args.margin,

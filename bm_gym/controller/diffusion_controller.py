@@ -13,7 +13,7 @@ import torch
 from bm_gym.diffusion.policy import DiffusionPolicy
 from bm_gym.guidance.costs import TaskCost
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import Task
+from bm_gym.guidance.tasks import Task, with_velocity_ramp
 from bm_gym.robot import g1
 from bm_gym.sim.backend import RobotState
 
@@ -223,8 +223,11 @@ class DiffusionController:
             guides, warm = [], []
             all_planned = all(r.plan is not None for r in self.robots)
             for i, (r, state, s) in enumerate(zip(self.robots, states, encoded, strict=True)):
-                r.cost = None if r.task is None else r.task.cost(state)
                 cfg = r.guidance or self.cfg.guidance
+                task = r.task
+                if task is not None and cfg.velocity_ramp is not None:
+                    task = with_velocity_ramp(task, cfg.velocity_ramp)
+                r.cost = None if task is None else task.cost(state)
                 cfg = cfg.recovering() if self.recovering(i) else cfg
                 guides.append(None if r.cost is None else self.policy.guide(r.cost, cfg))
                 warm.append(self._warm_start(s, i) if all_planned else None)

@@ -27,6 +27,10 @@ class GuidanceCfg:
     recovery_guided_steps: int | None = None
     disturbance_accel: float = 10.0
     recovery_s: float = 1.0
+    # m/s, None: off. Joystick commands (VelocityTask) are guided towards the present velocity plus at most this
+    # much per axis, so a step command is a ramp. A student guided on every step, asked for 0.8 m/s from
+    # standstill, lurched to 1.4-1.9 m/s and fell forward (docs/benchmarks.md).
+    velocity_ramp: float | None = None
 
     def __post_init__(self) -> None:
         positive_finite("GuidanceCfg", "scale", self.scale, allow_zero=True)  # 0 turns guidance off
@@ -38,6 +42,8 @@ class GuidanceCfg:
             positive_int("GuidanceCfg", "recovery_guided_steps", self.recovery_guided_steps, minimum=0)
         positive_finite("GuidanceCfg", "disturbance_accel", self.disturbance_accel)
         positive_finite("GuidanceCfg", "recovery_s", self.recovery_s, allow_zero=True)
+        if self.velocity_ramp is not None:
+            positive_finite("GuidanceCfg", "velocity_ramp", self.velocity_ramp)
 
     def recovering(self) -> GuidanceCfg:
         """The settings for a robot recovering from a kick: guided on the last ``recovery_guided_steps`` steps."""
@@ -54,16 +60,20 @@ class GuidanceCfg:
         through_model: bool | None = None,
         max_grad_norm: float | None = None,
         recovery_guided_steps: int | None = None,
+        velocity_ramp: float | None = None,
     ) -> GuidanceCfg:
         """These settings with the given ones (not None) in their place, as command lines give them:
-        ``guided_steps`` 0 guides every step; ``recovery_guided_steps`` -1 turns the easing after kicks off."""
+        ``guided_steps`` 0 guides every step; ``recovery_guided_steps`` and ``velocity_ramp`` -1 turn the
+        easing after kicks and the ramp off."""
         given = {"scale": scale, "guided_steps": guided_steps, "through_model": through_model,
-                 "max_grad_norm": max_grad_norm, "recovery_guided_steps": recovery_guided_steps}  # fmt: skip
+                 "max_grad_norm": max_grad_norm, "recovery_guided_steps": recovery_guided_steps,
+                 "velocity_ramp": velocity_ramp}  # fmt: skip
         given = {name: value for name, value in given.items() if value is not None}
         if "guided_steps" in given:
             given["guided_steps"] = given["guided_steps"] or None
-        if given.get("recovery_guided_steps") == -1:
-            given["recovery_guided_steps"] = None
+        for name in ("recovery_guided_steps", "velocity_ramp"):
+            if given.get(name) == -1:
+                given[name] = None
         return dataclasses.replace(self, **given)
 
 

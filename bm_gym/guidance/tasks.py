@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,17 +36,34 @@ def _to_robot_frame(state: RobotState, x: float, y: float) -> tuple[float, float
 
 @dataclass(frozen=True)
 class VelocityTask:
-    """Joystick: planar velocity (m/s, heading frame) and yaw rate (rad/s)."""
+    """Joystick: planar velocity (m/s, heading frame) and yaw rate (rad/s).
+
+    ``ramp`` (m/s, None: off) bounds how far the planar target leads the robot's present velocity, per axis, so
+    a step command is followed as a ramp (GuidanceCfg.velocity_ramp gives a checkpoint's default).
+    """
 
     vx: float = 0.0
     vy: float = 0.0
     wz: float = 0.0
+    ramp: float | None = None
 
     def __post_init__(self) -> None:
         _finite("velocity command", self.vx, self.vy, self.wz)
+        if self.ramp is not None:
+            positive_finite("VelocityTask", "ramp", self.ramp)
+
+    def target(self, state: RobotState) -> tuple[float, float]:
+        """The planar velocity (heading frame) the next plan is guided towards."""
+        if self.ramp is None:
+            return self.vx, self.vy
+        c, s = math.cos(state.yaw), math.sin(state.yaw)
+        vel_x, vel_y = state.root_lin_vel_w[0], state.root_lin_vel_w[1]
+        now_x, now_y = c * vel_x + s * vel_y, -s * vel_x + c * vel_y
+        return (float(now_x + np.clip(self.vx - now_x, -self.ramp, self.ramp)),
+                float(now_y + np.clip(self.vy - now_y, -self.ramp, self.ramp)))  # fmt: skip
 
     def cost(self, state: RobotState) -> TaskCost:
-        return JoystickCost(self.vx, self.vy, self.wz)
+        return JoystickCost(*self.target(state), self.wz)
 
 
 @dataclass(frozen=True)
@@ -342,3 +360,12 @@ class CombinedTask:
 
     def cost(self, state: RobotState) -> TaskCost:
         return WeightedSum([(w, task.cost(state)) for w, task in self.terms])
+
+
+def with_velocity_ramp(task: Task, ramp: float) -> Task:
+    """``task`` with ``ramp`` on each joystick command in it that has none of its own (VelocityTask.ramp)."""
+    if isinstance(task, VelocityTask) and task.ramp is None:
+        return dataclasses.replace(task, ramp=ramp)
+    if isinstance(task, CombinedTask):
+        return CombinedTask(tuple((weight, with_velocity_ramp(term, ramp)) for weight, term in task.terms))
+    return task

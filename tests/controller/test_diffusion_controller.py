@@ -214,3 +214,24 @@ def test_guidance_is_never_eased_without_recovery_steps(untrained_policy, backen
     controller.act(state)
     assert controller.recovering()  # the kick is seen, but the settings stay what they are
     assert GuidanceCfg(recovery_guided_steps=None).recovering() == GuidanceCfg(recovery_guided_steps=None)
+
+
+def test_the_checkpoint_velocity_ramp_shapes_the_joystick_target(untrained_policy, backend):
+    """GuidanceCfg.velocity_ramp reaches the cost of every plan; a robot's own settings can turn it off."""
+    from bm_gym.guidance.guide import GuidanceCfg
+    from bm_gym.guidance.tasks import VelocityTask
+
+    guidance = GuidanceCfg(scale=40.0, velocity_ramp=0.25)
+    controller = DiffusionController(untrained_policy, ControllerCfg(guidance=guidance, onnxruntime=False))
+    costs = []
+    guide = untrained_policy.guide
+    untrained_policy.guide = lambda cost, cfg: costs.append(cost) or guide(cost, cfg)
+    controller.set_task(VelocityTask(0.8, 0.0, 0.5))
+    state = backend.reset()
+    controller.reset(state)
+    controller.act(state)
+    assert (costs[-1].vx, costs[-1].wz) == pytest.approx((0.25, 0.5))  # from standstill: 0.25 m/s ahead
+    controller.set_task(VelocityTask(0.8, 0.0, 0.5), guidance.overridden(velocity_ramp=-1))
+    controller.reset(state)
+    controller.act(state)
+    assert costs[-1].vx == 0.8

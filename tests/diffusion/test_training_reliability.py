@@ -75,12 +75,12 @@ def test_guidance_settings_travel_with_the_checkpoint_and_drive_its_controllers(
     assert DiffusionPolicy.load(folder).guidance == GuidanceCfg()  # a new model: the library's defaults
     weights = (folder / "ema.safetensors").read_bytes()
     out = subprocess.run([sys.executable, "-m", "tools.checkpoint", "set-guidance", str(folder), "--scale", "60",
-                          "--guided-steps", "0", "--recovery-guided-steps", "5"], cwd=REPO, capture_output=True,
-                         text=True)  # fmt: skip
+                          "--guided-steps", "0", "--recovery-guided-steps", "5", "--velocity-ramp", "0.3"], cwd=REPO,
+                         capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["guidance"]["scale"] == 60.0
     policy = DiffusionPolicy.load(folder)  # the weights' hashes still hold
-    assert policy.guidance == GuidanceCfg(scale=60.0, guided_steps=None, recovery_guided_steps=5)
+    assert policy.guidance == GuidanceCfg(scale=60.0, guided_steps=None, recovery_guided_steps=5, velocity_ramp=0.3)
     assert (folder / "ema.safetensors").read_bytes() == weights
     plain = ControllerCfg(onnxruntime=False, fused=False)
     assert DiffusionController(policy, plain).cfg.guidance.scale == 60.0

@@ -47,6 +47,10 @@ def test_command_line_settings_replace_only_what_they_give():
         base.overridden(scale=float("nan"))
     eased = base.overridden(recovery_guided_steps=3)
     assert eased.recovery_guided_steps == 3 and eased.overridden(recovery_guided_steps=-1) == base  # -1: never eased
+    ramped = base.overridden(velocity_ramp=0.3)
+    assert ramped.velocity_ramp == 0.3 and ramped.overridden(velocity_ramp=-1) == base  # -1: no ramp
+    with pytest.raises(ValueError, match="GuidanceCfg.velocity_ramp"):
+        base.overridden(velocity_ramp=0.0)
 
 
 def test_recovery_settings_are_checked_and_ease_only_the_step_count():

@@ -141,3 +141,29 @@ def test_heading_hold_keeps_a_straight_walk_on_the_heading_it_started_with(backe
         HeadingHoldCfg(gain=-1.0)
     with pytest.raises(ValueError, match="HeadingHoldCfg.max_rate"):
         dataclasses.replace(HeadingHoldCfg(), max_rate=float("nan"))
+
+
+def test_a_ramped_joystick_target_leads_the_present_velocity_by_at_most_the_ramp(backend):
+    """Per axis of the heading frame: the command where it is within the ramp of the velocity, else the velocity
+    plus the ramp towards it; the yaw rate is not ramped."""
+    import dataclasses
+
+    from bm_gym.guidance.tasks import with_velocity_ramp
+
+    facing_y = backend.reset(RootPose(pos=(0.0, 0.0, 0.78), quat=tuple(quat_from_yaw(math.pi / 2))))
+    assert VelocityTask(0.8, -0.5, 1.0, ramp=0.3).target(facing_y) == pytest.approx((0.3, -0.3))  # from standstill
+    walking = dataclasses.replace(facing_y, root_lin_vel_w=np.array([-0.5, 0.6, 0.0]))  # 0.6 forward, 0.5 left
+    assert VelocityTask(0.8, 0.0, 0.0, ramp=0.3).target(walking) == pytest.approx((0.8, 0.2))
+    assert VelocityTask(-0.4, 0.0, 0.0, ramp=0.3).target(walking) == pytest.approx((0.3, 0.2))  # a reversal eases
+    cost = VelocityTask(0.8, -0.5, 1.0, ramp=0.3).cost(facing_y)
+    assert (cost.vx, cost.vy, cost.wz) == pytest.approx((0.3, -0.3, 1.0))
+    assert VelocityTask(0.8, -0.5).target(facing_y) == (0.8, -0.5)  # no ramp: the command
+    # A checkpoint's ramp reaches joystick commands inside combined tasks, not a command's own or other tasks.
+    avoid = AvoidObstaclesTask((Cylinder(1.0, 0.0, 0.2),))
+    ramped = with_velocity_ramp(CombinedTask(((1.0, VelocityTask(0.5)), (2.0, avoid))), 0.2)
+    assert ramped.terms == ((1.0, VelocityTask(0.5, ramp=0.2)), (2.0, avoid))
+    assert with_velocity_ramp(VelocityTask(0.5, ramp=0.1), 0.2) == VelocityTask(0.5, ramp=0.1)
+    assert with_velocity_ramp(WaypointTask(1.0, 0.0), 0.2) == WaypointTask(1.0, 0.0)
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="VelocityTask.ramp"):
+            VelocityTask(0.5, ramp=bad)
