@@ -167,15 +167,20 @@ def test_a_co_driven_episode_does_not_depend_on_the_episodes_before_it(velocity_
     np.testing.assert_array_equal(after_another.actions, alone.actions)
 
 
-def test_a_kick_eases_guidance_for_recovery_s_and_calm_steps_do_not(untrained_policy, backend):
+def _record_guides(monkeypatch, policy) -> list:
+    """(cost, guidance settings) of every guide the controller asks ``policy`` for, in order."""
+    guides, guide = [], policy.guide
+    monkeypatch.setattr(policy, "guide", lambda cost, cfg: guides.append((cost, cfg)) or guide(cost, cfg))
+    return guides
+
+
+def test_a_kick_eases_guidance_for_recovery_s_and_calm_steps_do_not(untrained_policy, backend, monkeypatch):
     from bm_gym.guidance.guide import GuidanceCfg
     from bm_gym.guidance.tasks import VelocityTask
 
     guidance = GuidanceCfg(scale=40.0, guided_steps=None, recovery_guided_steps=5, recovery_s=0.1)
     controller = DiffusionController(untrained_policy, ControllerCfg(guidance=guidance, onnxruntime=False))
-    used = []
-    guide = untrained_policy.guide
-    untrained_policy.guide = lambda cost, cfg: used.append(cfg) or guide(cost, cfg)
+    guides = _record_guides(monkeypatch, untrained_policy)
     controller.set_task(VelocityTask(0.0, 0.0, 0.0))
     state = backend.reset()
     controller.reset(state)
@@ -186,18 +191,18 @@ def test_a_kick_eases_guidance_for_recovery_s_and_calm_steps_do_not(untrained_po
     for _ in range(5):  # standing: the root barely moves
         controller.act(state)
         state = step()
-    assert not controller.recovering() and {cfg.guided_steps for cfg in used} == {None}
+    assert not controller.recovering() and {cfg.guided_steps for _, cfg in guides} == {None}
     assert controller.kicks_seen == 0
     backend.push(np.array([1.0, 0.0, 0.0]), np.zeros(3))
     state = step()
-    used.clear()
+    guides.clear()
     controller.act(state)
-    assert controller.recovering() and used[-1] == guidance.recovering() and controller.kicks_seen == 1
-    assert used[-1].guided_steps == 5 and used[-1].scale == 40.0
+    assert controller.recovering() and guides[-1][1] == guidance.recovering() and controller.kicks_seen == 1
+    assert guides[-1][1].guided_steps == 5 and guides[-1][1].scale == 40.0
     for _ in range(int(0.1 / backend.control_dt) + 1):  # recovery_s later, the root still moving but slowing
         state = step()
     controller.act(state)
-    assert not controller.recovering() and used[-1] == guidance
+    assert not controller.recovering() and guides[-1][1] == guidance
     controller.reset(state)  # a new episode starts calm
     assert not controller.recovering()
 
@@ -216,22 +221,21 @@ def test_guidance_is_never_eased_without_recovery_steps(untrained_policy, backen
     assert GuidanceCfg(recovery_guided_steps=None).recovering() == GuidanceCfg(recovery_guided_steps=None)
 
 
-def test_the_checkpoint_velocity_ramp_shapes_the_joystick_target(untrained_policy, backend):
+def test_the_checkpoint_velocity_ramp_shapes_the_joystick_target(untrained_policy, backend, monkeypatch):
     """GuidanceCfg.velocity_ramp reaches the cost of every plan; a robot's own settings can turn it off."""
     from bm_gym.guidance.guide import GuidanceCfg
     from bm_gym.guidance.tasks import VelocityTask
 
     guidance = GuidanceCfg(scale=40.0, velocity_ramp=0.25)
     controller = DiffusionController(untrained_policy, ControllerCfg(guidance=guidance, onnxruntime=False))
-    costs = []
-    guide = untrained_policy.guide
-    untrained_policy.guide = lambda cost, cfg: costs.append(cost) or guide(cost, cfg)
+    guides = _record_guides(monkeypatch, untrained_policy)
     controller.set_task(VelocityTask(0.8, 0.0, 0.5))
     state = backend.reset()
     controller.reset(state)
     controller.act(state)
-    assert (costs[-1].vx, costs[-1].wz) == pytest.approx((0.25, 0.5))  # from standstill: 0.25 m/s ahead
+    cost = guides[-1][0]
+    assert (cost.vx, cost.wz) == pytest.approx((0.25, 0.5))  # from standstill: 0.25 m/s ahead
     controller.set_task(VelocityTask(0.8, 0.0, 0.5), guidance.overridden(velocity_ramp=-1))
     controller.reset(state)
     controller.act(state)
-    assert costs[-1].vx == 0.8
+    assert guides[-1][0].vx == 0.8
