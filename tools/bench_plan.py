@@ -21,7 +21,7 @@ import torch
 
 from bm_gym.data.state import STATE_KINDS, StateLayout
 from bm_gym.diffusion import PRESETS, SHIPPED_CHECKPOINT, DiffusionPolicy, Normalizer, TrajectoryDenoiser
-from bm_gym.guidance import GuidanceCfg, JoystickCost, ObstacleField, WaypointCost, WeightedSum
+from bm_gym.guidance import JoystickCost, ObstacleField, WaypointCost, WeightedSum
 from bm_gym.guidance.costs import ObstacleCost
 from bm_gym.obstacles import Box, Cylinder
 
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--guided-steps", type=int, default=GuidanceCfg().guided_steps, help="0: guide all steps")
+    parser.add_argument("--guided-steps", type=int, help="0: guide all steps (default: the checkpoint's setting)")
     parser.add_argument("--batch", type=int, default=0, help="also time this many robots in one fused plan")
     parser.add_argument("--load", action="store_true", help="also time the fused plan with a busy second process")
     args = parser.parse_args()
@@ -76,13 +76,14 @@ def main() -> None:
     barrier = ObstacleCost(ObstacleField(OBSTACLES))
     waypoint = WeightedSum([(1.0, WaypointCost(3.0, 1.0)), (1.0, barrier)])
     navigate = WeightedSum([(1.0, JoystickCost(0.6, 0.0, 0.3)), (1.0, barrier)])  # what NavigateTask builds
-    k = args.guided_steps or None
+    guidance = policy.guidance.overridden(guided_steps=args.guided_steps)  # the settings a controller would use
+    k = guidance.guided_steps
     cases = {
         "unguided": None,
-        "guided, joystick + 2 obstacles": policy.guide(navigate, GuidanceCfg(guided_steps=k)),
-        "guided, waypoint + 2 obstacles": policy.guide(waypoint, GuidanceCfg(guided_steps=k)),
+        "guided, joystick + 2 obstacles": policy.guide(navigate, guidance),
+        "guided, waypoint + 2 obstacles": policy.guide(waypoint, guidance),
         "guided, waypoint + 2 obstacles, through denoiser": policy.guide(
-            waypoint, GuidanceCfg(guided_steps=k, through_model=True)
+            waypoint, guidance.overridden(through_model=True)
         ),
     }
     steps = len(policy.diffusion.sample_scheduler.timesteps)
