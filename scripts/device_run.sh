@@ -8,18 +8,25 @@
 #     downloads the wheels the device image lacks (for its Python 3.12) into .device/wheels and copies
 #     ../shared/stage1 into .device/shared/stage1: transport only, .device/ is ignored and never committed.
 # On the device (the `run` tool with carry [".device"]; BUDGET_S a minute under its timeout_s):
-#   bash scripts/device_run.sh lease MANIFEST BUDGET_S [tools.train arguments ...]
+#   bash scripts/device_run.sh lease MANIFEST BUDGET_S [tools.train arguments ...] [--also [arguments ...]] ...
 #   e.g. bash scripts/device_run.sh lease configs/velocity_steady.yaml 540 --preset paper --amp bf16 --mirror
+#        bash scripts/device_run.sh lease configs/mixed_dance_benchmark.yaml 540 --preset paper --amp bf16 \
+#            --also --sources velocity          # two runs on one GPU: mixed data, and its velocity part alone
 #     installs the wheels beside the image's CUDA torch, collects MANIFEST with every core, trains until the
-#     budget less the evaluation's share (checkpoints every minute, so a kill loses at most one), evaluates
-#     with tools.eval_suite, and writes to $OUT (at most 7 files, as the tool brings back at most 8):
-#     lease.log, losses.csv, eval.json, and the run's checkpoint folder as ckpt.tar.partNN, 15 MiB each, at
-#     most 4 (a model over about 60 MB brings back its figures only). Here: cat ckpt.tar.part* | tar x.
-# Environment: EVAL_ONLY (eval_suite scenarios; default "joystick-protocol omni walk-perturb stay push"),
-#   EVAL_S (seconds kept for the evaluation; default 150), EVAL_MAX_EPISODES (a cap per scenario),
-#   LOADER_WORKERS (default 8), WORK (scratch folder; default /tmp/bm_lease), DEVICE (default cuda), PYTHON
-#   (default python3), SKIP_INSTALL=1 (the packages already importable: the smoke test here,
-#   tests/test_device_script.py, runs with DEVICE=cpu and this checkout's Python).
+#     budget less the evaluation's share (checkpoints every minute, so a kill loses at most one; every --also
+#     group is one more run, trained at the same time with the shared arguments plus its own: a small model
+#     leaves most of the GPU idle), evaluates every run, and writes to $OUT (the tool brings back 8 files):
+#     lease.log; results.tar with runN/losses.csv, train_cfg.json, eval.json (tools.eval_suite) and
+#     source_NAME.json (tools.eval_diffusion --source NAME); the checkpoints that fit in 4 parts of 15 MiB as
+#     ckpt.tar.partNN, in run order (a paper-size model brings back its figures only).
+#     Here: tar xf results.tar; cat ckpt.tar.part* | tar x.
+# Environment: EVAL_ONLY (eval_suite scenarios; default "joystick-protocol omni walk-perturb stay push"; set
+#   and empty: none), EVAL_MAX_EPISODES (a cap per scenario), EVAL_SOURCES (manifest sources each run is
+#   evaluated on with tools.eval_diffusion; default none), EVAL_EPISODES (default 10), EVAL_SECONDS (default 10),
+#   EVAL_S (seconds kept for the evaluations, which share the cores; default 150), LOADER_WORKERS (per run;
+#   default 8), WORK (scratch folder; default /tmp/bm_lease), DEVICE (default cuda), PYTHON (default python3),
+#   SKIP_INSTALL=1 (the packages already importable: the smoke test here, tests/test_device_script.py, runs
+#   with DEVICE=cpu and this checkout's Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -50,6 +57,14 @@ lease() {
     local work=${WORK:-/tmp/bm_lease} out=${OUT:?OUT: the folder whose files come back}
     [[ -f $manifest ]] || { echo "error: no manifest at $manifest" >&2; exit 2; }
     [[ $budget =~ ^[0-9]+$ ]] || { echo "error: BUDGET_S must be whole seconds, got '$budget'" >&2; exit 2; }
+    # One run per group of training arguments: the arguments before the first --also are every run's, each
+    # --also starts one more run with its own on top (kept shell-quoted, replayed with eval).
+    local runs=("") n=1 arg
+    for arg in "$@"; do
+        if [[ $arg == --also ]]; then runs+=(""); n=$((n + 1)); continue; fi
+        if (( n == 1 )); then runs[0]+=" $(printf '%q' "$arg")"; else runs[n - 1]+=" $(printf '%q' "$arg")"; fi
+    done
+    for ((i = 1; i < n; i++)); do runs[i]="${runs[0]}${runs[i]}"; done
     mkdir -p "$work"
     export TQDM_DISABLE=1 PYTHONPATH="$work/site:$REPO"
     if [[ ${SKIP_INSTALL:-0} != 1 ]]; then
@@ -63,6 +78,9 @@ lease() {
         [[ -d .device/shared/stage1 ]] || { echo "error: no ../shared/stage1 and no .device/shared" >&2; exit 2; }
         ln -sfn "$REPO/.device/shared" ../shared
     fi
+    # Fail here, not after the collection, if the image lacks something the rollouts or the training import.
+    "$python" -c "import mujoco, diffusers, h5py, onnxruntime, rsl_rl, torch, bm_gym.sim, bm_gym.diffusion
+print('torch', torch.__version__, 'mujoco', mujoco.__version__)"
     if [[ $device == cuda* ]]; then
         "$python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'
 print(torch.cuda.get_device_name())"
@@ -71,26 +89,70 @@ print(torch.cuda.get_device_name())"
     "$python" -m tools.data collect --manifest "$manifest" --out "$work/data.h5" --workers "$(nproc)"
     local left=$((budget - (SECONDS - start) - eval_s))
     (( left > 60 )) || { echo "error: $left s left for training: raise BUDGET_S or lower EVAL_S" >&2; exit 2; }
-    echo "== $((SECONDS - start)) s; training for at most $left s"
-    local status=0
-    "$python" -m tools.train --data "$work/data.h5" --out "$work/run" --device "$device" \
-        --loader-workers "${LOADER_WORKERS:-8}" --checkpoint-every-s 60 --time-limit-s "$left" "$@" || status=$?
-    echo "== training ended with status $status at $((SECONDS - start)) s"
-    cp "$work/run/losses.csv" "$out/" 2>/dev/null || true
-    [[ -d $work/run/checkpoint ]] || { echo "error: no checkpoint was written" >&2; exit 1; }
-    local eval_left=$((budget - (SECONDS - start) - 15))
-    # shellcheck disable=SC2086
-    timeout "$eval_left" "$python" -m tools.eval_suite --checkpoint "$work/run/checkpoint" --out "$out/eval.json" \
-        --workers "$(nproc)" ${EVAL_MAX_EPISODES:+--max-episodes $EVAL_MAX_EPISODES} \
-        --only ${EVAL_ONLY:-joystick-protocol omni walk-perturb stay push} ||
-        echo "== the evaluation stopped at $((SECONDS - start)) s (eval.json holds the scenarios that ended)"
-    tar -C "$work/run" -cf "$work/ckpt.tar" checkpoint
-    local size
-    size=$(stat -c %s "$work/ckpt.tar")
-    if (( size <= 4 * 15 * 1024 * 1024 )); then
+    echo "== $((SECONDS - start)) s; training $n run(s) at once for at most $left s"
+    local pids=() status
+    for ((i = 0; i < n; i++)); do
+        echo "== run$((i + 1)):${runs[i]}"
+        eval "\"\$python\" -m tools.train --data \"\$work/data.h5\" --out \"\$work/run$((i + 1))\" --device \"\$device\" \
+            --loader-workers \"\${LOADER_WORKERS:-8}\" --checkpoint-every-s 60 --time-limit-s \"\$left\" ${runs[i]}" \
+            > >(sed -u "s/^/[run$((i + 1))] /") 2>&1 &
+        pids+=($!)
+    done
+    for ((i = 0; i < n; i++)); do
+        status=0
+        wait "${pids[i]}" || status=$?
+        echo "== run$((i + 1)): training ended with status $status at $((SECONDS - start)) s"
+    done
+    # Every run's evaluations at once, sharing the cores; each stops at the budget, keeping what ended.
+    local eval_left=$((budget - (SECONDS - start) - 15)) jobs=() workers source
+    local suite=1 sources=() per_run
+    [[ -n ${EVAL_ONLY-x} ]] || suite=0  # EVAL_ONLY set but empty: no eval_suite
+    read -r -a sources <<< "${EVAL_SOURCES:-}"
+    per_run=$((suite + ${#sources[@]}))
+    workers=$(( $(nproc) / (n * (per_run > 0 ? per_run : 1)) ))
+    (( workers > 0 )) || workers=1
+    for ((i = 1; i <= n; i++)); do
+        local run=$work/run$i
+        [[ -d $run/checkpoint ]] || { echo "== run$i wrote no checkpoint"; continue; }
+        if (( suite )); then
+            # shellcheck disable=SC2086
+            timeout "$eval_left" "$python" -m tools.eval_suite --checkpoint "$run/checkpoint" --out "$run/eval.json" \
+                --workers "$workers" ${EVAL_MAX_EPISODES:+--max-episodes $EVAL_MAX_EPISODES} \
+                --only ${EVAL_ONLY:-joystick-protocol omni walk-perturb stay push} \
+                > >(sed -u "s/^/[run$i eval] /") 2>&1 &
+            jobs+=($!)
+        fi
+        for source in "${sources[@]}"; do
+            timeout "$eval_left" "$python" -m tools.eval_diffusion --checkpoint "$run/checkpoint" \
+                --data "$work/data.h5" --source "$source" --episodes "${EVAL_EPISODES:-10}" \
+                --seconds "${EVAL_SECONDS:-10}" --workers "$workers" --out "$run/source_$source.json" \
+                > >(sed -u "s/^/[run$i $source] /") 2>&1 &
+            jobs+=($!)
+        done
+    done
+    for job in "${jobs[@]}"; do wait "$job" || echo "== an evaluation stopped early (status $?); its lines above hold what ended"; done
+    # Back home: the log, one tar of every run's small files, and as many checkpoints as fit in 4 parts of 15 MiB.
+    local files=()
+    for ((i = 1; i <= n; i++)); do
+        for pattern in losses.csv train_cfg.json eval.json 'source_*.json'; do
+            files+=($(cd "$work" && compgen -G "run$i/$pattern" || true))
+        done
+    done
+    if (( ${#files[@]} )); then tar -C "$work" -cf "$out/results.tar" "${files[@]}"; fi
+    local kept=() total=0 size limit=$((4 * 15 * 1024 * 1024))
+    for ((i = 1; i <= n; i++)); do
+        [[ -d $work/run$i/checkpoint ]] || continue
+        size=$(du -sb "$work/run$i/checkpoint" | cut -f1)
+        if (( total + size + 10240 <= limit )); then
+            kept+=("run$i/checkpoint")
+            total=$((total + size))
+        else
+            echo "== run$i's checkpoint ($((size / 1048576)) MB) does not fit what comes back; its figures do"
+        fi
+    done
+    if (( ${#kept[@]} )); then
+        tar -C "$work" -cf "$work/ckpt.tar" "${kept[@]}"
         split -b 15M -d -a 2 "$work/ckpt.tar" "$out/ckpt.tar.part"
-    else
-        echo "== the checkpoint ($((size / 1048576)) MB) is too large to come back; its figures are in eval.json"
     fi
     echo "== done in $((SECONDS - start)) s"
 }

@@ -14,31 +14,40 @@ SCRIPT = REPO / "scripts" / "device_run.sh"
 VELOCITY = REPO.parent / "shared" / "stage1" / "unitree_g1_velocity"
 
 
-def _lease(tmp_path: Path, manifest: Path, *train_args: str) -> subprocess.CompletedProcess:
+def _lease(tmp_path: Path, manifest: Path, *train_args: str, **env_extra: str) -> subprocess.CompletedProcess:
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     env = {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "DEVICE": "cpu", "SKIP_INSTALL": "1",
-           "PYTHON": sys.executable, "EVAL_ONLY": "joystick", "EVAL_MAX_EPISODES": "1", "EVAL_S": "60",
-           "LOADER_WORKERS": "0"}  # fmt: skip
-    return subprocess.run(["bash", str(SCRIPT), "lease", str(manifest), "300", *train_args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+           "PYTHON": sys.executable, "EVAL_ONLY": "joystick", "EVAL_MAX_EPISODES": "1", "EVAL_S": "90",
+           "LOADER_WORKERS": "0", **env_extra}  # fmt: skip
+    return subprocess.run(["bash", str(SCRIPT), "lease", str(manifest), "400", *train_args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=400)  # fmt: skip
 
 
-def test_a_lease_collects_trains_evaluates_and_sends_back_a_checkpoint_in_parts(tmp_path):
+def test_a_lease_trains_two_runs_evaluates_both_and_sends_back_figures_and_checkpoints(tmp_path):
     manifest = tmp_path / "tiny.yaml"
     manifest.write_text(f"workers: 1\nseed: 0\nsources:\n  - name: velocity\n    policy: {VELOCITY}\n"
                         "    episodes: 2\n    episode_s: 4\n")  # fmt: skip
-    done = _lease(tmp_path, manifest, "--preset", "cpu", "--steps", "20", "--batch-size", "8", "--log-every", "5")
+    done = _lease(tmp_path, manifest, "--preset", "cpu", "--steps", "20", "--batch-size", "8", "--log-every", "5",
+                  "--also", "--d-model", "64", EVAL_SOURCES="velocity", EVAL_EPISODES="1", EVAL_SECONDS="2")  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = tmp_path / "out"
-    assert "== done in" in (out / "lease.log").read_text()
-    assert json.loads((out / "eval.json").read_text())["scenarios"]["joystick"]["metrics"]["episodes"] == 1
-    parts = sorted(out.glob("ckpt.tar.part*"))
-    assert parts and len(list(out.iterdir())) <= 8  # the device tool brings back at most 8 files
-    (tmp_path / "ckpt.tar").write_bytes(b"".join(p.read_bytes() for p in parts))
+    log = (out / "lease.log").read_text()
+    assert "== done in" in log and "training 2 run(s) at once" in log
+    assert len(list(out.iterdir())) <= 8  # the device tool brings back at most 8 files
+    with tarfile.open(out / "results.tar") as tar:
+        tar.extractall(tmp_path / "results", filter="data")
+    for run, width in (("run1", 128), ("run2", 64)):
+        results = tmp_path / "results" / run
+        assert json.loads((results / "eval.json").read_text())["scenarios"]["joystick"]["metrics"]["episodes"] == 1
+        assert len(json.loads((results / "source_velocity.json").read_text())) == 1
+        assert (results / "losses.csv").read_text().count("\n") > 1
+        assert json.loads((results / "train_cfg.json").read_text())["d_model"] == (None if width == 128 else 64)
+    (tmp_path / "ckpt.tar").write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("ckpt.tar.part*"))))
     with tarfile.open(tmp_path / "ckpt.tar") as tar:
         tar.extractall(tmp_path / "back", filter="data")
-    assert DiffusionPolicy.load(tmp_path / "back" / "checkpoint").cfg.denoiser.d_model == 128
+    for run, width in (("run1", 128), ("run2", 64)):
+        assert DiffusionPolicy.load(tmp_path / "back" / run / "checkpoint").cfg.denoiser.d_model == width
 
 
 def test_a_missing_manifest_or_budget_stops_at_once_with_the_reason(tmp_path):
