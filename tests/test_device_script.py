@@ -28,8 +28,9 @@ def test_a_lease_trains_two_runs_evaluates_both_and_sends_back_figures_and_check
     manifest = tmp_path / "tiny.yaml"
     manifest.write_text(f"workers: 1\nseed: 0\nsources:\n  - name: velocity\n    policy: {VELOCITY}\n"
                         "    episodes: 2\n    episode_s: 4\n")  # fmt: skip
-    done = _lease(tmp_path, manifest, "--preset", "cpu", "--steps", "20", "--batch-size", "8", "--log-every", "5",
-                  "--also", "--d-model", "64", EVAL_SOURCES="velocity", EVAL_EPISODES="1", EVAL_SECONDS="2")  # fmt: skip
+    first_run = ("--preset", "cpu", "--steps", "20", "--batch-size", "8", "--log-every", "5")
+    done = _lease(tmp_path, manifest, *first_run, "--also", "--d-model", "64",
+                  EVAL_SOURCES="velocity", EVAL_EPISODES="1", EVAL_SECONDS="2")  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = tmp_path / "out"
     log = (out / "lease.log").read_text()

@@ -11,6 +11,7 @@ import dataclasses
 import gc
 import json
 import math
+import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -209,8 +210,10 @@ class Trainer:
                 atomic_write_text(self.out / "train_cfg.json", json.dumps(dataclasses.asdict(self.cfg), indent=1))
             return
         try:
-            # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code.
-            state = torch.load(path, map_location=self.cfg.device, weights_only=True)
+            # Tensors and plain containers only: a planted pickle in a shared run folder cannot run code. Loaded to
+            # the CPU, where the RNG state must be; load_state_dict moves weights and optimizer moments to the
+            # model's device (a CUDA map_location made the RNG state a CUDA tensor, and resuming on a GPU failed).
+            state = torch.load(path, map_location="cpu", weights_only=True)
             keys = ("preset", "data", "action_loss_horizon", "action_rate_weight", "tokens", "d_model", "layers",
                     "heads", "action_lookahead", "init")  # fmt: skip
             if any(state["cfg"].get(k) != getattr(self.cfg, k) for k in keys):
@@ -352,9 +355,13 @@ class Trainer:
         level_shape = self.diffusion.level_shape(d, cfg.batch_size)[1:]  # per sample: () or (H, 2)
         noise = StepNoise(cfg.seed, cfg.batch_size, future_shape, self.model_cfg.diffusion.train_timesteps,
                           level_shape)  # fmt: skip
+        # Forked loader workers share the window arrays with this process; spawned ones each unpickle a copy
+        # (7 s a worker for 3 h of data: a minute of a GPU lease with 8). They cut numpy windows only and never
+        # touch CUDA, so forking after CUDA is up is safe, as for torch's own default DataLoader on Linux.
+        start_method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         steps = DataLoader(StepBatches(self.train_set, batches, noise, ctx, self.step, cfg.steps), batch_size=None,
                            num_workers=cfg.loader_workers, prefetch_factor=4 if cfg.loader_workers else None,
-                           multiprocessing_context="spawn" if cfg.loader_workers else None)  # fmt: skip
+                           multiprocessing_context=start_method if cfg.loader_workers else None)  # fmt: skip
         step_batches = iter(steps)
         last_save = time.monotonic()
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not (progress and ctx.main))
