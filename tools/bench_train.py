@@ -6,7 +6,8 @@
 
 Each configuration is a real ``tools.train`` run (``torchrun --standalone`` for more than one process) with the
 same global batch; the rate is read from the run's ``losses.csv`` (training seconds at each logged step), so
-process start-up, data loading at start and the final checkpoint are not counted. Threads per process:
+process start-up, data loading at start and the final checkpoint are not counted in the rate; the time
+before the first step (data loading, loader workers starting) is printed beside it. Threads per process:
 ``--threads`` or the machine's cores shared evenly. ``--data-only`` times what every step waits for when no
 loader worker works ahead: one process's global batches of windows and their noise (``StepBatches``), no model.
 """
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 
-def run(args: argparse.Namespace, procs: int, out: Path) -> tuple[float, float]:
-    """(steps/s, final logged loss) of one run."""
+def run(args: argparse.Namespace, procs: int, out: Path) -> tuple[float, float, float]:
+    """(steps/s, final logged loss, seconds before the first step) of one run."""
     threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
     train = [
         "-m",
@@ -63,7 +64,9 @@ def run(args: argparse.Namespace, procs: int, out: Path) -> tuple[float, float]:
         raise SystemExit(f"error: {procs}-process run failed:\n{result.stderr[-3000:]}")
     log = np.loadtxt(out / "losses.csv", delimiter=",", ndmin=2)
     rate = (log[-1, 0] - log[0, 0]) / (log[-1, 4] - log[0, 4])
-    return float(rate), float(log[-1, 1])
+    # The time column counts from the trainer's start: what the first logged step took beyond the steady rate is
+    # the start before training (data loading, loader workers).
+    return float(rate), float(log[-1, 1]), float(log[0, 4] - log[0, 0] / rate)
 
 
 def data_only(args: argparse.Namespace) -> None:
@@ -115,10 +118,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = None
         for procs in args.procs:
-            rate, loss = run(args, procs, Path(tmp) / f"p{procs}")
+            rate, loss, start = run(args, procs, Path(tmp) / f"p{procs}")
             base = base or rate
             print(f"{procs} process(es): {rate:6.1f} steps/s = {rate * args.batch_size:8.0f} windows/s "
-                  f"({rate / base:.2f}x), loss at step {args.steps}: {loss:.4f}", flush=True)  # fmt: skip
+                  f"({rate / base:.2f}x), loss at step {args.steps}: {loss:.4f}; {start:.1f} s before the first "
+                  "step", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
