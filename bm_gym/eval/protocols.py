@@ -103,13 +103,6 @@ class HeadingHoldDriver:
         return self.driver.act(state, self.hold(state, command))
 
 
-def heading_velocity(state: RobotState) -> np.ndarray:
-    """Planar root velocity (forward, left) in the robot's heading frame (m/s)."""
-    c, s = math.cos(state.yaw), math.sin(state.yaw)
-    v = state.root_lin_vel_w
-    return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
-
-
 def _kick(backend: SimBackend, rng: np.random.Generator, magnitude: float) -> None:
     """An instantaneous horizontal root-velocity change of ``magnitude`` m/s in a random direction."""
     angle = rng.uniform(-math.pi, math.pi)
@@ -148,7 +141,7 @@ def run_joystick_protocol(backend: SimBackend, driver: VelocityDriver, seed: int
             state = backend.step(driver.act(state, (vx, 0.0, wz)))
             if has_fallen(state):
                 return EpisodeResult(seed, False, True, 0, state.time, {"achieved": achieved, "followed": followed})
-            forward = float(heading_velocity(state)[0])
+            forward = float(state.heading_lin_vel[0])
             yaw_rate = math.remainder(state.yaw - previous_yaw, 2 * math.pi) / dt
             measured.append(forward if wz == 0.0 else yaw_rate)
         target = vx if wz == 0.0 else wz
@@ -197,7 +190,7 @@ def run_omnidirectional(backend: SimBackend, driver: VelocityDriver, seed: int, 
             if has_fallen(state):
                 return EpisodeResult(seed, False, True, 0, state.time, {"commands": per_command, "fell_in": name})
             if (step + 1) * dt > settle_s:
-                speeds.append(float(heading_velocity(state) @ axis))
+                speeds.append(float(state.heading_lin_vel @ axis))
             offset = state.root_pos[:2] - start
             drift = max(drift, abs(float(offset @ np.array([-along_w[1], along_w[0]]))))
         speed = float(np.mean(speeds))
@@ -294,7 +287,7 @@ def run_handover(backend: SimBackend, expert: Stage1Policy, controller: Diffusio
     for _ in range(round(after_s / dt)):
         previous_yaw = state.yaw
         state = backend.step(expert.act(state, command) if controller is None else controller.act(state))
-        velocities.append([*heading_velocity(state), math.remainder(state.yaw - previous_yaw, 2 * math.pi) / dt])
+        velocities.append([*state.heading_lin_vel, math.remainder(state.yaw - previous_yaw, 2 * math.pi) / dt])
         if has_fallen(state):
             break
     per_second = round(1.0 / dt)

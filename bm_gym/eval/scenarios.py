@@ -267,8 +267,7 @@ def run_joystick(backend, controller, seed: int, guidance: GuidanceCfg, smooth_s
         controller.set_task(VelocityTask(vx, 0.0, wz), guidance)
         previous_yaw = state.yaw
         state = backend.step(controller.act(state))
-        c, s = math.cos(state.yaw), math.sin(state.yaw)
-        forward[step] = c * state.root_lin_vel_w[0] + s * state.root_lin_vel_w[1]
+        forward[step] = state.heading_lin_vel[0]
         yaw_rate[step] = float(wrap_angle(state.yaw - previous_yaw)) / dt
         if has_fallen(state):
             return EpisodeResult(seed, False, True, 0, (step + 1) * dt)

@@ -56,9 +56,7 @@ class VelocityTask:
         """The planar velocity (heading frame) the next plan is guided towards."""
         if self.ramp is None:
             return self.vx, self.vy
-        c, s = math.cos(state.yaw), math.sin(state.yaw)
-        vel_x, vel_y = state.root_lin_vel_w[0], state.root_lin_vel_w[1]
-        now_x, now_y = c * vel_x + s * vel_y, -s * vel_x + c * vel_y
+        now_x, now_y = state.heading_lin_vel
         return (float(now_x + np.clip(self.vx - now_x, -self.ramp, self.ramp)),
                 float(now_y + np.clip(self.vy - now_y, -self.ramp, self.ramp)))  # fmt: skip
 

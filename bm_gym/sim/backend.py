@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,13 @@ class RobotState:
     @property
     def yaw(self) -> float:
         return float(yaw_from_quat(self.root_quat))
+
+    @property
+    def heading_lin_vel(self) -> np.ndarray:
+        """[2] planar root velocity (forward, left) in the heading frame, m/s: what a joystick commands."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        v = self.root_lin_vel_w
+        return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
 
 
 def has_fallen(state: RobotState, reference_height: float | None = None) -> bool:

@@ -153,6 +153,7 @@ def test_a_ramped_joystick_target_leads_the_present_velocity_by_at_most_the_ramp
     facing_y = backend.reset(RootPose(pos=(0.0, 0.0, 0.78), quat=tuple(quat_from_yaw(math.pi / 2))))
     assert VelocityTask(0.8, -0.5, 1.0, ramp=0.3).target(facing_y) == pytest.approx((0.3, -0.3))  # from standstill
     walking = dataclasses.replace(facing_y, root_lin_vel_w=np.array([-0.5, 0.6, 0.0]))  # 0.6 forward, 0.5 left
+    assert walking.heading_lin_vel == pytest.approx((0.6, 0.5))
     assert VelocityTask(0.8, 0.0, 0.0, ramp=0.3).target(walking) == pytest.approx((0.8, 0.2))
     assert VelocityTask(-0.4, 0.0, 0.0, ramp=0.3).target(walking) == pytest.approx((0.3, 0.2))  # a reversal eases
     cost = VelocityTask(0.8, -0.5, 1.0, ramp=0.3).cost(facing_y)
