@@ -105,6 +105,7 @@ print(torch.cuda.get_device_name())"
     done
     # Every run's evaluations at once, sharing the cores; each stops at the budget, keeping what ended.
     local eval_left=$((budget - (SECONDS - start) - 15)) jobs=() workers source
+    (( eval_left > 0 )) || eval_left=1  # timeout 0 would mean no limit at all
     local suite=1 sources=() per_run
     [[ -n ${EVAL_ONLY-x} ]] || suite=0  # EVAL_ONLY set but empty: no eval_suite
     read -r -a sources <<< "${EVAL_SOURCES:-}"
