@@ -15,7 +15,7 @@ from app.ui import AppCfg, TeleopApp
 from bm_gym.course import Course, CourseError
 from bm_gym.devices import parse_device
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
-from bm_gym.guidance.tasks import HeadingHoldCfg
+from bm_gym.guidance.tasks import HeadingHoldCfg, ObstacleSteerCfg
 from bm_gym.sim import BACKENDS, backend_problem
 
 
@@ -54,6 +54,9 @@ def main() -> int:
     parser.add_argument("--no-heading-hold", action="store_true",
                         help="joystick mode passes the stick's commands raw (default: a straight walk holds its "
                         "heading while the turn stick is centred)")  # fmt: skip
+    parser.add_argument("--no-steer", action="store_true",
+                        help="joystick mode does not turn a walk round obstacles ahead (default: it turns towards "
+                        "the nearest clear line, AvoidObstaclesTask.steer)")  # fmt: skip
     parser.add_argument("--backend", choices=BACKENDS, default="mujoco",
                         help="simulator; isaaclab: an Isaac Lab 3 scene (run with .venv-isaaclab/bin/python, made "
                         "by bash scripts/setup.sh --isaaclab)")  # fmt: skip
@@ -75,7 +78,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     hold = None if args.no_heading_hold else HeadingHoldCfg()
     sim = SimulationCfg(checkpoint=args.checkpoint, guidance=guidance, actions_per_plan=args.actions_per_plan,
-                        backend=args.backend, heading_hold=hold)  # fmt: skip
+                        backend=args.backend, heading_hold=hold,
+                        steer=None if args.no_steer else ObstacleSteerCfg())  # fmt: skip
     teleop = TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps, device=args.device,
                               record_video=not args.no_record_video))  # fmt: skip
     if args.course is not None:

@@ -30,6 +30,7 @@ from bm_gym.guidance.tasks import (
     HeadingHold,
     HeadingHoldCfg,
     NavigateTask,
+    ObstacleSteerCfg,
     Task,
     VelocityTask,
 )
@@ -55,6 +56,9 @@ class SimulationCfg:
     backend: str = "mujoco"  # simulator (bm_gym.sim.BACKENDS); "isaaclab" runs in the Isaac Lab venv
     # Joystick mode: a straight walk keeps its heading while the turn stick is centred (None: raw commands).
     heading_hold: HeadingHoldCfg | None = HeadingHoldCfg()
+    # Joystick mode: a walk at an obstacle is turned towards the nearest clear line (AvoidObstaclesTask.steer;
+    # None: only the barrier, which stops the robot in front of it).
+    steer: ObstacleSteerCfg | None = ObstacleSteerCfg()
 
 
 @dataclass
@@ -230,6 +234,9 @@ class Simulation(threading.Thread):
             mode, command, waypoint, weight = self._mode, self._command, self._waypoint, self._obstacle_weight
         base: Task | None = None
         obstacles = tuple(self.backend.obstacles().values())
+        avoid = AvoidObstaclesTask(obstacles) if obstacles else None
+        if mode == "joystick" and avoid is not None and self.cfg.steer is not None:
+            command = avoid.steer(self._state, command, self.cfg.steer)  # a turn: the heading hold lets go
         if self._heading_hold is not None:
             if mode == "joystick":
                 command = self._heading_hold(self._state, command)
@@ -242,8 +249,8 @@ class Simulation(threading.Thread):
             return NavigateTask(*waypoint, obstacles=obstacles, obstacle_weight=weight)
         else:
             base = VelocityTask()  # waypoint mode without a waypoint (and drawing mode): stand still
-        if obstacles:
-            return CombinedTask(((1.0, base), (weight, AvoidObstaclesTask(obstacles))))
+        if avoid is not None:
+            return CombinedTask(((1.0, base), (weight, avoid)))
         return base
 
     def _command_for_record(self) -> tuple[float, float, float]:

@@ -1,9 +1,9 @@
 """Main job on the embedded default: the shipped diffusion checkpoint drives the G1 in MuJoCo.
 
-Part 1: a joystick script (walk, curve, turn in place, walk, stop) while guidance keeps it clear of
-obstacles. Part 2: a wall appears between the robot and a goal 3.5 m ahead, and the robot walks round it
-to the goal (``NavigateTask``). The run is saved as a video (``demo.mp4``, simulation time, 25 fps) and a
-frame sheet (``demo.png``, one frame every 1.5 s).
+Part 1: a joystick script (walk, curve, turn in place, walk, stop), each walk turned round obstacles ahead as
+the app's joystick mode turns it, while guidance keeps it clear of them. Part 2: a wall appears between the
+robot and a goal 3.5 m ahead, and the robot walks round it to the goal (``NavigateTask``). The run is saved
+as a video (``demo.mp4``, simulation time, 25 fps) and a frame sheet (``demo.png``, one frame every 1.5 s).
 
     python -m tools.demo [--checkpoint DIR] [--seconds 30] [--navigate-seconds 30] [--out runs/demo]
 """
@@ -18,22 +18,15 @@ from PIL import Image
 
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
+from bm_gym.eval.scenarios import JOYSTICK_OBSTACLES, scripted_command
 from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, VelocityTask
-from bm_gym.obstacles import Box, Cylinder
+from bm_gym.obstacles import Box
 from bm_gym.robot import g1
 from bm_gym.sim import MujocoBackend, RobotState, has_fallen
 from bm_gym.utils.video import Mp4Writer
 
-#: (start time s, vx, vy, wz): stand, walk, curve right, turn in place, walk, stop.
-SCRIPT = [(0.0, 0.0, 0.0, 0.0), (1.0, 0.6, 0.0, 0.0), (8.0, 0.5, 0.0, -0.4), (13.0, 0.0, 0.0, -0.8),
-          (16.0, 0.6, 0.0, 0.0), (26.0, 0.0, 0.0, 0.0)]  # fmt: skip
 SHEET_EVERY_S = 1.5
 VIDEO_SIZE = (480, 360)
-OBSTACLES = (Cylinder(x=2.5, y=0.35, radius=0.25, height=1.2), Box(x=5.0, y=-0.6, half_x=0.3, half_y=0.2, yaw=0.4))
-
-
-def command_at(t: float) -> tuple[float, float, float]:
-    return next((vx, vy, wz) for start, vx, vy, wz in reversed(SCRIPT) if t >= start)
 
 
 def wall_and_goal(state: RobotState) -> tuple[Box, tuple[float, float]]:
@@ -58,12 +51,12 @@ def main() -> None:
 
     policy = DiffusionPolicy.load(args.checkpoint, robot_joints=g1.JOINT_NAMES)
     backend = MujocoBackend()
-    for obstacle in OBSTACLES:
+    for obstacle in JOYSTICK_OBSTACLES:
         backend.add_obstacle(obstacle)
     controller = DiffusionController(policy, ControllerCfg(guidance=policy.guidance.overridden(args.scale)))
     state = backend.reset(seed=0)
     controller.reset(state)
-    avoid = AvoidObstaclesTask(OBSTACLES)
+    avoid = AvoidObstaclesTask(JOYSTICK_OBSTACLES)
     frames, path, contacts, fell = [], 0.0, 0, False
     args.out.mkdir(parents=True, exist_ok=True)
     video = Mp4Writer(args.out / "demo.mp4", args.video_fps) if args.video_fps else None
@@ -86,7 +79,8 @@ def main() -> None:
 
     try:
         for _ in range(round(args.seconds / backend.control_dt)):
-            controller.set_task(CombinedTask(((1.0, VelocityTask(*command_at(state.time))), (1.0, avoid))))
+            command = avoid.steer(state, scripted_command(state.time))  # as the app's joystick mode steers
+            controller.set_task(CombinedTask(((1.0, VelocityTask(*command)), (1.0, avoid))))
             step()
             if fell:
                 break
@@ -95,7 +89,7 @@ def main() -> None:
         if not fell:
             wall, goal = wall_and_goal(state)
             backend.add_obstacle(wall)  # live: the robot is not reset
-            controller.set_task(NavigateTask(*goal, obstacles=(*OBSTACLES, wall)))
+            controller.set_task(NavigateTask(*goal, obstacles=(*JOYSTICK_OBSTACLES, wall)))
             start = state.time
             for _ in range(round(args.navigate_seconds / backend.control_dt)):
                 step()
@@ -106,6 +100,7 @@ def main() -> None:
     finally:  # an interrupted demo still leaves a playable video of what ran
         if video is not None:
             video.close()
+        backend.close()  # its GL context now, not at interpreter exit, where EGL is already shut down
     video_line = ""
     if video is not None and video.frames:
         size_mb = video.path.stat().st_size / 1e6

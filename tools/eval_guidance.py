@@ -3,6 +3,7 @@
 python -m tools.eval_guidance --scenario waypoint --episodes 20
 python -m tools.eval_guidance --scenario stay --episodes 20 [--navigator navigate] [--heading]
 python -m tools.eval_guidance --scenario joystick --episodes 3
+python -m tools.eval_guidance --scenario joystick-obstacles --episodes 30   # the demo's walk past its obstacles
 python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint] [--actions-per-plan 2]
 python -m tools.eval_guidance --scenario passages --episodes 10
 python -m tools.eval_guidance --scenario course --course my_course.yaml [more.json ...]   # goals in order
@@ -50,12 +51,13 @@ from bm_gym.eval.scenarios import (
     passage_course,
     run_course,
     run_joystick,
+    run_joystick_obstacles,
     run_stay,
     run_waypoint,
     scenario_course,
 )
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
-from bm_gym.guidance.tasks import ArrivalCfg
+from bm_gym.guidance.tasks import ArrivalCfg, ObstacleSteerCfg
 from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, process_backend
 from bm_gym.stage1 import Stage1Policy
@@ -111,6 +113,10 @@ def _episode(job: tuple[dict, str, int]) -> dict:
         result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
                               obstacle_weight=opts["obstacle_weight"], navigator=opts["navigator"],
                               navigation=navigation)  # fmt: skip
+    elif scenario == "joystick-obstacles":
+        result = run_joystick_obstacles(
+            backend, controller, seed, guidance, steer=ObstacleSteerCfg() if opts["steer"] else None
+        )
     else:
         result = run_joystick(backend, controller, seed, guidance)
     out = asdict(result)
@@ -216,6 +222,12 @@ def summarize(
         metrics.update(speed_error=speed, yaw_rate_error=yaw)
         line = (f"joystick: {n - falls}/{n} without falling; mean forward-speed error {speed:.3f} m/s, "
                 f"yaw-rate error {yaw:.3f} rad/s; median plan {latency:.1f} ms")  # fmt: skip
+    elif scenario == "joystick-obstacles":
+        ok = sum(r["success"] for r in results)
+        touched = [r["collisions"] for r in results]
+        metrics.update(success=ok, collided=sum(c > 0 for c in touched), contact_steps=sum(touched))
+        line = (f"joystick past obstacles: {ok}/{n} without a fall or a touch; {metrics['collided']} touched an "
+                f"obstacle ({sum(touched)} control steps), {falls} fell; median plan {latency:.1f} ms")  # fmt: skip
     elif scenario == "stay":
         ok = sum(r["success"] for r in results)
         arrived = [r for r in done if r["extra"].get("arrived_s") is not None]
@@ -242,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of one evaluation (tools.eval_suite runs several through the same parser)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
-    scenarios = ["waypoint", "stay", "joystick", "obstacles", "passages", "course", *PROTOCOLS]
+    scenarios = ["waypoint", "stay", "joystick", "joystick-obstacles", "obstacles", "passages", "course", *PROTOCOLS]
     parser.add_argument("--scenario", choices=scenarios, required=True)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + episodes - 1")
@@ -299,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heading-hold", action=argparse.BooleanOptionalAction, default=True,
                         help="protocols: straight walks hold their heading (bm_gym.guidance.tasks.HeadingHold), "
                         "for either controller; --no-heading-hold passes the raw commands")  # fmt: skip
+    parser.add_argument("--steer", action=argparse.BooleanOptionalAction, default=True,
+                        help="joystick-obstacles: each command is steered round obstacles ahead, as in the app "
+                        "(AvoidObstaclesTask.steer); --no-steer passes the script's commands raw")  # fmt: skip
     parser.add_argument("--kicks", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0],
                         help="push: kick magnitudes (m/s) of the sweep, --episodes runs each")  # fmt: skip
     parser.add_argument("--randomize", action="store_true", help="domain randomization (pushes, friction, ...)")
@@ -330,7 +345,7 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
             "warm_start_step": args.warm_start_step, "warm_start_action_step": args.warm_start_action_step,
             "fused": not args.reference,
             "controller": args.controller, "expert": args.expert, "backend": args.backend,
-            "heading_hold": args.heading_hold}  # fmt: skip
+            "heading_hold": args.heading_hold, "steer": args.steer}  # fmt: skip
     seeds = range(args.first_seed, args.first_seed + args.episodes)
     if args.sample_steps is not None and args.controller != "expert":
         try:  # checked here, not in every worker

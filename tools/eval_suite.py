@@ -37,6 +37,7 @@ SUITE: dict[str, tuple[str, ...]] = {
     "tour": ("--scenario", "tour", "--episodes", "20"),
     "waypoint": ("--scenario", "waypoint", "--episodes", "20"),
     "joystick": ("--scenario", "joystick", "--episodes", "3"),
+    "joystick-obstacles": ("--scenario", "joystick-obstacles", "--episodes", "30"),
     "obstacles": ("--scenario", "obstacles", "--episodes", "40"),
     "passages": ("--scenario", "passages", "--episodes", "10"),
     "stay": ("--scenario", "stay", "--episodes", "20"),
@@ -69,6 +70,8 @@ def headline(scenario: str, m: dict) -> str:
         return f"{m['error_mean']:.3f} m, {n - falls} / {n} upright"
     if scenario == "joystick":
         return f"{m['speed_error']:.3f} m/s, {m['yaw_rate_error']:.3f} rad/s, {falls} falls"
+    if scenario == "joystick-obstacles":
+        return f"{m['success']} / {n}, {m['collided']} touched ({m['contact_steps']} steps), {falls} falls"
     if scenario == "stay":
         heading = f", heading {m['heading_error_median']:.2f} rad" if "heading_error_median" in m else ""
         return f"{m['success']} / {n}{heading}"

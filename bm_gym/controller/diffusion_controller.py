@@ -52,6 +52,7 @@ class _Robot:
     velocity: np.ndarray | None = None  # world-frame horizontal root velocity at the last step, m/s
     time: float = 0.0  # simulation time of that step, s
     recover_until: float = -np.inf  # guidance is eased until this time (GuidanceCfg.recovery_guided_steps)
+    touching: bool = False  # touched an obstacle at the last step: guidance is never eased then
 
 
 class DiffusionController:
@@ -145,6 +146,7 @@ class DiffusionController:
             r.actions.append(np.array(g1.DEFAULT_JOINT_POS, dtype=np.float32))
         r.plan = r.cost = r.velocity = None
         r.recover_until = -np.inf
+        r.touching = False
         if self.num_robots == 1:
             self.plan_ms.clear()
 
@@ -183,15 +185,23 @@ class DiffusionController:
         return np.concatenate([states[:-1], plan[:, d:]], axis=1)
 
     def recovering(self, robot: int = 0) -> bool:
-        """Whether ``robot`` is recovering from a kick, so its guidance is eased (GuidanceCfg.recovery_s)."""
+        """Whether ``robot`` is recovering from a kick, so its guidance is eased (GuidanceCfg.recovery_s).
+
+        Never while it touches an obstacle: guidance, its barrier with it, is what takes it off the obstacle.
+        """
         r = self.robots[robot]
-        return r.velocity is not None and r.time < r.recover_until
+        return r.velocity is not None and r.time < r.recover_until and not r.touching
 
     def _watch_for_kicks(self, r: _Robot, state: RobotState) -> None:
-        """Start a recovery when the root's horizontal velocity changed faster than walking changes it."""
+        """Start a recovery when the root's horizontal velocity changed faster than walking changes it.
+
+        A change while touching an obstacle is the obstacle's force, not a kick: bumping into a cylinder jolts
+        the root as hard as a kick does, and easing the barrier then pressed the robot into it for longer.
+        """
         cfg = r.guidance or self.cfg.guidance
         velocity = np.asarray(state.root_lin_vel_w[:2], dtype=float)
-        if r.velocity is not None and state.time > r.time:
+        r.touching = bool(state.obstacle_contact)
+        if r.velocity is not None and state.time > r.time and not r.touching:
             if np.hypot(*(velocity - r.velocity)) / (state.time - r.time) > cfg.disturbance_accel:
                 self.kicks_seen += state.time >= r.recover_until  # a new recovery, not one kick seen twice
                 r.recover_until = state.time + cfg.recovery_s

@@ -1,5 +1,5 @@
-"""Seeded evaluation scenarios for guided control: waypoints, staying at a goal, a joystick profile, obstacle
-courses, narrow passages."""
+"""Seeded evaluation scenarios for guided control: waypoints, staying at a goal, a joystick profile, a scripted
+joystick walk past obstacles, obstacle courses, narrow passages."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bm_gym.guidance.tasks import (
     AvoidObstaclesTask,
     CombinedTask,
     NavigateTask,
+    ObstacleSteerCfg,
     RoutedWaypointTask,
     VelocityTask,
     WaypointTask,
@@ -105,6 +106,22 @@ def joystick_command(t: float) -> tuple[float, float]:
             a = (t - t0) / (t1 - t0)
             return vx0 + a * (vx1 - vx0), wz0 + a * (wz1 - wz0)
     return JOYSTICK_PROFILE[-1][1], JOYSTICK_PROFILE[-1][2]
+
+
+#: A scripted joystick walk past obstacles, as the demo (tools.demo) drives it: (start s, vx, vy, wz). Straight at a
+#: cylinder just off the path (the guidance steers round it), a curve past a box, a turn in place, a walk, a stop.
+JOYSTICK_OBSTACLE_SCRIPT = ((0.0, 0.0, 0.0, 0.0), (1.0, 0.6, 0.0, 0.0), (8.0, 0.5, 0.0, -0.4), (13.0, 0.0, 0.0, -0.8),
+                            (16.0, 0.6, 0.0, 0.0), (26.0, 0.0, 0.0, 0.0))  # fmt: skip
+JOYSTICK_OBSTACLES = (Cylinder(x=2.5, y=0.35, radius=0.25, height=1.2),
+                      Box(x=5.0, y=-0.6, half_x=0.3, half_y=0.2, yaw=0.4))  # fmt: skip
+
+
+STEER = ObstacleSteerCfg()  # how the app steers a joystick walk round obstacles ahead
+
+
+def scripted_command(t: float) -> tuple[float, float, float]:
+    """The command (vx, vy, wz) of :data:`JOYSTICK_OBSTACLE_SCRIPT` at time ``t``."""
+    return next((vx, vy, wz) for start, vx, vy, wz in reversed(JOYSTICK_OBSTACLE_SCRIPT) if t >= start)
 
 
 def _start(backend: MujocoBackend, controller: DiffusionController, seed: int, obstacles=(),
@@ -253,6 +270,26 @@ def run_stay(backend, controller, seed: int, guidance: GuidanceCfg, navigator: s
         extra["goal_yaw"], extra["heading_error"] = yaw, abs(float(wrap_angle(state.yaw - yaw)))
         stayed = stayed and extra["heading_error"] <= heading_tolerance
     return EpisodeResult(seed, stayed, False, 0, (step + 1) * dt, extra)
+
+
+def run_joystick_obstacles(backend, controller, seed: int, guidance: GuidanceCfg, seconds: float = 14.0,
+                           steer: ObstacleSteerCfg | None = STEER) -> EpisodeResult:  # fmt: skip
+    """The demo's joystick walk past its obstacles (:data:`JOYSTICK_OBSTACLE_SCRIPT`, 14 s: the cylinder and the
+    box), each command steered round obstacles ahead as the app steers it (``steer`` None: raw); success = no
+    fall and no contact. Counts the control steps touching an obstacle."""
+    state = _start(backend, controller, seed, JOYSTICK_OBSTACLES)
+    avoid = AvoidObstaclesTask(JOYSTICK_OBSTACLES)
+    contacts = 0
+    for step in range(round(seconds / backend.control_dt)):
+        command = scripted_command(state.time)
+        if steer is not None:
+            command = avoid.steer(state, command, steer)
+        controller.set_task(CombinedTask(((1.0, VelocityTask(*command)), (1.0, avoid))), guidance)
+        state = backend.step(controller.act(state))
+        contacts += int(state.obstacle_contact)
+        if has_fallen(state):
+            return EpisodeResult(seed, False, True, contacts, (step + 1) * backend.control_dt)
+    return EpisodeResult(seed, contacts == 0, False, contacts, seconds)
 
 
 def run_joystick(backend, controller, seed: int, guidance: GuidanceCfg, smooth_s: float = 1.0) -> EpisodeResult:

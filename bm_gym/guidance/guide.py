@@ -23,7 +23,7 @@ class GuidanceCfg:
     # changes faster than ``disturbance_accel`` (m/s^2: guided walks up to 1 m/s, turns and stops stayed under
     # 7 in 99.9 % of steps and reached 10 at most; a kick of 0.2 m/s within one 50 Hz step is 10), the next
     # ``recovery_s`` seconds are guided on only the last ``recovery_guided_steps`` denoising steps (0: not at
-    # all). None never eases.
+    # all). None never eases. A robot touching an obstacle is never eased: the barrier takes it off.
     recovery_guided_steps: int | None = None
     disturbance_accel: float = 10.0
     recovery_s: float = 1.0

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from bm_gym.guidance.costs import JoystickCost, ObstacleCost, TaskCost, WaypointCost, WeightedSum
 from bm_gym.guidance.routing import PursuitCfg, Route, RouteCfg, cached_route, pursuit_command
@@ -116,6 +117,28 @@ class HeadingHold:
             self.heading, self.direction = state.yaw, direction
         correction = self.cfg.gain * float(wrap_angle(self.heading - state.yaw))
         return vx, vy, wz + min(self.cfg.max_rate, max(-self.cfg.max_rate, correction))
+
+
+@dataclass(frozen=True)
+class ObstacleSteerCfg:
+    """How :meth:`AvoidObstaclesTask.steer` turns a joystick walk round obstacles ahead of it.
+
+    Why: the barrier holds a student that walks at an obstacle back, but this student cannot sidestep (it does
+    not walk sideways), so a joystick pointed past the edge of a cylinder left it stopping, backing off and
+    lurching into it again. What it can do is turn: the walk is turned towards the nearest clear line of travel,
+    as an operator would steer (docs/benchmarks.md).
+    """
+
+    body_radius: float = 0.35  # m: half the width a walk sweeps along its line (shoulders, hands, margin)
+    lookahead: float = 1.2  # m of the line of travel kept clear
+    gain: float = 1.5  # (rad/s) per rad between the commanded direction and the nearest clear one
+    max_rate: float = 0.6  # rad/s: the turn added at most
+    max_angle: float = math.pi / 2  # rad: the widest detour looked at
+    angle_step: float = math.radians(10)
+
+    def __post_init__(self) -> None:
+        for name in ("body_radius", "lookahead", "gain", "max_rate", "max_angle", "angle_step"):
+            positive_finite("ObstacleSteerCfg", name, getattr(self, name), allow_zero=name == "body_radius")
 
 
 @dataclass(frozen=True)
@@ -258,6 +281,28 @@ class AvoidObstaclesTask:
     def cost(self, state: RobotState) -> TaskCost:
         frame = self.world_field.to_robot_frame(float(state.root_pos[0]), float(state.root_pos[1]), state.yaw)
         return ObstacleCost(frame, margin=self.margin)
+
+    def steer(self, state: RobotState, command: tuple[float, float, float],
+              cfg: ObstacleSteerCfg = ObstacleSteerCfg()) -> tuple[float, float, float]:  # fmt: skip
+        """A joystick command (vx, vy, wz) whose walk is turned towards the nearest clear line of travel when
+        its own line, ``cfg.lookahead`` m ahead and ``cfg.body_radius`` wide, runs into an obstacle; else as it
+        was. Standing and turning in place are never changed. Stateless: one call per control step."""
+        vx, vy, wz = command
+        if math.hypot(vx, vy) < 0.05 or self.world_field.empty:
+            return command
+        steps = np.arange(1, int(cfg.max_angle / cfg.angle_step + 1e-9) + 1) * cfg.angle_step
+        offsets = np.concatenate([[0.0], np.column_stack([steps, -steps]).ravel()])  # nearest first, left first
+        directions = state.yaw + math.atan2(vy, vx) + offsets
+        along = np.linspace(cfg.lookahead / 6, cfg.lookahead, 6)
+        unit = np.stack([np.cos(directions), np.sin(directions)], axis=-1)
+        points = np.asarray(state.root_pos[:2])[None, None] + along[None, :, None] * unit[:, None]
+        clearance = self.world_field.distance(torch.as_tensor(points, dtype=torch.float32)).amin(dim=1).numpy()
+        clear = np.flatnonzero(clearance > cfg.body_radius)
+        if len(clear) and clear[0] == 0:
+            return command
+        best = clear[0] if len(clear) else int(np.argmax(clearance))
+        turn = float(np.clip(cfg.gain * offsets[best], -cfg.max_rate, cfg.max_rate))
+        return vx, vy, wz + turn
 
 
 def _grid_key(grid: OccupancyGrid) -> tuple:

@@ -127,3 +127,25 @@ def test_joystick_mode_holds_the_heading_of_a_straight_walk():
     raw.set_command(0.8, 0.0, 0.0)
     raw._state = dataclasses.replace(raw._state, root_quat=np.asarray(quat_from_yaw(0.5)))
     assert raw._task() == VelocityTask(0.8, 0.0, 0.0)
+
+
+def test_joystick_mode_turns_a_walk_at_a_drawn_obstacle_towards_the_clear_side():
+    """A walk straight at a cylinder just left of the line turns right (the hold lets go of it); without
+    obstacles, or with SimulationCfg(steer=None), the stick passes as it was."""
+    from app.simulation import SimulationCfg
+    from bm_gym.guidance.tasks import CombinedTask, VelocityTask
+
+    sim = Simulation()
+    sim.set_command(0.6, 0.0, 0.0)
+    assert sim._task() == VelocityTask(0.6, 0.0, 0.0)
+    sim.put_obstacle(1, Cylinder(1.0, 0.25, 0.25))
+    sim._apply_edits()
+    task = sim._task()
+    assert isinstance(task, CombinedTask)
+    joystick = task.terms[0][1]
+    assert joystick.vx == 0.6 and joystick.wz < -0.1 and sim._heading_hold.heading is None
+    raw = Simulation(SimulationCfg(steer=None))
+    raw.set_command(0.6, 0.0, 0.0)
+    raw.put_obstacle(1, Cylinder(1.0, 0.25, 0.25))
+    raw._apply_edits()
+    assert raw._task().terms[0][1] == VelocityTask(0.6, 0.0, 0.0)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -205,6 +207,32 @@ def test_a_kick_eases_guidance_for_recovery_s_and_calm_steps_do_not(untrained_po
     assert not controller.recovering() and guides[-1][1] == guidance
     controller.reset(state)  # a new episode starts calm
     assert not controller.recovering()
+
+
+def test_a_jolt_while_touching_an_obstacle_is_not_a_kick_and_touching_ends_the_easing(untrained_policy, backend):
+    """Bumping into an obstacle jolts the root like a kick, but the barrier must stay whole to take it off."""
+    from bm_gym.guidance.guide import GuidanceCfg
+
+    guidance = GuidanceCfg(guided_steps=None, recovery_guided_steps=3, recovery_s=1.0)
+    controller = DiffusionController(untrained_policy, ControllerCfg(guidance=guidance, onnxruntime=False))
+    state = backend.reset()
+    controller.reset(state)
+    controller.act(state)
+    backend.push(np.array([1.0, 0.0, 0.0]), np.zeros(3))
+    state = backend.step(np.asarray(g1.DEFAULT_JOINT_POS))
+    controller.act(dataclasses.replace(state, obstacle_contact=True))
+    assert not controller.recovering() and controller.kicks_seen == 0
+
+    backend.push(np.array([-2.0, 0.0, 0.0]), np.zeros(3))  # a kick in the open starts a recovery
+    state = backend.step(np.asarray(g1.DEFAULT_JOINT_POS))
+    controller.act(state)
+    assert controller.recovering() and controller.kicks_seen == 1
+    state = backend.step(np.asarray(g1.DEFAULT_JOINT_POS))
+    controller.act(dataclasses.replace(state, obstacle_contact=True))  # pushed into an obstacle: whole again
+    assert not controller.recovering()
+    state = backend.step(np.asarray(g1.DEFAULT_JOINT_POS))
+    controller.act(state)  # off the obstacle, within recovery_s of the kick: eased again
+    assert controller.recovering() and controller.kicks_seen == 1
 
 
 def test_guidance_is_never_eased_without_recovery_steps(untrained_policy, backend):

@@ -88,3 +88,41 @@ def test_a_course_with_two_goals_is_walked_in_order(backend):
     result = run_course(backend, controller, course, GuidanceCfg(), timeout_s=12.0)
     assert result.success and result.extra["goals_reached"] == 2, result
     assert abs(backend.state().root_pos[1] - 1.2) < 0.4
+
+
+def test_the_scripted_joystick_walk_heads_at_a_cylinder_then_curves_past_a_box():
+    from bm_gym.eval.scenarios import JOYSTICK_OBSTACLES, scripted_command
+
+    assert scripted_command(0.5) == (0.0, 0.0, 0.0)
+    assert scripted_command(2.0) == (0.6, 0.0, 0.0)
+    assert scripted_command(10.0) == (0.5, 0.0, -0.4)
+    assert scripted_command(100.0) == (0.0, 0.0, 0.0)
+    cylinder = JOYSTICK_OBSTACLES[0]
+    assert isinstance(cylinder, Cylinder) and abs(cylinder.y) - cylinder.radius < 0.25  # in the straight path
+
+
+class _StandingController:
+    """Holds the default pose: exercises the scenario's bookkeeping, not the walking."""
+
+    def reset(self, state, seed=None):
+        pass
+
+    def set_task(self, task, guidance=None):
+        self.task = task
+
+    def act(self, state):
+        from bm_gym.robot import g1
+
+        return np.asarray(g1.DEFAULT_JOINT_POS)
+
+
+def test_joystick_obstacles_counts_the_steps_touching_an_obstacle(backend, monkeypatch):
+    from bm_gym.eval import scenarios
+    from bm_gym.guidance import GuidanceCfg
+
+    monkeypatch.setattr(scenarios, "JOYSTICK_OBSTACLES", (Cylinder(x=0.2, y=0.0, radius=0.2, height=1.2),))
+    result = scenarios.run_joystick_obstacles(backend, _StandingController(), 0, GuidanceCfg(), seconds=0.2)
+    assert not result.success and not result.fell and result.collisions == 10, result
+    monkeypatch.setattr(scenarios, "JOYSTICK_OBSTACLES", (Cylinder(x=3.0, y=0.0, radius=0.2, height=1.2),))
+    result = scenarios.run_joystick_obstacles(backend, _StandingController(), 0, GuidanceCfg(), seconds=0.2)
+    assert result.success and result.collisions == 0, result

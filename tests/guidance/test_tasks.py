@@ -168,3 +168,26 @@ def test_a_ramped_joystick_target_leads_the_present_velocity_by_at_most_the_ramp
     for bad in (0.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="VelocityTask.ramp"):
             VelocityTask(0.5, ramp=bad)
+
+
+def test_a_joystick_walk_at_an_obstacle_is_turned_towards_the_nearest_clear_line(backend):
+    """A cylinder just left of the line of travel turns the walk right (and one to the right turns it left);
+    a clear line, standing and turning in place pass unchanged; the added turn is bounded."""
+    from bm_gym.guidance.tasks import ObstacleSteerCfg
+
+    state = backend.reset(RootPose(pos=(0.0, 0.0, 0.78), quat=tuple(quat_from_yaw(0.0))))
+    left = AvoidObstaclesTask((Cylinder(1.0, 0.25, 0.25),))
+    vx, vy, wz = left.steer(state, (0.6, 0.0, 0.1))
+    assert (vx, vy) == (0.6, 0.0) and -0.6 <= wz - 0.1 < -0.1  # turned right, by at most max_rate
+    assert AvoidObstaclesTask((Cylinder(1.0, -0.25, 0.25),)).steer(state, (0.6, 0.0, 0.0))[2] > 0.1
+    assert AvoidObstaclesTask((Cylinder(1.0, 1.5, 0.25),)).steer(state, (0.6, 0.0, 0.0)) == (0.6, 0.0, 0.0)
+    assert left.steer(state, (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0)  # a standing robot is not made to turn
+    assert left.steer(state, (0.0, 0.0, -0.8)) == (0.0, 0.0, -0.8)
+    assert AvoidObstaclesTask(()).steer(state, (0.6, 0.0, 0.0)) == (0.6, 0.0, 0.0)
+    behind = backend.reset(RootPose(pos=(2.0, 0.25, 0.78), quat=tuple(quat_from_yaw(0.0))))
+    assert left.steer(behind, (0.6, 0.0, 0.0)) == (0.6, 0.0, 0.0)  # passed: the obstacle is behind
+    assert left.steer(behind, (-0.4, 0.0, 0.0))[2] != 0.0  # backing up towards it: the line of travel is behind
+    gentle = left.steer(state, (0.6, 0.0, 0.0), ObstacleSteerCfg(gain=0.5, max_rate=0.1))
+    assert gentle[2] == pytest.approx(-0.1)
+    with pytest.raises(ValueError, match="ObstacleSteerCfg.lookahead"):
+        ObstacleSteerCfg(lookahead=0.0)
