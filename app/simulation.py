@@ -179,6 +179,12 @@ class Simulation(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
 
+    def close(self) -> None:
+        """Release the simulator (its renderer; Isaac Lab's one simulation a process may hold) after the loop."""
+        if self.is_alive():
+            raise RuntimeError("stop the simulation and join its thread before closing it")
+        self.backend.close()
+
     # -- the loop -------------------------------------------------------------------------------------------
 
     def run(self) -> None:

@@ -434,6 +434,8 @@ class TeleopApp:
         self.view.stop()
         self.sim.join(timeout=5)
         self.view.join(timeout=5)
+        if not self.sim.is_alive() and not self.view.is_alive():  # both use the backend
+            self.sim.close()
         for device in self.devices:
             device.close()
         dpg.destroy_context()

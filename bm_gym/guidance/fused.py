@@ -16,10 +16,10 @@ your own, guidance through the denoiser, DDPM, warm starts) takes the autograd p
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import hashlib
 import io
+import logging
 import math
 import multiprocessing
 import multiprocessing.util
@@ -48,6 +48,8 @@ from bm_gym.guidance.costs import (
 )
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.utils.cache import cache_root
+
+log = logging.getLogger(__name__)
 
 #: Per-robot scalar parameters, in this order (one row of the ``params`` input).
 PARAMS = (
@@ -375,8 +377,17 @@ class FusedSampler:
                 self._building.add(key)
                 # Traced in another process: tracing holds the GIL for seconds, which would stall the caller.
                 future = _exporter().submit(_export_graph, self._spec(*key))
-                future.add_done_callback(lambda f, k=key: self._build(k, f.result()))
+                future.add_done_callback(lambda f, k=key: self._exported(k, f))
         return None
+
+    def _exported(self, key: tuple, future: concurrent.futures.Future) -> None:
+        """Load a graph the exporter made; an export cut short because the process is ending is dropped."""
+        if future.cancelled() or _EXPORTER_STOPPED.is_set():
+            return
+        if future.exception() is not None:  # this sampler keeps planning the other way
+            log.warning("exporting the fused graph %s failed: %r", key, future.exception())
+            return
+        self._build(key, future.result())
 
     def _build(self, key: tuple, graph: bytes | None = None) -> ort.InferenceSession:
         shared = (self._fingerprint(), key)
@@ -553,12 +564,30 @@ def _exporter() -> concurrent.futures.ProcessPoolExecutor:
     global _EXPORTER
     if _EXPORTER is None:
         _EXPORTER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        atexit.register(_EXPORTER.shutdown, wait=False, cancel_futures=True)  # a pending export dies with us
-        # In a multiprocessing child, atexit runs only after multiprocessing joins the child's own children, the
-        # exporter among them, which waits for work forever: a finalizer with a priority runs before that join.
-        multiprocessing.util.Finalize(_EXPORTER, _EXPORTER.shutdown, kwargs={"wait": False, "cancel_futures": True},
-                                      exitpriority=10)  # fmt: skip
+        # At exit, concurrent.futures joins its manager thread, which waits for every export queued, before atexit
+        # handlers run: a hook of that same (private) kind, registered later, runs before it.
+        threading._register_atexit(_stop_exporter)
+        # A multiprocessing child first joins its own children, the exporter among them: a finalizer with a
+        # priority runs before that join (and before the queues' semaphores are unlinked, which a worker still
+        # starting up would die of, with a traceback).
+        multiprocessing.util.Finalize(_EXPORTER, _stop_exporter, exitpriority=10)
     return _EXPORTER
+
+
+def _stop_exporter() -> None:
+    """At exit: cancel pending exports and kill a running one. A graph nobody will load must not hold up the
+    exit (an export takes seconds, a worker still importing torch longer), and waiting on it is what
+    ``ProcessPoolExecutor`` does otherwise (Python 3.14's ``terminate_workers`` does the same as this)."""
+    if _EXPORTER is None or _EXPORTER_STOPPED.is_set():
+        return
+    _EXPORTER_STOPPED.set()
+    workers = list((_EXPORTER._processes or {}).values())  # shutdown() drops them
+    _EXPORTER.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+
+
+_EXPORTER_STOPPED = threading.Event()
 
 
 #: Exported graphs by (model fingerprint, graph key), shared by every sampler of the process: envs and apps that

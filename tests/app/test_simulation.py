@@ -25,9 +25,12 @@ def test_waypoint_behind_a_drawn_obstacle_is_routed_round_it_while_running():
         with pytest.raises(ValueError, match="finite"):
             sim.set_waypoint((float("nan"), 0.0))
         assert sim.snapshot().waypoint == (3.0, 0.0)  # the bad waypoint changed nothing
+        with pytest.raises(RuntimeError, match="join"):
+            sim.close()  # the loop still steps the backend
     finally:
         sim.stop()
         sim.join(timeout=5)
+    sim.close()
 
 
 def _wait_for(sim, condition, timeout=20.0):

@@ -1,5 +1,9 @@
 """The fused sampler (one ONNX Runtime call per plan, closed-form cost gradients) against the autograd reference."""
 
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +146,36 @@ def test_a_new_step_count_remakes_the_fused_sampler_and_it_still_equals_the_refe
     reference.set_sample_steps(10)
     ten_steps = reference.plan(histories[0], torch.Generator().manual_seed(5), reference.guide(cost))
     assert np.abs(ten_steps - expected).max() > 1e-2  # the step count matters
+
+
+EXPORT_THEN_EXIT = """
+import multiprocessing, sys, time
+from bm_gym.guidance.fused import _exporter
+
+def export_forever():
+    _exporter().submit(int).result()  # the exporter is up
+    _exporter().submit(time.sleep, 600)  # stands in for an export still running when the process ends
+    _exporter().submit(time.sleep, 600)  # and one waiting behind it
+    time.sleep(0.5)
+
+if __name__ == "__main__":
+    if sys.argv[1] == "child":  # the app's case: the planner lives in a multiprocessing child
+        child = multiprocessing.get_context("spawn").Process(target=export_forever)
+        child.start()
+        child.join(timeout=120)
+        sys.exit("the child did not exit" if child.exitcode is None else child.exitcode)
+    export_forever()
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "child"])
+def test_a_running_export_does_not_hold_up_the_exit(tmp_path, where):
+    """Graphs export in a background process (the app's 50 Hz loop plans another way meanwhile); a process that
+    ends while one is exporting ends at once, quietly, instead of waiting for a graph nobody will load."""
+    script = tmp_path / "export_then_exit.py"
+    script.write_text(EXPORT_THEN_EXIT)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(script), where], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert time.perf_counter() - started < 90, "the exit waited for the export"
