@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ldconfig -p | grep -q libOSMesa || ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null; then
+if ! ldconfig -p | grep libOSMesa >/dev/null || ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq libosmesa6 xvfb xdotool >/dev/null
@@ -34,10 +34,16 @@ if [ ! -x .venv-isaaclab/bin/python ] && [ "$free_gb" -lt "$need_gb" ]; then
     exit 3
 fi
 if [ ! -x .venv-isaaclab/bin/python ]; then
+    # (grep without -q here and above: grep -q stops reading at its first match, and under pipefail the SIGPIPE
+    # the writer may then get fails the test; `pyenv versions | grep -q` failed once in about 20 runs here)
+    pyenv_312=""
+    if command -v pyenv >/dev/null; then
+        pyenv_312=$(pyenv versions --bare | grep '^3\.12' | tail -1 || true)
+    fi
     if command -v python3.12 >/dev/null && python3.12 --version >/dev/null 2>&1; then
         python3.12 -m venv .venv-isaaclab
-    elif command -v pyenv >/dev/null && pyenv versions --bare | grep -q '^3\.12'; then
-        PYENV_VERSION=$(pyenv versions --bare | grep '^3\.12' | tail -1) python3.12 -m venv .venv-isaaclab
+    elif [ -n "$pyenv_312" ]; then
+        PYENV_VERSION=$pyenv_312 python3.12 -m venv .venv-isaaclab
     else
         echo "!!! scripts/setup.sh --isaaclab: Isaac Lab 3 needs Python 3.12 (python3.12 or a pyenv 3.12)" >&2
         exit 3
