@@ -15,7 +15,7 @@ from app.ui import AppCfg, TeleopApp
 from bm_gym.course import Course, CourseError
 from bm_gym.devices import parse_device
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
-from bm_gym.guidance.tasks import HeadingHoldCfg, ObstacleSteerCfg
+from bm_gym.guidance.tasks import HeadingHoldCfg, ObstacleSteerCfg, SpeedHoldCfg
 from bm_gym.sim import BACKENDS, backend_problem
 
 
@@ -54,6 +54,9 @@ def main() -> int:
     parser.add_argument("--no-heading-hold", action="store_true",
                         help="joystick mode passes the stick's commands raw (default: a straight walk holds its "
                         "heading while the turn stick is centred)")  # fmt: skip
+    parser.add_argument("--no-speed-hold", action="store_true",
+                        help="joystick mode asks for the stick's speed as it is (default: a walk is asked for more "
+                        "while it is slower than the stick, SpeedHold)")  # fmt: skip
     parser.add_argument("--no-steer", action="store_true",
                         help="joystick mode does not turn a walk round obstacles ahead (default: it turns towards "
                         "the nearest clear line, AvoidObstaclesTask.steer)")  # fmt: skip
@@ -79,6 +82,7 @@ def main() -> int:
     hold = None if args.no_heading_hold else HeadingHoldCfg()
     sim = SimulationCfg(checkpoint=args.checkpoint, guidance=guidance, actions_per_plan=args.actions_per_plan,
                         backend=args.backend, heading_hold=hold,
+                        speed_hold=None if args.no_speed_hold else SpeedHoldCfg(),
                         steer=None if args.no_steer else ObstacleSteerCfg())  # fmt: skip
     teleop = TeleopApp(AppCfg(sim=sim, record_dir=args.record_dir, view_fps=args.view_fps, device=args.device,
                               record_video=not args.no_record_video))  # fmt: skip

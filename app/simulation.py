@@ -31,6 +31,8 @@ from bm_gym.guidance.tasks import (
     HeadingHoldCfg,
     NavigateTask,
     ObstacleSteerCfg,
+    SpeedHold,
+    SpeedHoldCfg,
     Task,
     VelocityTask,
 )
@@ -56,6 +58,8 @@ class SimulationCfg:
     backend: str = "mujoco"  # simulator (bm_gym.sim.BACKENDS); "isaaclab" runs in the Isaac Lab venv
     # Joystick mode: a straight walk keeps its heading while the turn stick is centred (None: raw commands).
     heading_hold: HeadingHoldCfg | None = HeadingHoldCfg()
+    # Joystick mode: a walk reaches the speed the stick asks for (integral action; None: raw commands).
+    speed_hold: SpeedHoldCfg | None = SpeedHoldCfg()
     # Joystick mode: a walk at an obstacle is turned towards the nearest clear line (AvoidObstaclesTask.steer;
     # None: only the barrier, which stops the robot in front of it).
     steer: ObstacleSteerCfg | None = ObstacleSteerCfg()
@@ -105,6 +109,7 @@ class Simulation(threading.Thread):
         self._halt = threading.Event()
         self._command = (0.0, 0.0, 0.0)
         self._heading_hold = None if self.cfg.heading_hold is None else HeadingHold(self.cfg.heading_hold)
+        self._speed_hold = None if self.cfg.speed_hold is None else SpeedHold(self.cfg.speed_hold)
         self._mode = "joystick"
         self._waypoint: tuple[float, float] | None = None
         self._guidance, self._obstacle_weight = self.controller.cfg.guidance, self.cfg.obstacle_weight
@@ -243,11 +248,13 @@ class Simulation(threading.Thread):
         avoid = AvoidObstaclesTask(obstacles) if obstacles else None
         if mode == "joystick" and avoid is not None and self.cfg.steer is not None:
             command = avoid.steer(self._state, command, self.cfg.steer)  # a turn: the heading hold lets go
-        if self._heading_hold is not None:
+        for hold in (self._heading_hold, self._speed_hold):
+            if hold is None:
+                continue
             if mode == "joystick":
-                command = self._heading_hold(self._state, command)
+                command = hold(self._state, command)
             else:
-                self._heading_hold.reset()  # back in joystick mode, a walk starts a new hold
+                hold.reset()  # back in joystick mode, a walk starts a new hold
         if mode == "joystick":
             base = VelocityTask(*command)
         elif waypoint is not None:  # route round obstacles (their edits rebuild the route); Eq. 8 alone
@@ -286,8 +293,9 @@ class Simulation(threading.Thread):
         elif kind == "reset":
             self._state = self.backend.reset(start_pose(payload))
             self.controller.reset(self._state)
-            if self._heading_hold is not None:
-                self._heading_hold.reset()
+            for hold in (self._heading_hold, self._speed_hold):
+                if hold is not None:
+                    hold.reset()
             self._fell = False
             self._error = None
             with self._lock:

@@ -15,8 +15,8 @@ python -m tools.eval_guidance --scenario omni --episodes 10 [--controller expert
 
 The last five are the paper's protocols and a push sweep (bm_gym/eval/protocols.py), for the diffusion
 controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from. Their straight
-walks hold their heading, as the app's joystick does (``HeadingHold``); ``--no-heading-hold`` sends the raw
-commands.
+walks hold their heading and their walks their speed, as the app's joystick does (``HeadingHold``,
+``SpeedHold``); ``--no-heading-hold`` and ``--no-speed-hold`` send the raw commands.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bm_gym.eval.protocols import (
     OMNI_COMMANDS,
     DiffusionDriver,
     ExpertDriver,
-    HeadingHoldDriver,
+    HoldDriver,
     run_joystick_protocol,
     run_omnidirectional,
     run_push,
@@ -57,7 +57,7 @@ from bm_gym.eval.scenarios import (
     scenario_course,
 )
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
-from bm_gym.guidance.tasks import ArrivalCfg, ObstacleSteerCfg
+from bm_gym.guidance.tasks import ArrivalCfg, HeadingHold, ObstacleSteerCfg, SpeedHold
 from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, process_backend
 from bm_gym.stage1 import Stage1Policy
@@ -127,8 +127,9 @@ def _episode(job: tuple[dict, str, int]) -> dict:
 
 def _protocol(opts: dict, scenario: str, seed: int, backend, driver,
               controller: DiffusionController | None = None) -> dict:  # fmt: skip
-    if opts["heading_hold"]:
-        driver = HeadingHoldDriver(driver)
+    if opts["heading_hold"] or opts["speed_hold"]:
+        driver = HoldDriver(driver, HeadingHold() if opts["heading_hold"] else None,
+                            SpeedHold() if opts["speed_hold"] else None)  # fmt: skip
     if scenario in ("walk-perturb", "stand-perturb"):
         result = run_walk_perturb(backend, driver, seed, speed=0.5 if scenario == "walk-perturb" else 0.0)
     elif scenario == "joystick-protocol":
@@ -311,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heading-hold", action=argparse.BooleanOptionalAction, default=True,
                         help="protocols: straight walks hold their heading (bm_gym.guidance.tasks.HeadingHold), "
                         "for either controller; --no-heading-hold passes the raw commands")  # fmt: skip
+    parser.add_argument("--speed-hold", action=argparse.BooleanOptionalAction, default=True,
+                        help="protocols: walks reach their commanded speed (bm_gym.guidance.tasks.SpeedHold), for "
+                        "either controller; --no-speed-hold passes the commanded speeds raw")  # fmt: skip
     parser.add_argument("--steer", action=argparse.BooleanOptionalAction, default=True,
                         help="joystick-obstacles: each command is steered round obstacles ahead, as in the app "
                         "(AvoidObstaclesTask.steer); --no-steer passes the script's commands raw")  # fmt: skip
@@ -345,7 +349,7 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
             "warm_start_step": args.warm_start_step, "warm_start_action_step": args.warm_start_action_step,
             "fused": not args.reference,
             "controller": args.controller, "expert": args.expert, "backend": args.backend,
-            "heading_hold": args.heading_hold, "steer": args.steer}  # fmt: skip
+            "heading_hold": args.heading_hold, "speed_hold": args.speed_hold, "steer": args.steer}  # fmt: skip
     seeds = range(args.first_seed, args.first_seed + args.episodes)
     if args.sample_steps is not None and args.controller != "expert":
         try:  # checked here, not in every worker

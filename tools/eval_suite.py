@@ -146,9 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     except CheckpointError as err:
         parser.error(str(err))
     guidance, sample_steps = dataclasses.asdict(policy.guidance), policy.cfg.diffusion.sample_steps
-    heading_hold = eval_parser.parse_args(["--scenario", "omni", *forwarded]).heading_hold
+    holds = eval_parser.parse_args(["--scenario", "omni", *forwarded])
     setting = {"checkpoint": args.checkpoint, "guidance": guidance, "sample_steps": sample_steps,
-               "forwarded": forwarded, "max_episodes": args.max_episodes, "heading_hold": heading_hold}  # fmt: skip
+               "forwarded": forwarded, "max_episodes": args.max_episodes, "heading_hold": holds.heading_hold,
+               "speed_hold": holds.speed_hold}  # fmt: skip
     record = {**setting, "scenarios": {}}
     if args.out.exists():
         record = _load(args.out)

@@ -16,7 +16,8 @@ under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
   (:func:`tour_command`, an operator's proportional stick in the robot frame) turns goals into velocity
   commands for either driver. Measured: position and heading error at each goal's deadline. Failure: a fall.
 
-The tools run every protocol through :class:`HeadingHoldDriver` unless told not to (``--no-heading-hold``).
+The tools run every protocol through :class:`HoldDriver` unless told not to (``--no-heading-hold``,
+``--no-speed-hold``).
 
 A diagnostic beside them, :func:`run_handover`: the expert walks on a command, then the student goes on from
 the expert's history (tools/probe_handover.py). Does the student keep a gait it is handed?
@@ -33,7 +34,7 @@ import numpy as np
 from bm_gym.controller import DiffusionController
 from bm_gym.eval.scenarios import EpisodeResult
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import HeadingHold, VelocityTask
+from bm_gym.guidance.tasks import HeadingHold, SpeedHold, VelocityTask
 from bm_gym.sim import RobotState, SimBackend, has_fallen
 from bm_gym.stage1.policy import Stage1Policy
 
@@ -88,19 +89,26 @@ class ExpertDriver:
 
 
 @dataclass
-class HeadingHoldDriver:
-    """Either driver, its straight walks holding their heading (:class:`HeadingHold`), as an operator's joystick
-    interface would; the protocols' commands reach both drivers through the same hold."""
+class HoldDriver:
+    """Either driver, given its commands as an operator's joystick interface gives them: a straight walk holds its
+    heading (:class:`HeadingHold`), a walk its speed (:class:`SpeedHold`); None leaves that out. The
+    protocols' commands reach both drivers through the same holds."""
 
     driver: VelocityDriver
-    hold: HeadingHold = field(default_factory=HeadingHold)
+    heading: HeadingHold | None = field(default_factory=HeadingHold)
+    speed: SpeedHold | None = field(default_factory=SpeedHold)
 
     def start(self, backend: SimBackend, seed: int) -> RobotState:
-        self.hold.reset()
+        for hold in (self.heading, self.speed):
+            if hold is not None:
+                hold.reset()
         return self.driver.start(backend, seed)
 
     def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
-        return self.driver.act(state, self.hold(state, command))
+        for hold in (self.heading, self.speed):
+            if hold is not None:
+                command = hold(state, command)
+        return self.driver.act(state, command)
 
 
 def _kick(backend: SimBackend, rng: np.random.Generator, magnitude: float) -> None:

@@ -120,6 +120,71 @@ class HeadingHold:
 
 
 @dataclass(frozen=True)
+class SpeedHoldCfg:
+    """How :class:`SpeedHold` brings a walk to its commanded speed: integral action on the speed error, as a
+    cruise control closes the loop round an engine it has no model of.
+
+    Why: the student's guided plans walk at the commanded speed, but its actions fall short of its plans
+    (asked to back up at 0.4 m/s, it plans 0.41 and walks 0.27; at 1 m/s forward it walks 0.92), a bias that
+    replanning does not see. Integrating the error asks for what it takes (about 0.6 m/s backward for 0.4).
+    The error is clipped, so a kick's velocity spike adds little, and the boost is bounded, so a gait the
+    student does not have (sideways) is not chased without end. Only a settled walk at a set speed is held:
+    a command that changes (a follower's proportional stick, shrinking as a goal nears) passes as it is, since
+    an integral of a moving target overshoots it, and neither the robot getting up to speed nor a push is a
+    bias to integrate (one Walk+Perturb run of 50 fell when kicks were; docs/benchmarks.md).
+    """
+
+    gain: float = 1.0  # (m/s of boost) per (m/s of error) per second
+    max_error: float = 0.3  # m/s: the speed error integrated, at most, per axis
+    max_boost: float = 0.3  # m/s: the correction's bound per axis
+    # Commands with a planar speed at most this (m/s) pass as they are and end the walk.
+    min_speed: float = 0.05
+    # m/s: a (vx, vy) this far from the set speed being held is a new set speed, held afresh.
+    new_setpoint: float = 0.05
+    # s: the error is integrated only this long after a new set speed and after a push (RobotState.pushed).
+    settle_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("gain", "max_error", "max_boost", "min_speed", "new_setpoint", "settle_s"):
+            positive_finite("SpeedHoldCfg", name, getattr(self, name), allow_zero=True)
+
+
+class SpeedHold:
+    """Turns an operator's (vx, vy, wz) into the command to track: (vx, vy) plus the integral of the speed error
+    (heading frame) since this set speed was given; a stop or a new set speed starts afresh.
+
+    Stateful (the integral), so one per robot; :meth:`reset` at every episode start. Like :class:`HeadingHold`
+    it acts on the command, so it serves the diffusion controller and a Stage 1 expert alike.
+    """
+
+    def __init__(self, cfg: SpeedHoldCfg = SpeedHoldCfg()) -> None:
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.boost = np.zeros(2)
+        self.setpoint: np.ndarray | None = None  # the (vx, vy) being held
+        self._time = 0.0
+        self._settled_at = 0.0  # no integrating before this time
+
+    def __call__(self, state: RobotState, command: tuple[float, float, float]) -> tuple[float, float, float]:
+        vx, vy, wz = command
+        if math.hypot(vx, vy) <= self.cfg.min_speed:
+            self.reset()
+            return vx, vy, wz
+        asked = np.array([vx, vy])
+        if self.setpoint is None or np.abs(asked - self.setpoint).max() > self.cfg.new_setpoint:
+            self.boost, self.setpoint = np.zeros(2), asked
+            self._settled_at = state.time + self.cfg.settle_s
+        if state.pushed:
+            self._settled_at = state.time + self.cfg.settle_s
+        dt, self._time = max(0.0, state.time - max(self._time, self._settled_at)), state.time
+        error = np.clip(asked - state.heading_lin_vel, -self.cfg.max_error, self.cfg.max_error)
+        self.boost = np.clip(self.boost + self.cfg.gain * error * dt, -self.cfg.max_boost, self.cfg.max_boost)
+        return vx + float(self.boost[0]), vy + float(self.boost[1]), wz
+
+
+@dataclass(frozen=True)
 class ObstacleSteerCfg:
     """How :meth:`AvoidObstaclesTask.steer` turns a joystick walk round obstacles ahead of it.
 

@@ -15,8 +15,7 @@ def test_waypoint_behind_a_drawn_obstacle_is_routed_round_it_while_running():
         sim.put_obstacle(1, Cylinder(1.5, 0.0, 0.3))
         sim.set_waypoint((3.0, 0.0))
         sim.set_mode("waypoint")
-        time.sleep(4.0)  # 4 s of real-time control
-        snap = sim.snapshot()
+        snap = _wait_for(sim, lambda s: s.time >= 4.0, timeout=120.0)  # 4 s of control, however slow the machine
         assert isinstance(sim.controller.task, NavigateTask)
         assert sim.controller.task.obstacles == (Cylinder(1.5, 0.0, 0.3),)
         assert snap.obstacles == {1: Cylinder(1.5, 0.0, 0.3)} and not snap.fell
@@ -130,6 +129,23 @@ def test_joystick_mode_holds_the_heading_of_a_straight_walk():
     raw.set_command(0.8, 0.0, 0.0)
     raw._state = dataclasses.replace(raw._state, root_quat=np.asarray(quat_from_yaw(0.5)))
     assert raw._task() == VelocityTask(0.8, 0.0, 0.0)
+
+
+def test_joystick_mode_asks_a_walk_slower_than_the_stick_for_more():
+    """The stick's walk gets the integral of its speed error (the same SpeedHold as the evaluation's protocols);
+    SimulationCfg(speed_hold=None) passes the stick raw."""
+    import dataclasses
+
+    from app.simulation import SimulationCfg
+    from bm_gym.guidance.tasks import VelocityTask
+
+    held, raw = SimulationCfg(heading_hold=None), SimulationCfg(heading_hold=None, speed_hold=None)
+    for cfg, expected in ((held, -0.7), (raw, -0.4)):
+        sim = Simulation(cfg)
+        sim.set_command(-0.4, 0.0, 0.0)
+        assert sim._task() == VelocityTask(-0.4, 0.0, 0.0)  # the walk starts
+        sim._state = dataclasses.replace(sim._state, time=sim._state.time + 2.0)  # 2 s on, and not moving
+        assert sim._task().vx == pytest.approx(expected, abs=0.02)  # settled after 1 s: then 0.3 m/s for 1 s
 
 
 def test_joystick_mode_turns_a_walk_at_a_drawn_obstacle_towards_the_clear_side():

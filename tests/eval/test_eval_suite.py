@@ -14,7 +14,7 @@ def test_a_suite_run_is_written_per_scenario_resumed_and_compared(tmp_path, monk
     metrics = record["scenarios"]["joystick"]["metrics"]
     assert record["max_episodes"] == 1 and metrics["episodes"] == 1 and len(record["scenarios"]) == 1
     assert record["guidance"]["scale"] == 40.0  # the shipped checkpoint's settings, recorded with its results
-    assert record["heading_hold"] is True  # the protocols' default
+    assert record["heading_hold"] is True and record["speed_hold"] is True  # the protocols' defaults
     assert record["sample_steps"] == 10  # and its DDIM steps
     assert 0 <= metrics["speed_error"] < 0.5 and 0 <= metrics["yaw_rate_error"] < 0.5, metrics
 

@@ -94,9 +94,10 @@ def test_the_expert_follows_a_tour(backend, expert):
     assert all(leg["error"] < 0.3 for leg in result.extra["legs"]), result.extra
 
 
-def test_the_heading_hold_reaches_either_driver_through_the_same_wrapper(backend):
-    """HeadingHoldDriver resets the hold at every start and hands the driver the held command."""
-    from bm_gym.eval.protocols import HeadingHoldDriver
+def test_the_holds_reach_either_driver_through_the_same_wrapper(backend):
+    """HoldDriver resets its holds at every start and hands the driver the held command."""
+    from bm_gym.eval.protocols import HoldDriver
+    from bm_gym.guidance.tasks import SpeedHold, SpeedHoldCfg
 
     class Recording:
         def __init__(self):
@@ -110,12 +111,18 @@ def test_the_heading_hold_reaches_either_driver_through_the_same_wrapper(backend
             return np.zeros(len(state.joint_pos))
 
     inner = Recording()
-    driver = HeadingHoldDriver(inner)
+    driver = HoldDriver(inner, speed=SpeedHold(SpeedHoldCfg(settle_s=0.0)))
     state = driver.start(backend, seed=0)
     driver.act(state, (1.0, 0.0, 0.0))
-    assert driver.hold.heading == pytest.approx(state.yaw) and inner.commands == [(1.0, 0.0, 0.0)]
+    assert driver.heading.heading == pytest.approx(state.yaw) and inner.commands == [(1.0, 0.0, 0.0)]
+    state = backend.step(np.asarray(state.joint_pos))
+    driver.act(state, (1.0, 0.0, 0.0))
+    assert inner.commands[-1][0] > 1.0, "a robot slower than its command is asked for more"
     driver.start(backend, seed=1)
-    assert driver.hold.heading is None  # a new run holds its own heading
+    assert driver.heading.heading is None and driver.speed.setpoint is None  # a new run holds its own
+    unheld = HoldDriver(inner, heading=None, speed=None)
+    unheld.act(state, (0.3, 0.1, 0.2))
+    assert inner.commands[-1] == (0.3, 0.1, 0.2)
 
 
 def test_the_handover_probe_measures_what_happens_after_the_expert_lets_go(backend, expert, capsys):

@@ -143,6 +143,43 @@ def test_heading_hold_keeps_a_straight_walk_on_the_heading_it_started_with(backe
         dataclasses.replace(HeadingHoldCfg(), max_rate=float("nan"))
 
 
+def test_speed_hold_adds_the_integral_of_the_speed_error_to_a_walk(backend):
+    """Per axis of the heading frame: the speed error since the set speed was given, clipped, integrated (gain x
+    error x dt) and bounded, is added to it; a stop, a turn in place or a new set speed starts afresh."""
+    import dataclasses
+
+    from bm_gym.guidance.tasks import SpeedHold, SpeedHoldCfg
+
+    hold = SpeedHold(SpeedHoldCfg(gain=1.0, max_error=0.3, max_boost=0.25, settle_s=0.0))
+    facing = backend.reset(RootPose(pos=(0.0, 0.0, 0.78), quat=tuple(quat_from_yaw(math.pi / 2))))  # +y
+
+    def moving(time: float, forward: float, left: float = 0.0):
+        return dataclasses.replace(facing, time=time, root_lin_vel_w=np.array([-left, forward, 0.0]))
+
+    assert hold(moving(0.0, 0.0), (-0.4, 0.0, 0.0)) == (-0.4, 0.0, 0.0)  # the walk starts
+    assert hold(moving(1.0, -0.3), (-0.4, 0.0, 0.0)) == pytest.approx((-0.5, 0.0, 0.0))  # 0.1 m/s short for 1 s
+    assert hold(moving(1.5, -0.3, 0.2), (-0.4, 0.0, 0.1)) == pytest.approx((-0.55, -0.1, 0.1))  # and drifting
+    assert hold(moving(2.5, 0.8), (-0.4, 0.0, 0.0))[0] == pytest.approx(-0.25 - 0.4)  # a kick: clipped, bounded
+    assert hold(moving(3.0, 0.0), (0.0, 0.0, 0.5)) == (0.0, 0.0, 0.5)  # turning in place: raw, and it lets go
+    assert not hold.boost.any() and hold.setpoint is None
+    hold(moving(3.0, 0.0), (0.5, 0.0, 0.0))
+    assert hold(moving(4.0, 0.3), (0.5, 0.0, 0.0)) == pytest.approx((0.7, 0.0, 0.0))
+    assert hold(moving(4.5, 0.3), (0.52, 0.0, 0.0)) == pytest.approx((0.77, 0.0, 0.0))  # jitter: held, bounded
+    assert hold(moving(5.0, 0.3), (0.4, 0.0, 0.0)) == (0.4, 0.0, 0.0)  # a new set speed
+    assert hold(moving(6.0, 0.3), (-0.5, 0.0, 0.0)) == (-0.5, 0.0, 0.0)  # backing up: a new walk
+
+    settling = SpeedHold(SpeedHoldCfg(settle_s=1.0))  # getting up to speed, and a push, are not integrated
+    assert settling(moving(0.0, 0.0), (0.5, 0.0, 0.0)) == (0.5, 0.0, 0.0)
+    assert settling(moving(0.5, 0.2), (0.5, 0.0, 0.0)) == (0.5, 0.0, 0.0)
+    assert settling(moving(1.5, 0.3), (0.5, 0.0, 0.0)) == pytest.approx((0.6, 0.0, 0.0))  # from 1 s on
+    pushed = dataclasses.replace(moving(1.6, 1.0), pushed=True)
+    assert settling(pushed, (0.5, 0.0, 0.0)) == pytest.approx((0.6, 0.0, 0.0))  # held as it was
+    assert settling(moving(2.5, 0.3), (0.5, 0.0, 0.0)) == pytest.approx((0.6, 0.0, 0.0))
+    assert settling(moving(3.0, 0.3), (0.5, 0.0, 0.0)) == pytest.approx((0.68, 0.0, 0.0))  # from 2.6 s on
+    with pytest.raises(ValueError, match="SpeedHoldCfg.gain"):
+        SpeedHoldCfg(gain=-1.0)
+
+
 def test_a_ramped_joystick_target_leads_the_present_velocity_by_at_most_the_ramp(backend):
     """Per axis of the heading frame: the command where it is within the ramp of the velocity, else the velocity
     plus the ramp towards it; the yaw rate is not ramped."""
