@@ -17,13 +17,14 @@
 #     group is one more run, trained at the same time with the shared arguments plus its own: a small model
 #     leaves most of the GPU idle), evaluates every run, and writes to $OUT (the tool brings back 8 files):
 #     lease.log; results.tar with runN/losses.csv, train_cfg.json, eval.json (tools.eval_suite) and
-#     source_NAME.json (tools.eval_diffusion --source NAME); the checkpoints that fit in 4 parts of 15 MiB as
-#     ckpt.tar.partNN, in run order (a paper-size model brings back its figures only).
+#     source_NAME.json (tools.eval_diffusion --source NAME); the checkpoints, slimmed to their EMA weights, that fit
+#     in 4 parts of 15 MiB as ckpt.tar.partNN, in run order (a paper-size model brings back its figures only).
 #     Here: tar xf results.tar; cat ckpt.tar.part* | tar x.
 # Environment: EVAL_ONLY (eval_suite scenarios; default "joystick-protocol omni walk-perturb stay push"; set
 #   and empty: none), EVAL_MAX_EPISODES (a cap per scenario), EVAL_SOURCES (manifest sources each run is
 #   evaluated on with tools.eval_diffusion; default none), EVAL_EPISODES (default 10), EVAL_SECONDS (default 10),
-#   EVAL_S (seconds kept for the evaluations, which share the cores; default 150), LOADER_WORKERS (per run;
+#   EVAL_S (seconds kept for the evaluations, which share the cores; default 150), GUIDANCE (tools.checkpoint
+#   set-guidance arguments recorded in every run's checkpoint before the evaluations), LOADER_WORKERS (per run;
 #   default 8), WORK (scratch folder; default /tmp/bm_lease), DEVICE (default cuda), PYTHON (default python3),
 #   SKIP_INSTALL=1 (the packages already importable: the smoke test here, tests/test_device_script.py, runs
 #   with DEVICE=cpu and this checkout's Python).
@@ -103,6 +104,14 @@ print(torch.cuda.get_device_name())"
         wait "${pids[i]}" || status=$?
         echo "== run$((i + 1)): training ended with status $status at $((SECONDS - start)) s"
     done
+    # The guidance settings the evaluations (and whoever loads the checkpoint) use, recorded in each checkpoint.
+    if [[ -n ${GUIDANCE:-} ]]; then
+        for ((i = 1; i <= n; i++)); do
+            [[ -d $work/run$i/checkpoint ]] || continue
+            # shellcheck disable=SC2086
+            "$python" -m tools.checkpoint set-guidance "$work/run$i/checkpoint" $GUIDANCE > /dev/null
+        done
+    fi
     # Every run's evaluations at once, sharing the cores; each stops at the budget, keeping what ended.
     local eval_left=$((budget - (SECONDS - start) - 15)) jobs=() workers source
     (( eval_left > 0 )) || eval_left=1  # timeout 0 would mean no limit at all
@@ -132,7 +141,8 @@ print(torch.cuda.get_device_name())"
         done
     done
     for job in "${jobs[@]}"; do wait "$job" || echo "== an evaluation stopped early (status $?); its lines above hold what ended"; done
-    # Back home: the log, one tar of every run's small files, and as many checkpoints as fit in 4 parts of 15 MiB.
+    # Back home: the log, one tar of every run's small files, and as many checkpoints as fit in 4 parts of 15 MiB,
+    # each slimmed to the weights a controller loads (tools.checkpoint slim: half the size).
     local files=()
     for ((i = 1; i <= n; i++)); do
         for pattern in losses.csv train_cfg.json eval.json 'source_*.json'; do
@@ -143,7 +153,10 @@ print(torch.cuda.get_device_name())"
     local kept=() total=0 size limit=$((4 * 15 * 1024 * 1024))
     for ((i = 1; i <= n; i++)); do
         [[ -d $work/run$i/checkpoint ]] || continue
-        size=$(du -sb "$work/run$i/checkpoint" | cut -f1)
+        rm -rf "$work/back/run$i"
+        mkdir -p "$work/back/run$i"
+        "$python" -m tools.checkpoint slim "$work/run$i/checkpoint" "$work/back/run$i/checkpoint" > /dev/null
+        size=$(du -sb "$work/back/run$i/checkpoint" | cut -f1)
         if (( total + size + 10240 <= limit )); then
             kept+=("run$i/checkpoint")
             total=$((total + size))
@@ -152,7 +165,7 @@ print(torch.cuda.get_device_name())"
         fi
     done
     if (( ${#kept[@]} )); then
-        tar -C "$work" -cf "$work/ckpt.tar" "${kept[@]}"
+        tar -C "$work/back" -cf "$work/ckpt.tar" "${kept[@]}"
         split -b 15M -d -a 2 "$work/ckpt.tar" "$out/ckpt.tar.part"
     fi
     echo "== done in $((SECONDS - start)) s"

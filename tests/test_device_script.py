@@ -30,7 +30,8 @@ def test_a_lease_trains_two_runs_evaluates_both_and_sends_back_figures_and_check
                         "    episodes: 2\n    episode_s: 4\n")  # fmt: skip
     first_run = ("--preset", "cpu", "--steps", "20", "--batch-size", "8", "--log-every", "5")
     done = _lease(tmp_path, manifest, *first_run, "--also", "--d-model", "64",
-                  EVAL_SOURCES="velocity", EVAL_EPISODES="1", EVAL_SECONDS="2")  # fmt: skip
+                  EVAL_SOURCES="velocity", EVAL_EPISODES="1", EVAL_SECONDS="2",
+                  GUIDANCE="--scale 55 --velocity-ramp 0.4")  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = tmp_path / "out"
     log = (out / "lease.log").read_text()
@@ -40,7 +41,9 @@ def test_a_lease_trains_two_runs_evaluates_both_and_sends_back_figures_and_check
         tar.extractall(tmp_path / "results", filter="data")
     for run, width in (("run1", 128), ("run2", 64)):
         results = tmp_path / "results" / run
-        assert json.loads((results / "eval.json").read_text())["scenarios"]["joystick"]["metrics"]["episodes"] == 1
+        evaluation = json.loads((results / "eval.json").read_text())
+        assert evaluation["scenarios"]["joystick"]["metrics"]["episodes"] == 1
+        assert evaluation["guidance"]["scale"] == 55  # evaluated with the settings recorded in the checkpoint
         assert len(json.loads((results / "source_velocity.json").read_text())) == 1
         assert (results / "losses.csv").read_text().count("\n") > 1
         assert json.loads((results / "train_cfg.json").read_text())["d_model"] == (None if width == 128 else 64)
@@ -48,7 +51,11 @@ def test_a_lease_trains_two_runs_evaluates_both_and_sends_back_figures_and_check
     with tarfile.open(tmp_path / "ckpt.tar") as tar:
         tar.extractall(tmp_path / "back", filter="data")
     for run, width in (("run1", 128), ("run2", 64)):
-        assert DiffusionPolicy.load(tmp_path / "back" / run / "checkpoint").cfg.denoiser.d_model == width
+        back = tmp_path / "back" / run / "checkpoint"
+        assert not (back / "ema.safetensors").exists()  # slimmed: the EMA weights alone, as model.safetensors
+        policy = DiffusionPolicy.load(back)
+        assert policy.cfg.denoiser.d_model == width
+        assert (policy.guidance.scale, policy.guidance.velocity_ramp) == (55, 0.4)
 
 
 def test_a_missing_manifest_or_budget_stops_at_once_with_the_reason(tmp_path):

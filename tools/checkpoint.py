@@ -3,6 +3,7 @@
 python -m tools.checkpoint show C
 python -m tools.checkpoint set-guidance C --scale 60 [--guided-steps 5] [--recovery-guided-steps 5]
     [--velocity-ramp 0.3] [--sample-steps 25]
+python -m tools.checkpoint slim C OUT     # the weights a controller loads (the EMA's) alone: half the size
 
 A checkpoint's guidance settings (``guidance`` in its config.json) and its DDIM step count
 (``model.diffusion.sample_steps``) are what controllers, the env, the app and the evaluations use unless told
@@ -20,6 +21,9 @@ from pathlib import Path
 from bm_gym.diffusion import DiffusionPolicy
 from bm_gym.diffusion.policy import CheckpointError, save_guidance
 
+#: config.json keys that ``DiffusionPolicy.save`` writes itself; the others (the training record) are copied.
+_SAVED_KEYS = ("format_version", "model", "state_layout", "normalization", "guidance", "sha256")
+
 
 def describe(policy: DiffusionPolicy) -> dict:
     """What a checkpoint is: its model, state and guidance settings."""
@@ -32,6 +36,15 @@ def describe(policy: DiffusionPolicy) -> dict:
         },  # fmt: skip
         "guidance": dataclasses.asdict(policy.guidance),
     }
+
+
+def write_slim(policy: DiffusionPolicy, checkpoint: Path, out: Path) -> None:
+    """Save ``policy`` (loaded with its EMA weights) to ``out`` without the raw training weights: what a
+    controller loads, at half the size, for transport and shipping. The training record travels along."""
+    if out.exists():
+        raise CheckpointError(f"{out} exists: slim writes a new checkpoint folder")
+    extra = {k: v for k, v in json.loads((checkpoint / "config.json").read_text()).items() if k not in _SAVED_KEYS}
+    policy.save(out, extra={**extra, "slim_of": str(checkpoint)})
 
 
 def main() -> None:
@@ -53,9 +66,16 @@ def main() -> None:
         "--velocity-ramp", type=float, help="m/s a joystick target may lead the present velocity, per axis (-1: off)"
     )
     edit.add_argument("--sample-steps", type=int, help="DDIM steps per plan (a divisor of the training steps)")
+    slim = commands.add_parser(
+        "slim", help="write a copy holding only the weights a controller loads (the EMA's, where there are any)"
+    )
+    slim.add_argument("checkpoint", type=Path)
+    slim.add_argument("out", type=Path, help="new checkpoint folder (must not exist)")
     args = parser.parse_args()
     try:
         policy = DiffusionPolicy.load(args.checkpoint)
+        if args.command == "slim":
+            write_slim(policy, args.checkpoint, args.out)
         if args.command == "set-guidance":
             given = (args.scale, args.guided_steps, args.max_grad_norm, args.recovery_guided_steps,
                      args.velocity_ramp, args.sample_steps)  # fmt: skip

@@ -116,6 +116,25 @@ def test_the_ddim_step_count_travels_with_the_checkpoint(checkpoint, tmp_path):
     assert bad.returncode == 2 and "--sample-steps: DiffusionCfg.sample_steps must be a divisor" in bad.stderr
 
 
+def test_a_slim_copy_holds_the_ema_weights_alone_and_plans_the_same(checkpoint, tmp_path):
+    slim = tmp_path / "slim"
+    assert (checkpoint / "ema.safetensors").exists()
+    out = subprocess.run([sys.executable, "-m", "tools.checkpoint", "slim", str(checkpoint), str(slim)], cwd=REPO,
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in slim.iterdir()) == ["config.json", "model.safetensors"]
+    full, small = DiffusionPolicy.load(checkpoint), DiffusionPolicy.load(slim)
+    for name, weight in full.model.state_dict().items():  # the full checkpoint loads its EMA weights
+        assert torch.equal(weight, small.model.state_dict()[name]), name
+    assert small.guidance == full.guidance and small.layout.to_json() == full.layout.to_json()
+    config = json.loads((slim / "config.json").read_text())
+    assert config["slim_of"] == str(checkpoint)
+    assert set(json.loads((checkpoint / "config.json").read_text())) <= set(config)  # the training record too
+    again = subprocess.run([sys.executable, "-m", "tools.checkpoint", "slim", str(checkpoint), str(slim)], cwd=REPO,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 2 and "exists: slim writes a new checkpoint folder" in again.stderr
+
+
 def test_damaged_or_non_finite_weights_are_refused(checkpoint, tmp_path):
     folder = _copy(checkpoint, tmp_path)
     data = bytearray((folder / "model.safetensors").read_bytes())
