@@ -2,7 +2,7 @@
 
 python -m tools.checkpoint show C
 python -m tools.checkpoint set-guidance C --scale 60 [--guided-steps 5] [--recovery-guided-steps 5]
-    [--velocity-ramp 0.3] [--sample-steps 25]
+    [--velocity-ramp 0.3] [--sample-steps 25] [--stop-delay 0.05 --stop-deceleration 2]
 python -m tools.checkpoint slim C OUT     # the weights a controller loads (the EMA's) alone: half the size
 
 A checkpoint's guidance settings (``guidance`` in its config.json) and its DDIM step count
@@ -66,6 +66,10 @@ def main() -> None:
         "--velocity-ramp", type=float, help="m/s a joystick target may lead the present velocity, per axis (-1: off)"
     )
     edit.add_argument("--sample-steps", type=int, help="DDIM steps per plan (a divisor of the training steps)")
+    edit.add_argument("--stop-delay", type=float,
+                      help="s: the model's stopping distance is speed x this + speed^2 / (2 deceleration) "
+                           "(tools.calibrate_stop measures it; -1: the goal tasks' own)")  # fmt: skip
+    edit.add_argument("--stop-deceleration", type=float, help="m/s^2, as --stop-delay (-1: the goal tasks' own)")
     slim = commands.add_parser(
         "slim", help="write a copy holding only the weights a controller loads (the EMA's, where there are any)"
     )
@@ -78,13 +82,15 @@ def main() -> None:
             write_slim(policy, args.checkpoint, args.out)
         if args.command == "set-guidance":
             given = (args.scale, args.guided_steps, args.max_grad_norm, args.recovery_guided_steps,
-                     args.velocity_ramp, args.sample_steps)  # fmt: skip
+                     args.velocity_ramp, args.sample_steps, args.stop_delay, args.stop_deceleration)  # fmt: skip
             if all(value is None for value in given):
                 parser.error("set-guidance needs at least one of --scale, --guided-steps, --max-grad-norm, "
-                             "--recovery-guided-steps, --velocity-ramp, --sample-steps")  # fmt: skip
+                             "--recovery-guided-steps, --velocity-ramp, --sample-steps, --stop-delay, "
+                             "--stop-deceleration")  # fmt: skip
             policy.guidance = policy.guidance.overridden(
                 args.scale, args.guided_steps, max_grad_norm=args.max_grad_norm,
-                recovery_guided_steps=args.recovery_guided_steps, velocity_ramp=args.velocity_ramp)  # fmt: skip
+                recovery_guided_steps=args.recovery_guided_steps, velocity_ramp=args.velocity_ramp,
+                stop_delay=args.stop_delay, stop_deceleration=args.stop_deceleration)  # fmt: skip
             if args.sample_steps is not None:
                 policy.set_sample_steps(args.sample_steps)
             save_guidance(args.checkpoint, policy.guidance, args.sample_steps)

@@ -13,7 +13,7 @@ import torch
 from bm_gym.diffusion.policy import DiffusionPolicy
 from bm_gym.guidance.costs import TaskCost
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import Task, with_velocity_ramp
+from bm_gym.guidance.tasks import Task, with_stopping, with_velocity_ramp
 from bm_gym.robot import g1
 from bm_gym.sim.backend import RobotState
 
@@ -45,6 +45,7 @@ class _Robot:
     actions: deque
     generator: torch.Generator
     task: Task | None = None
+    steered: Task | None = None  # ``task`` as planned: with the model's stopping distance (GuidanceCfg)
     guidance: GuidanceCfg | None = None  # this robot's settings, None: the controller's
     plan: np.ndarray | None = None  # [H, S+A] physical units, frame of the robot when planned
     plan_origin: np.ndarray | None = None  # encoded (world-frame) state the plan started from
@@ -124,14 +125,17 @@ class DiffusionController:
         ``robot`` None: the controller's setting for every robot (the single-robot case); else one robot's.
         """
         if robot is None:
-            for r in self.robots:
-                r.task = task
             if guidance is not None:
                 self.cfg = dataclasses.replace(self.cfg, guidance=guidance)
+            chosen = self.robots
         else:
-            self.robots[robot].task = task
+            chosen = [self.robots[robot]]
             if guidance is not None:
-                self.robots[robot].guidance = guidance
+                chosen[0].guidance = guidance
+        for r in chosen:
+            cfg = r.guidance or self.cfg.guidance
+            r.task = task
+            r.steered = None if task is None else with_stopping(task, cfg.stop_delay, cfg.stop_deceleration)
 
     def reset(self, state: RobotState, seed: int | None = None, robot: int = 0) -> None:
         """Start a new episode for ``robot``: its history is the current state held with standing targets."""
@@ -234,7 +238,7 @@ class DiffusionController:
             all_planned = all(r.plan is not None for r in self.robots)
             for i, (r, state, s) in enumerate(zip(self.robots, states, encoded, strict=True)):
                 cfg = r.guidance or self.cfg.guidance
-                task = r.task
+                task = r.steered
                 if task is not None and cfg.velocity_ramp is not None:
                     task = with_velocity_ramp(task, cfg.velocity_ramp)
                 r.cost = None if task is None else task.cost(state)

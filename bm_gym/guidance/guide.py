@@ -31,6 +31,12 @@ class GuidanceCfg:
     # much per axis, so a step command is a ramp. A student guided on every step, asked for 0.8 m/s from
     # standstill, lurched to 1.4-1.9 m/s and fell forward (docs/benchmarks.md).
     velocity_ramp: float | None = None
+    # How this checkpoint's model stops when told to: it goes on speed x stop_delay + speed^2 / (2
+    # stop_deceleration) m, which goal tasks (ArrivalCfg) use to tell it to stop in time. None: the task's own
+    # values, fit to the default checkpoint; a model that brakes harder comes to rest short of the goal with
+    # them (docs/benchmarks.md). ``python -m tools.calibrate_stop`` measures and records them.
+    stop_delay: float | None = None  # s
+    stop_deceleration: float | None = None  # m/s^2
 
     def __post_init__(self) -> None:
         positive_finite("GuidanceCfg", "scale", self.scale, allow_zero=True)  # 0 turns guidance off
@@ -44,6 +50,10 @@ class GuidanceCfg:
         positive_finite("GuidanceCfg", "recovery_s", self.recovery_s, allow_zero=True)
         if self.velocity_ramp is not None:
             positive_finite("GuidanceCfg", "velocity_ramp", self.velocity_ramp)
+        if self.stop_delay is not None:
+            positive_finite("GuidanceCfg", "stop_delay", self.stop_delay, allow_zero=True)
+        if self.stop_deceleration is not None:
+            positive_finite("GuidanceCfg", "stop_deceleration", self.stop_deceleration)
 
     def recovering(self) -> GuidanceCfg:
         """The settings for a robot recovering from a kick: guided on the last ``recovery_guided_steps`` steps."""
@@ -61,17 +71,20 @@ class GuidanceCfg:
         max_grad_norm: float | None = None,
         recovery_guided_steps: int | None = None,
         velocity_ramp: float | None = None,
+        stop_delay: float | None = None,
+        stop_deceleration: float | None = None,
     ) -> GuidanceCfg:
         """These settings with the given ones (not None) in their place, as command lines give them:
-        ``guided_steps`` 0 guides every step; ``recovery_guided_steps`` and ``velocity_ramp`` -1 turn the
-        easing after kicks and the ramp off."""
+        ``guided_steps`` 0 guides every step; ``recovery_guided_steps``, ``velocity_ramp``, ``stop_delay`` and
+        ``stop_deceleration`` -1 turn the easing after kicks, the ramp and the model's own stopping off."""
         given = {"scale": scale, "guided_steps": guided_steps, "through_model": through_model,
                  "max_grad_norm": max_grad_norm, "recovery_guided_steps": recovery_guided_steps,
-                 "velocity_ramp": velocity_ramp}  # fmt: skip
+                 "velocity_ramp": velocity_ramp, "stop_delay": stop_delay,
+                 "stop_deceleration": stop_deceleration}  # fmt: skip
         given = {name: value for name, value in given.items() if value is not None}
         if "guided_steps" in given:
             given["guided_steps"] = given["guided_steps"] or None
-        for name in ("recovery_guided_steps", "velocity_ramp"):
+        for name in ("recovery_guided_steps", "velocity_ramp", "stop_delay", "stop_deceleration"):
             if given.get(name) == -1:
                 given[name] = None
         return dataclasses.replace(self, **given)

@@ -470,6 +470,23 @@ class CombinedTask:
         return WeightedSum([(w, task.cost(state)) for w, task in self.terms])
 
 
+def with_stopping(task: Task, stop_delay: float | None, deceleration: float | None) -> Task:
+    """``task`` with a model's stopping distance (GuidanceCfg.stop_delay, stop_deceleration; None: keep the
+    task's) in the ArrivalCfg of each goal in it: when to tell a robot to stop depends on how its model stops."""
+    if stop_delay is None and deceleration is None:
+        return task
+    if isinstance(task, CombinedTask):
+        return CombinedTask(
+            tuple((weight, with_stopping(term, stop_delay, deceleration)) for weight, term in task.terms)
+        )
+    arrival = getattr(task, "arrival", None)
+    if not isinstance(arrival, ArrivalCfg):
+        return task
+    stopping = {"stop_delay": stop_delay, "deceleration": deceleration}
+    arrival = dataclasses.replace(arrival, **{name: value for name, value in stopping.items() if value is not None})
+    return dataclasses.replace(task, arrival=arrival)
+
+
 def with_velocity_ramp(task: Task, ramp: float) -> Task:
     """``task`` with ``ramp`` on each joystick command in it that has none of its own (VelocityTask.ramp)."""
     if isinstance(task, VelocityTask) and task.ramp is None:

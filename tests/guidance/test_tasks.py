@@ -228,3 +228,35 @@ def test_a_joystick_walk_at_an_obstacle_is_turned_towards_the_nearest_clear_line
     assert gentle[2] == pytest.approx(-0.1)
     with pytest.raises(ValueError, match="ObstacleSteerCfg.lookahead"):
         ObstacleSteerCfg(lookahead=0.0)
+
+
+def test_a_models_stopping_distance_reaches_every_goal_in_a_task_and_nothing_else():
+    from bm_gym.guidance.tasks import ArrivalCfg, NavigateTask, with_stopping
+
+    avoid = AvoidObstaclesTask((Cylinder(1.0, 0.0, 0.2),))
+    own = ArrivalCfg(radius=0.4)
+    combined = CombinedTask(((1.0, WaypointTask(1.0, 0.0, arrival=own)), (2.0, avoid), (1.0, VelocityTask(0.5))))
+    steered = with_stopping(combined, 0.05, 2.0)
+    assert steered.terms[0][1].arrival == ArrivalCfg(radius=0.4, stop_delay=0.05, deceleration=2.0)
+    assert steered.terms[1:] == combined.terms[1:]  # no goal, nothing to change
+    navigate = with_stopping(NavigateTask(2.0, 1.0, obstacles=(Cylinder(1.0, 0.0, 0.2),), yaw=0.5), None, 3.0)
+    assert navigate.arrival == ArrivalCfg(deceleration=3.0) and (navigate.x, navigate.y, navigate.yaw) == (
+        2.0,
+        1.0,
+        0.5,
+    )
+    assert navigate.arrival.stopping_distance(1.0) == pytest.approx(0.1 + 1 / 6)
+    task = WaypointTask(1.0, 0.0)
+    assert with_stopping(task, None, None) is task  # a checkpoint without a stopping model: the task's own
+
+
+def test_stopping_settings_are_checked_and_can_be_turned_off():
+    from bm_gym.guidance.guide import GuidanceCfg
+
+    cfg = GuidanceCfg().overridden(stop_delay=0.05, stop_deceleration=2.0)
+    assert (cfg.stop_delay, cfg.stop_deceleration) == (0.05, 2.0)
+    assert cfg.overridden(stop_delay=-1, stop_deceleration=-1) == GuidanceCfg()
+    with pytest.raises(ValueError, match="GuidanceCfg.stop_deceleration"):
+        GuidanceCfg(stop_deceleration=0.0)
+    with pytest.raises(ValueError, match="GuidanceCfg.stop_delay"):
+        GuidanceCfg(stop_delay=float("nan"))
