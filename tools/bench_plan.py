@@ -5,6 +5,7 @@ python -m tools.bench_plan --threads 2                           # the shipped c
 python -m tools.bench_plan --threads 2 --batch 16 --load         # + 16 robots in one plan, + a busy core
 python -m tools.bench_plan --preset paper --device cuda          # untrained paper-size model on a GPU (reference)
 python -m tools.bench_plan --preset cpu --tokens split --state body-pos --threads 1   # the paper's options, cpu size
+python -m tools.bench_plan --preset cpu --d-model 192 --layers 4 --threads 1   # what a size would cost to plan
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def load(args) -> DiffusionPolicy:
     if args.preset is None:
         return DiffusionPolicy.load(args.checkpoint)
     layout, cfg = StateLayout.named(args.state), PRESETS[args.preset]
-    if args.tokens:
-        cfg = dataclasses.replace(cfg, denoiser=dataclasses.replace(cfg.denoiser, tokens=args.tokens))
+    sizes = {"tokens": args.tokens, "d_model": args.d_model, "layers": args.layers}
+    cfg = dataclasses.replace(cfg, denoiser=dataclasses.replace(cfg.denoiser, **{k: v for k, v in sizes.items() if v}))
     norm = Normalizer(np.zeros(layout.dim), np.ones(layout.dim), np.zeros(29), np.ones(29))
     return DiffusionPolicy(cfg, layout, norm, TrajectoryDenoiser(cfg.denoiser, layout.dim, layout.action_dim))
 
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="time an untrained model of this preset instead")
     parser.add_argument("--state", choices=STATE_KINDS, default="joint", help="--preset: the model's state layout")
     parser.add_argument("--tokens", choices=("joint", "split"), default=None, help="--preset: the token layout")
+    parser.add_argument("--d-model", type=int, help="--preset: the model's width, to weigh a size's plan cost")
+    parser.add_argument("--layers", type=int, help="--preset: the model's depth")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=200)
@@ -65,8 +68,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="also time this many robots in one fused plan")
     parser.add_argument("--load", action="store_true", help="also time the fused plan with a busy second process")
     args = parser.parse_args()
-    if args.preset is None and (args.state != "joint" or args.tokens):
-        parser.error("--state and --tokens describe an untrained --preset model; a checkpoint has its own")
+    if args.preset is None and (args.state != "joint" or args.tokens or args.d_model or args.layers):
+        parser.error(
+            "--state, --tokens, --d-model and --layers describe an untrained --preset model; a checkpoint has its own"
+        )
     torch.set_num_threads(args.threads)
     policy = load(args)
     policy.model.to(args.device)
