@@ -70,6 +70,8 @@ def main() -> None:
                       help="s: the model's stopping distance is speed x this + speed^2 / (2 deceleration) "
                            "(tools.calibrate_stop measures it; -1: the goal tasks' own)")  # fmt: skip
     edit.add_argument("--stop-deceleration", type=float, help="m/s^2, as --stop-delay (-1: the goal tasks' own)")
+    edit.add_argument("--recentre-radius", type=float,
+                      help="m: pull a robot holding a goal back once it has crept this far (-1: off)")  # fmt: skip
     slim = commands.add_parser(
         "slim", help="write a copy holding only the weights a controller loads (the EMA's, where there are any)"
     )
@@ -82,15 +84,17 @@ def main() -> None:
             write_slim(policy, args.checkpoint, args.out)
         if args.command == "set-guidance":
             given = (args.scale, args.guided_steps, args.max_grad_norm, args.recovery_guided_steps,
-                     args.velocity_ramp, args.sample_steps, args.stop_delay, args.stop_deceleration)  # fmt: skip
+                     args.velocity_ramp, args.sample_steps, args.stop_delay, args.stop_deceleration,
+                     args.recentre_radius)  # fmt: skip
             if all(value is None for value in given):
                 parser.error("set-guidance needs at least one of --scale, --guided-steps, --max-grad-norm, "
                              "--recovery-guided-steps, --velocity-ramp, --sample-steps, --stop-delay, "
-                             "--stop-deceleration")  # fmt: skip
+                             "--stop-deceleration, --recentre-radius")  # fmt: skip
             policy.guidance = policy.guidance.overridden(
                 args.scale, args.guided_steps, max_grad_norm=args.max_grad_norm,
                 recovery_guided_steps=args.recovery_guided_steps, velocity_ramp=args.velocity_ramp,
-                stop_delay=args.stop_delay, stop_deceleration=args.stop_deceleration)  # fmt: skip
+                stop_delay=args.stop_delay, stop_deceleration=args.stop_deceleration,
+                recentre_radius=args.recentre_radius)  # fmt: skip
             if args.sample_steps is not None:
                 policy.set_sample_steps(args.sample_steps)
             save_guidance(args.checkpoint, policy.guidance, args.sample_steps)

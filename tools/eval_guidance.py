@@ -79,7 +79,8 @@ def _episode(job: tuple[dict, str, int]) -> dict:
         policy.set_sample_steps(opts["sample_steps"])
     guidance = policy.guidance.overridden(opts["scale"], opts["guided_steps"], opts["through_model"],
                                           recovery_guided_steps=opts["recovery_guided_steps"],
-                                          velocity_ramp=opts["velocity_ramp"])  # fmt: skip
+                                          velocity_ramp=opts["velocity_ramp"],
+                                          recentre_radius=opts["recentre_radius"])  # fmt: skip
     controller = DiffusionController(
         policy,
         ControllerCfg(
@@ -282,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=ArrivalCfg().radius,
         help="stay: hold within this distance of the goal (0: approach forever, as before issue 15)",
     )
+    parser.add_argument(
+        "--recentre-radius",
+        type=float,
+        help="goal tasks: a holding robot further than this from the goal is pulled back (m; default: the "
+        "checkpoint's GuidanceCfg.recentre_radius; -1: off)",
+    )
     ablation = parser.add_argument_group("navigation settings (defaults: the library's; issue 15 ablations)")
     ablation.add_argument("--margin", type=float, default=None, help="one barrier margin for every body (m)")
     ablation.add_argument(
@@ -342,7 +349,8 @@ def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
             "velocity_ramp": args.velocity_ramp, "sample_steps": args.sample_steps,
             "obstacle_weight": args.obstacle_weight,
             "navigator": args.navigator or ("waypoint" if args.scenario in ("waypoint", "stay") else "navigate"),
-            "heading": args.heading, "hold_radius": args.hold_radius, "margin": args.margin,
+            "heading": args.heading, "hold_radius": args.hold_radius,
+            "recentre_radius": args.recentre_radius, "margin": args.margin,
             "route_body_radius": args.route_body_radius, "route_crowding_cost": args.route_crowding_cost,
             "min_speed": args.min_speed,
             "actions_per_plan": args.actions_per_plan, "randomize": args.randomize,

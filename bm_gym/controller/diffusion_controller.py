@@ -13,7 +13,7 @@ import torch
 from bm_gym.diffusion.policy import DiffusionPolicy
 from bm_gym.guidance.costs import TaskCost
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import Task, with_stopping, with_velocity_ramp
+from bm_gym.guidance.tasks import Task, with_arrival, with_velocity_ramp
 from bm_gym.robot import g1
 from bm_gym.sim.backend import RobotState
 
@@ -135,7 +135,9 @@ class DiffusionController:
         for r in chosen:
             cfg = r.guidance or self.cfg.guidance
             r.task = task
-            r.steered = None if task is None else with_stopping(task, cfg.stop_delay, cfg.stop_deceleration)
+            r.steered = (
+                None if task is None else with_arrival(task, cfg.stop_delay, cfg.stop_deceleration, cfg.recentre_radius)
+            )
 
     def reset(self, state: RobotState, seed: int | None = None, robot: int = 0) -> None:
         """Start a new episode for ``robot``: its history is the current state held with standing targets."""

@@ -250,10 +250,16 @@ class ArrivalCfg:
     # 27 / 40 (a fine-tune) against 22 and 22 (docs/benchmarks.md).
     turn_pull_gain: float = 1.0
     turn_pull_speed: float = 0.2
+    # m: a robot holding without a turn to make that has crept further than this from the goal is pulled back
+    # as in the turn (``turn_pull_gain``, at most ``turn_pull_speed``); within it, it is asked to stand. Larger
+    # students stop right at the goal but creep away while they stand (about 0.03 m/s, past ``radius`` within
+    # seconds); pulling only outside this dead band keeps the stand where a pull from the start cycled. 0: off.
+    recentre_radius: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("radius", "stop_radius", "stop_delay", "rest_speed", "yaw_gain", "max_yaw_rate",
-                     "yaw_tolerance", "min_yaw_rate", "turn_pull_gain", "turn_pull_speed"):  # fmt: skip
+                     "yaw_tolerance", "min_yaw_rate", "turn_pull_gain", "turn_pull_speed",
+                     "recentre_radius"):  # fmt: skip
             positive_finite("ArrivalCfg", name, getattr(self, name), allow_zero=True)
         positive_finite("ArrivalCfg", "deceleration", self.deceleration)
         if 0 < self.radius < self.stop_radius:
@@ -293,15 +299,15 @@ class ArrivalCfg:
         """The holding cost once the robot has arrived at (x, y) (:meth:`arrived`); None while approaching."""
         if not self.arrived(state, x, y):
             return None
-        if yaw is None:
-            return JoystickCost(0.0, 0.0, 0.0)
-        error = float(wrap_angle(yaw - state.yaw))
-        if abs(error) <= self.yaw_tolerance:
-            return JoystickCost(0.0, 0.0, 0.0)
-        rate = min(self.max_yaw_rate, max(self.min_yaw_rate, self.yaw_gain * abs(error)))
         ex, ey = _to_robot_frame(state, x, y)
         offset = math.hypot(ex, ey)
         scale = min(self.turn_pull_gain, self.turn_pull_speed / offset) if offset > 0 else 0.0
+        error = 0.0 if yaw is None else float(wrap_angle(yaw - state.yaw))
+        if abs(error) <= self.yaw_tolerance:
+            if 0 < self.recentre_radius < offset:
+                return JoystickCost(scale * ex, scale * ey, 0.0)
+            return JoystickCost(0.0, 0.0, 0.0)
+        rate = min(self.max_yaw_rate, max(self.min_yaw_rate, self.yaw_gain * abs(error)))
         return JoystickCost(scale * ex, scale * ey, math.copysign(rate, error))
 
 
@@ -470,21 +476,21 @@ class CombinedTask:
         return WeightedSum([(w, task.cost(state)) for w, task in self.terms])
 
 
-def with_stopping(task: Task, stop_delay: float | None, deceleration: float | None) -> Task:
-    """``task`` with a model's stopping distance (GuidanceCfg.stop_delay, stop_deceleration; None: keep the
-    task's) in the ArrivalCfg of each goal in it: when to tell a robot to stop depends on how its model stops."""
-    if stop_delay is None and deceleration is None:
+def with_arrival(task: Task, stop_delay: float | None = None, deceleration: float | None = None,
+                 recentre_radius: float | None = None) -> Task:  # fmt: skip
+    """``task`` with a model's own arrival settings (GuidanceCfg.stop_delay, stop_deceleration, recentre_radius;
+    None: keep the task's) in the ArrivalCfg of each goal in it: when to tell a robot to stop, and whether to pull
+    it back while it stands, depend on how its model stops and stands."""
+    own = {"stop_delay": stop_delay, "deceleration": deceleration, "recentre_radius": recentre_radius}
+    own = {name: value for name, value in own.items() if value is not None}
+    if not own:
         return task
     if isinstance(task, CombinedTask):
-        return CombinedTask(
-            tuple((weight, with_stopping(term, stop_delay, deceleration)) for weight, term in task.terms)
-        )
+        return CombinedTask(tuple((weight, with_arrival(term, **own)) for weight, term in task.terms))
     arrival = getattr(task, "arrival", None)
     if not isinstance(arrival, ArrivalCfg):
         return task
-    stopping = {"stop_delay": stop_delay, "deceleration": deceleration}
-    arrival = dataclasses.replace(arrival, **{name: value for name, value in stopping.items() if value is not None})
-    return dataclasses.replace(task, arrival=arrival)
+    return dataclasses.replace(task, arrival=dataclasses.replace(arrival, **own))
 
 
 def with_velocity_ramp(task: Task, ramp: float) -> Task:

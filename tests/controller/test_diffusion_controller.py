@@ -270,7 +270,7 @@ def test_the_checkpoint_velocity_ramp_shapes_the_joystick_target(untrained_polic
 
 
 def test_the_checkpoint_stopping_distance_tells_a_goal_task_when_to_stop(untrained_policy, backend, monkeypatch):
-    """GuidanceCfg.stop_delay / stop_deceleration replace the goal task's own stopping model in what is planned
+    """GuidanceCfg.stop_delay / stop_deceleration (and recentre_radius) replace the goal task's own in what is planned
     (the task the caller gave stays as given); a walking robot 0.5 m short of the goal is told to stop or not."""
     from bm_gym.guidance.costs import JoystickCost
     from bm_gym.guidance.guide import GuidanceCfg
@@ -281,15 +281,15 @@ def test_the_checkpoint_stopping_distance_tells_a_goal_task_when_to_stop(untrain
     # The task's own model: 0.8 x 0.1 + 0.64 / 2 = 0.40 m on, within 0.15 of the goal: told to stop now.
     assert isinstance(goal.cost(walking), JoystickCost)
     guides = _record_guides(monkeypatch, untrained_policy)
-    hard_braking = GuidanceCfg(scale=40.0, stop_delay=0.0, stop_deceleration=2.0)  # 0.16 m on: not yet
+    hard_braking = GuidanceCfg(scale=40.0, stop_delay=0.0, stop_deceleration=2.0, recentre_radius=0.1)  # 0.16 m on
     controller = DiffusionController(untrained_policy, ControllerCfg(guidance=hard_braking, onnxruntime=False))
     controller.set_task(goal)
     assert controller.task is goal
     controller.reset(walking)
     controller.act(walking)
     assert not isinstance(guides[-1][0], JoystickCost)  # still approaching
-    assert controller.robots[0].steered.arrival == ArrivalCfg(stop_delay=0.0, deceleration=2.0)
-    controller.set_task(goal, hard_braking.overridden(stop_delay=-1, stop_deceleration=-1))  # the task's own
+    assert controller.robots[0].steered.arrival == ArrivalCfg(stop_delay=0.0, deceleration=2.0, recentre_radius=0.1)
+    controller.set_task(goal, hard_braking.overridden(stop_delay=-1, stop_deceleration=-1, recentre_radius=-1))
     controller.reset(walking)
     controller.act(walking)
     assert isinstance(guides[-1][0], JoystickCost)

@@ -37,18 +37,19 @@ def test_a_shipped_checkpoint_loads_for_the_g1_plans_and_has_a_model_card(folder
     "folder, sideways", [(OMNI, (1.5, 5.0)), (SHIPPED_CHECKPOINT, (-0.5, 0.5))], ids=["omni", "default"]
 )
 def test_asked_to_walk_sideways_the_omnidirectional_checkpoint_does_and_the_default_one_does_not(folder, sideways):
+    """Driven as the app's joystick and the protocols drive it (the speed hold on the command): the option's
+    plans and actions walk sideways only when asked for more than it does; raw, it walks at 0.05 m/s."""
     from bm_gym.controller import ControllerCfg, DiffusionController
-    from bm_gym.guidance.tasks import VelocityTask
+    from bm_gym.eval.protocols import DiffusionDriver, HoldDriver
     from bm_gym.sim import has_fallen, make_backend
 
     sim = make_backend("mujoco")
-    controller = DiffusionController(DiffusionPolicy.load(folder, robot_joints=g1.JOINT_NAMES), ControllerCfg(seed=0))
-    state = sim.reset(seed=0)
-    controller.reset(state, seed=0)
-    controller.set_task(VelocityTask(0.0, 0.5, 0.0))
+    policy = DiffusionPolicy.load(folder, robot_joints=g1.JOINT_NAMES)
+    driver = HoldDriver(DiffusionDriver(DiffusionController(policy, ControllerCfg(seed=0)), policy.guidance))
+    state = driver.start(sim, seed=0)
     start = state.root_pos[:2].copy()
     for _ in range(round(8.0 / sim.control_dt)):  # 0.5 m/s to the left for 8 s, from standing
-        state = sim.step(controller.act(state))
+        state = sim.step(driver.act(state, (0.0, 0.5, 0.0)))
         assert not has_fallen(state), f"fell at t={state.time:.2f} s"
     moved = state.root_pos[:2] - start
     assert sideways[0] < moved[1] < sideways[1], moved

@@ -35,10 +35,11 @@ def test_told_to_stop_the_shipped_model_goes_on_a_little_and_stands():
 def test_set_guidance_records_a_stopping_model(tmp_path):
     folder = Path(shutil.copytree(SHIPPED_CHECKPOINT, tmp_path / "ckpt"))
     done = subprocess.run([sys.executable, "-m", "tools.checkpoint", "set-guidance", str(folder), "--stop-delay",
-                           "0.05", "--stop-deceleration", "2"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+                           "0.05", "--stop-deceleration", "2", "--recentre-radius", "0.15"], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     guidance = DiffusionPolicy.load(folder).guidance
-    assert (guidance.stop_delay, guidance.stop_deceleration) == (0.05, 2.0)
+    assert (guidance.stop_delay, guidance.stop_deceleration, guidance.recentre_radius) == (0.05, 2.0, 0.15)
     assert guidance.scale == DiffusionPolicy.load(SHIPPED_CHECKPOINT).guidance.scale  # the rest untouched
     bad = subprocess.run([sys.executable, "-m", "tools.checkpoint", "set-guidance", str(folder),
                           "--stop-deceleration", "0"], cwd=REPO, capture_output=True, text=True)  # fmt: skip

@@ -55,6 +55,18 @@ def test_goal_tasks_stand_at_the_goal_and_turn_to_its_heading(backend):
     navigate = NavigateTask(1.2, 1.1, obstacles=(Cylinder(3.0, 3.0, 0.3),), yaw=-0.2).cost(state)
     assert isinstance(navigate, WeightedSum) and navigate.terms[0][1].wz == pytest.approx(-ArrivalCfg().min_yaw_rate)
     assert WaypointTask(1.2, 1.1, yaw=0.05).cost(state).wz == 0.0  # within the heading tolerance
+    # Recentring: a holding robot that crept past the dead band is pulled back as in a turn; within it, it stands.
+    recentre = ArrivalCfg(recentre_radius=0.15)
+    pulled = WaypointTask(1.2, 1.1, arrival=recentre).cost(state)  # 0.22 m off, without a heading
+    np.testing.assert_allclose(
+        [pulled.vx, pulled.vy, pulled.wz], [*(0.2 * np.array([0.2, 0.1]) / np.hypot(0.2, 0.1)), 0]
+    )
+    pulled = WaypointTask(1.2, 1.1, yaw=0.05, arrival=recentre).cost(state)  # turned to the heading already
+    assert pulled.vx > 0 and pulled.wz == 0.0
+    standing = WaypointTask(1.1, 1.05, arrival=recentre).cost(state)  # 0.11 m off: within the dead band
+    assert (standing.vx, standing.vy, standing.wz) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="ArrivalCfg.recentre_radius"):
+        ArrivalCfg(recentre_radius=-0.1)
     with pytest.raises(ValueError, match="ArrivalCfg.radius"):
         ArrivalCfg(radius=-1.0)
     with pytest.raises(ValueError, match="ArrivalCfg.stop_radius"):
@@ -230,16 +242,16 @@ def test_a_joystick_walk_at_an_obstacle_is_turned_towards_the_nearest_clear_line
         ObstacleSteerCfg(lookahead=0.0)
 
 
-def test_a_models_stopping_distance_reaches_every_goal_in_a_task_and_nothing_else():
-    from bm_gym.guidance.tasks import ArrivalCfg, NavigateTask, with_stopping
+def test_a_models_arrival_settings_reach_every_goal_in_a_task_and_nothing_else():
+    from bm_gym.guidance.tasks import ArrivalCfg, NavigateTask, with_arrival
 
     avoid = AvoidObstaclesTask((Cylinder(1.0, 0.0, 0.2),))
     own = ArrivalCfg(radius=0.4)
     combined = CombinedTask(((1.0, WaypointTask(1.0, 0.0, arrival=own)), (2.0, avoid), (1.0, VelocityTask(0.5))))
-    steered = with_stopping(combined, 0.05, 2.0)
-    assert steered.terms[0][1].arrival == ArrivalCfg(radius=0.4, stop_delay=0.05, deceleration=2.0)
+    steered = with_arrival(combined, 0.05, 2.0, recentre_radius=0.1)
+    assert steered.terms[0][1].arrival == ArrivalCfg(radius=0.4, stop_delay=0.05, deceleration=2.0, recentre_radius=0.1)
     assert steered.terms[1:] == combined.terms[1:]  # no goal, nothing to change
-    navigate = with_stopping(NavigateTask(2.0, 1.0, obstacles=(Cylinder(1.0, 0.0, 0.2),), yaw=0.5), None, 3.0)
+    navigate = with_arrival(NavigateTask(2.0, 1.0, obstacles=(Cylinder(1.0, 0.0, 0.2),), yaw=0.5), None, 3.0)
     assert navigate.arrival == ArrivalCfg(deceleration=3.0) and (navigate.x, navigate.y, navigate.yaw) == (
         2.0,
         1.0,
@@ -247,15 +259,17 @@ def test_a_models_stopping_distance_reaches_every_goal_in_a_task_and_nothing_els
     )
     assert navigate.arrival.stopping_distance(1.0) == pytest.approx(0.1 + 1 / 6)
     task = WaypointTask(1.0, 0.0)
-    assert with_stopping(task, None, None) is task  # a checkpoint without a stopping model: the task's own
+    assert with_arrival(task) is task  # a checkpoint without arrival settings of its own: the task's
 
 
-def test_stopping_settings_are_checked_and_can_be_turned_off():
+def test_arrival_settings_are_checked_and_can_be_turned_off():
     from bm_gym.guidance.guide import GuidanceCfg
 
-    cfg = GuidanceCfg().overridden(stop_delay=0.05, stop_deceleration=2.0)
-    assert (cfg.stop_delay, cfg.stop_deceleration) == (0.05, 2.0)
-    assert cfg.overridden(stop_delay=-1, stop_deceleration=-1) == GuidanceCfg()
+    cfg = GuidanceCfg().overridden(stop_delay=0.05, stop_deceleration=2.0, recentre_radius=0.15)
+    assert (cfg.stop_delay, cfg.stop_deceleration, cfg.recentre_radius) == (0.05, 2.0, 0.15)
+    assert cfg.overridden(stop_delay=-1, stop_deceleration=-1, recentre_radius=-1) == GuidanceCfg()
+    with pytest.raises(ValueError, match="GuidanceCfg.recentre_radius"):
+        GuidanceCfg(recentre_radius=float("inf"))
     with pytest.raises(ValueError, match="GuidanceCfg.stop_deceleration"):
         GuidanceCfg(stop_deceleration=0.0)
     with pytest.raises(ValueError, match="GuidanceCfg.stop_delay"):
