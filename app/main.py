@@ -52,11 +52,11 @@ def main() -> int:
     parser.add_argument("--course", type=Path, help="start in this course file (obstacles, waypoint, start pose)")
     parser.add_argument("--no-record-video", action="store_true", help="Record writes no mp4 of the 3D view")
     parser.add_argument("--no-heading-hold", action="store_true",
-                        help="joystick mode passes the stick's commands raw (default: a straight walk holds its "
-                        "heading while the turn stick is centred)")  # fmt: skip
+                        help="joystick mode passes the stick's commands raw (default: a straight walk, or a "
+                        "stand, holds its heading while the turn stick is centred)")  # fmt: skip
     parser.add_argument("--no-speed-hold", action="store_true",
-                        help="joystick mode asks for the stick's speed as it is (default: a walk is asked for more "
-                        "while it is slower than the stick, SpeedHold)")  # fmt: skip
+                        help="joystick mode asks for the stick's speed as it is (default: a walk or a turn is asked "
+                        "for more while it is slower than the stick, SpeedHold)")  # fmt: skip
     parser.add_argument("--no-steer", action="store_true",
                         help="joystick mode does not turn a walk round obstacles ahead (default: it turns towards "
                         "the nearest clear line, AvoidObstaclesTask.steer)")  # fmt: skip

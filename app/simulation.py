@@ -27,11 +27,10 @@ from bm_gym.guidance import GuidanceCfg
 from bm_gym.guidance.tasks import (
     AvoidObstaclesTask,
     CombinedTask,
-    HeadingHold,
+    CommandHolds,
     HeadingHoldCfg,
     NavigateTask,
     ObstacleSteerCfg,
-    SpeedHold,
     SpeedHoldCfg,
     Task,
     VelocityTask,
@@ -56,9 +55,9 @@ class SimulationCfg:
     max_lag_steps: int = 2  # how far behind real time the loop may fall and still catch up
     threads: int = 1  # torch threads for planning; the other core renders and runs the UI
     backend: str = "mujoco"  # simulator (bm_gym.sim.BACKENDS); "isaaclab" runs in the Isaac Lab venv
-    # Joystick mode: a straight walk keeps its heading while the turn stick is centred (None: raw commands).
+    # Joystick mode: a straight walk, or a stand, keeps its heading while the turn stick is centred (None: raw).
     heading_hold: HeadingHoldCfg | None = HeadingHoldCfg()
-    # Joystick mode: a walk reaches the speed the stick asks for (integral action; None: raw commands).
+    # Joystick mode: a walk reaches the speed the stick asks for, a turn its rate (integral action; None: raw).
     speed_hold: SpeedHoldCfg | None = SpeedHoldCfg()
     # Joystick mode: a walk at an obstacle is turned towards the nearest clear line (AvoidObstaclesTask.steer;
     # None: only the barrier, which stops the robot in front of it).
@@ -108,8 +107,7 @@ class Simulation(threading.Thread):
         self._edits: queue.SimpleQueue = queue.SimpleQueue()
         self._halt = threading.Event()
         self._command = (0.0, 0.0, 0.0)
-        self._heading_hold = None if self.cfg.heading_hold is None else HeadingHold(self.cfg.heading_hold)
-        self._speed_hold = None if self.cfg.speed_hold is None else SpeedHold(self.cfg.speed_hold)
+        self._holds = CommandHolds(self.cfg.heading_hold, self.cfg.speed_hold)
         self._mode = "joystick"
         self._waypoint: tuple[float, float] | None = None
         self._guidance, self._obstacle_weight = self.controller.cfg.guidance, self.cfg.obstacle_weight
@@ -248,19 +246,13 @@ class Simulation(threading.Thread):
         avoid = AvoidObstaclesTask(obstacles) if obstacles else None
         if mode == "joystick" and avoid is not None and self.cfg.steer is not None:
             command = avoid.steer(self._state, command, self.cfg.steer)  # a turn: the heading hold lets go
-        for hold in (self._heading_hold, self._speed_hold):
-            if hold is None:
-                continue
-            if mode == "joystick":
-                command = hold(self._state, command)
-            else:
-                hold.reset()  # back in joystick mode, a walk starts a new hold
         if mode == "joystick":
-            base = VelocityTask(*command)
-        elif waypoint is not None:  # route round obstacles (their edits rebuild the route); Eq. 8 alone
-            # (WaypointTask) reached 3 / 20 goals when replanning every 2nd step, NavigateTask 20 / 20
-            return NavigateTask(*waypoint, obstacles=obstacles, obstacle_weight=weight)
+            base = VelocityTask(*self._holds(self._state, command))
         else:
+            self._holds.reset()  # back in joystick mode, a walk starts a new hold
+            if waypoint is not None:  # route round obstacles (their edits rebuild the route); Eq. 8 alone
+                # (WaypointTask) reached 3 / 20 goals when replanning every 2nd step, NavigateTask 20 / 20
+                return NavigateTask(*waypoint, obstacles=obstacles, obstacle_weight=weight)
             base = VelocityTask()  # waypoint mode without a waypoint (and drawing mode): stand still
         if avoid is not None:
             return CombinedTask(((1.0, base), (weight, avoid)))
@@ -293,9 +285,7 @@ class Simulation(threading.Thread):
         elif kind == "reset":
             self._state = self.backend.reset(start_pose(payload))
             self.controller.reset(self._state)
-            for hold in (self._heading_hold, self._speed_hold):
-                if hold is not None:
-                    hold.reset()
+            self._holds.reset()
             self._fell = False
             self._error = None
             with self._lock:

@@ -14,9 +14,9 @@ python -m tools.eval_guidance --scenario push --episodes 20 --kicks 0.5 1.0 1.5 
 python -m tools.eval_guidance --scenario omni --episodes 10 [--controller expert]
 
 The last five are the paper's protocols and a push sweep (bm_gym/eval/protocols.py), for the diffusion
-controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from. Their straight
-walks hold their heading and their walks their speed, as the app's joystick does (``HeadingHold``,
-``SpeedHold``); ``--no-heading-hold`` and ``--no-speed-hold`` send the raw commands.
+controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from. Their commands,
+and the joystick profile's, go through the app's joystick holds (``CommandHolds``: a straight walk or a stand
+holds its heading, a walk its speed); ``--no-heading-hold`` and ``--no-speed-hold`` send the raw commands.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from bm_gym.eval.scenarios import (
     scenario_course,
 )
 from bm_gym.guidance.routing import PursuitCfg, RouteCfg
-from bm_gym.guidance.tasks import ArrivalCfg, HeadingHold, ObstacleSteerCfg, SpeedHold
+from bm_gym.guidance.tasks import ArrivalCfg, CommandHolds, HeadingHoldCfg, ObstacleSteerCfg, SpeedHoldCfg
 from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, process_backend
 from bm_gym.stage1 import Stage1Policy
@@ -119,18 +119,25 @@ def _episode(job: tuple[dict, str, int]) -> dict:
             backend, controller, seed, guidance, steer=ObstacleSteerCfg() if opts["steer"] else None
         )
     else:
-        result = run_joystick(backend, controller, seed, guidance)
+        result = run_joystick(backend, controller, seed, guidance, holds=_holds(opts))
     out = asdict(result)
     out["plan_ms_median"] = float(np.median(controller.plan_ms))
     out["kicks_seen"] = controller.kicks_seen
     return out
 
 
+def _holds(opts: dict) -> CommandHolds | None:
+    """The app's joystick holds the options ask for (``--heading-hold``, ``--speed-hold``); None for neither."""
+    if not (opts["heading_hold"] or opts["speed_hold"]):
+        return None
+    return CommandHolds(HeadingHoldCfg() if opts["heading_hold"] else None,
+                        SpeedHoldCfg() if opts["speed_hold"] else None)  # fmt: skip
+
+
 def _protocol(opts: dict, scenario: str, seed: int, backend, driver,
               controller: DiffusionController | None = None) -> dict:  # fmt: skip
     if opts["heading_hold"] or opts["speed_hold"]:
-        driver = HoldDriver(driver, HeadingHold() if opts["heading_hold"] else None,
-                            SpeedHold() if opts["speed_hold"] else None)  # fmt: skip
+        driver = HoldDriver(driver, _holds(opts))
     if scenario in ("walk-perturb", "stand-perturb"):
         result = run_walk_perturb(backend, driver, seed, speed=0.5 if scenario == "walk-perturb" else 0.0)
     elif scenario == "joystick-protocol":
@@ -317,11 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--expert", type=Path, default=SHARED_STAGE1 / "unitree_g1_velocity",
                         help="the Stage 1 velocity policy of --controller expert")  # fmt: skip
     parser.add_argument("--heading-hold", action=argparse.BooleanOptionalAction, default=True,
-                        help="protocols: straight walks hold their heading (bm_gym.guidance.tasks.HeadingHold), "
-                        "for either controller; --no-heading-hold passes the raw commands")  # fmt: skip
+                        help="protocols and joystick: straight walks and stands hold their heading "
+                        "(bm_gym.guidance.tasks.HeadingHold), for either controller; --no-heading-hold passes the "
+                        "raw commands")  # fmt: skip
     parser.add_argument("--speed-hold", action=argparse.BooleanOptionalAction, default=True,
-                        help="protocols: walks reach their commanded speed (bm_gym.guidance.tasks.SpeedHold), for "
-                        "either controller; --no-speed-hold passes the commanded speeds raw")  # fmt: skip
+                        help="protocols and joystick: walks reach their commanded speed "
+                        "(bm_gym.guidance.tasks.SpeedHold), for either controller; --no-speed-hold passes the "
+                        "commanded speeds raw")  # fmt: skip
     parser.add_argument("--steer", action=argparse.BooleanOptionalAction, default=True,
                         help="joystick-obstacles: each command is steered round obstacles ahead, as in the app "
                         "(AvoidObstaclesTask.steer); --no-steer passes the script's commands raw")  # fmt: skip

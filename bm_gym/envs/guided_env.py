@@ -4,7 +4,11 @@ Action (``command="velocity"``): Box [vx, vy, wz] in m/s, m/s, rad/s (heading fr
 ``VELOCITY_LOW``/``VELOCITY_HIGH`` (the range the expert data covers); values outside are clipped.
 Action (``command="waypoint"``): Box [x, y] in m, in the robot frame at the time of the command
 (``waypoint_frame="robot"``) or in the world frame, within +-``waypoint_range``; values outside are clipped.
-NaN/inf or a wrong shape raises ``ValueError`` before anything reaches the sampler.
+NaN/inf or a wrong shape raises ``ValueError`` before anything reaches the sampler. With
+``heading_hold``/``speed_hold`` set, velocity commands pass through the app's joystick holds first (a straight
+walk or a stand keeps its heading; a walk reaches its commanded speed and a turn its rate): students whose
+actions fall short of their plans (``g1_velocity_omni`` sideways) walk at the commanded speed. Both are off by
+default.
 
 Obstacles the controller avoids (the obstacle map) come per episode through
 ``reset(options={"obstacles": [...]})`` or at any step through ``env.unwrapped.set_obstacles([...])``
@@ -44,7 +48,16 @@ from bm_gym.course import as_course, start_pose
 from bm_gym.diffusion.policy import SHIPPED_CHECKPOINT, DiffusionPolicy
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.sdf import ObstacleField
-from bm_gym.guidance.tasks import AvoidObstaclesTask, CombinedTask, NavigateTask, Task, VelocityTask
+from bm_gym.guidance.tasks import (
+    AvoidObstaclesTask,
+    CombinedTask,
+    CommandHolds,
+    HeadingHoldCfg,
+    NavigateTask,
+    SpeedHoldCfg,
+    Task,
+    VelocityTask,
+)
 from bm_gym.obstacles import Box, Cylinder, Obstacle
 from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, RobotState, has_fallen, make_backend
@@ -72,6 +85,11 @@ class GuidedEnvCfg:
     torch_threads: int | None = 1  # one thread per env suits vectorized use; None keeps torch's default
     obstacle_pool: int = 24  # obstacles of each shape (cylinders, boxes) the scene holds at once
     backend: str = "mujoco"  # simulator (bm_gym.sim.BACKENDS); "isaaclab" runs in the Isaac Lab venv
+    # Velocity commands as the app's joystick gives them (bm_gym.guidance.tasks.CommandHolds): a straight walk or
+    # a stand holds its heading, a walk (turn) reaches its commanded speed (rate). None: the command as it comes.
+    # Off by default: the holds carry state the observation does not show, which an agent on top may not want.
+    heading_hold: HeadingHoldCfg | None = None
+    speed_hold: SpeedHoldCfg | None = None
 
     def __post_init__(self) -> None:
         name = "GuidedEnvCfg"
@@ -91,6 +109,11 @@ class GuidedEnvCfg:
             positive_int(name, "torch_threads", self.torch_threads)
         positive_int(name, "obstacle_pool", self.obstacle_pool)
         require(self.backend in BACKENDS, name, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        for attr, cfg_type in (("heading_hold", HeadingHoldCfg), ("speed_hold", SpeedHoldCfg)):
+            value = getattr(self, attr)
+            require(value is None or isinstance(value, cfg_type), name, attr, value, f"a {cfg_type.__name__} or None")
+            require(value is None or self.command == "velocity", name, attr, value,
+                    "None with command='waypoint' (the holds act on velocity commands)")  # fmt: skip
 
 
 class EnvLogic:
@@ -122,6 +145,17 @@ class EnvLogic:
         self.state: RobotState | None = None
         self.current_task: Task | None = None  # what the latest command asked for
         self.episode_collisions = 0
+        self.holds = CommandHolds(cfg.heading_hold, cfg.speed_hold)
+        self._pushed = False  # a push since the latest command (the holds must see pushes between commands)
+
+    def start_episode(self, state: RobotState) -> None:
+        self.state, self.episode_collisions, self._pushed = state, 0, False
+        self.holds.reset()
+
+    def advance(self, state: RobotState) -> None:
+        """The state after a control step."""
+        self.state = state
+        self._pushed |= state.pushed
 
     @staticmethod
     def checked_obstacles(obstacles) -> tuple[Obstacle, ...]:
@@ -171,7 +205,9 @@ class EnvLogic:
     def task(self, command: np.ndarray) -> Task:
         state = self.state
         if self.cfg.command == "velocity":
-            task: Task = VelocityTask(*map(float, command))
+            held_state = dataclasses.replace(state, pushed=self._pushed) if self._pushed else state
+            self._pushed = False
+            task: Task = VelocityTask(*self.holds(held_state, tuple(map(float, command))))
             if self.obstacles:
                 task = CombinedTask(((1.0, task), (self.cfg.obstacle_weight, AvoidObstaclesTask(self.obstacles))))
         else:
@@ -295,7 +331,7 @@ class GuidedG1Env(gym.Env):
         state = self.backend.reset(start_pose(options.get("start")), seed=episode_seed)
         self.controller.reset(state, seed=episode_seed)
         self.controller.set_task(None)
-        self.logic.state, self.logic.episode_collisions = state, 0
+        self.logic.start_episode(state)
         return self.logic.observation(), self.logic.info(fell=False, collisions=0)
 
     def step(self, action):
@@ -306,7 +342,7 @@ class GuidedG1Env(gym.Env):
         self.controller.set_task(logic.task(command))
         collisions, fell = 0, False
         for _ in range(self.cfg.control_steps):
-            logic.state = self.backend.step(self.controller.act(logic.state))
+            logic.advance(self.backend.step(self.controller.act(logic.state)))
             collisions += int(logic.state.obstacle_contact)
             if has_fallen(logic.state):
                 fell = True

@@ -183,7 +183,7 @@ class GuidedG1VectorEnv(VectorEnv):
         states = self._reset_envs(list(per_env), seeds)
         infos: dict[str, Any] = {}
         for i in per_env:
-            self.logics[i].state, self.logics[i].episode_collisions = states[i], 0
+            self.logics[i].start_episode(states[i])
             infos = self._add_info(infos, self.logics[i].info(fell=False, collisions=0), i)
         self._autoreset[mask] = False
         self._ended[mask] = False
@@ -201,7 +201,7 @@ class GuidedG1VectorEnv(VectorEnv):
         if resetting.any():  # next-step autoreset: these envs reset now and ignore their action
             states = self._reset_envs(list(np.flatnonzero(resetting)), [None] * self.num_envs)
             for i in np.flatnonzero(resetting):
-                self.logics[i].state, self.logics[i].episode_collisions = states[i], 0
+                self.logics[i].start_episode(states[i])
         commands = {}
         for i in np.flatnonzero(~resetting):
             commands[i] = self.logics[i].check_action(actions[i])
@@ -215,7 +215,7 @@ class GuidedG1VectorEnv(VectorEnv):
             targets = self.controller.act_batch([logic.state for logic in self.logics], active=active)
             states = self._call("step", {i: targets[i] for i in np.flatnonzero(active)})
             for i, state in states.items():
-                self.logics[i].state = state
+                self.logics[i].advance(state)
                 collisions[i] += int(state.obstacle_contact)
                 if has_fallen(state):
                     fell[i], active[i] = True, False
@@ -238,7 +238,7 @@ class GuidedG1VectorEnv(VectorEnv):
             states = self._reset_envs(list(np.flatnonzero(done)), [None] * self.num_envs)
             for i in np.flatnonzero(done):
                 final_info = self._add_info(final_info, step_infos[i], i)
-                self.logics[i].state, self.logics[i].episode_collisions = states[i], 0
+                self.logics[i].start_episode(states[i])
                 step_infos[i] = self.logics[i].info(fell=False, collisions=0)
             observations = self._observations()
         for i, info in enumerate(step_infos):

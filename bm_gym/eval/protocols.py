@@ -34,7 +34,7 @@ import numpy as np
 from bm_gym.controller import DiffusionController
 from bm_gym.eval.scenarios import EpisodeResult
 from bm_gym.guidance.guide import GuidanceCfg
-from bm_gym.guidance.tasks import HeadingHold, SpeedHold, VelocityTask
+from bm_gym.guidance.tasks import CommandHolds, VelocityTask
 from bm_gym.sim import RobotState, SimBackend, has_fallen
 from bm_gym.stage1.policy import Stage1Policy
 
@@ -90,25 +90,19 @@ class ExpertDriver:
 
 @dataclass
 class HoldDriver:
-    """Either driver, given its commands as an operator's joystick interface gives them: a straight walk holds its
-    heading (:class:`HeadingHold`), a walk its speed (:class:`SpeedHold`); None leaves that out. The
-    protocols' commands reach both drivers through the same holds."""
+    """Either driver, given its commands as an operator's joystick interface gives them (:class:`CommandHolds`:
+    a straight walk or a stand holds its heading, a walk its speed). The protocols' commands reach both drivers
+    through the same holds."""
 
     driver: VelocityDriver
-    heading: HeadingHold | None = field(default_factory=HeadingHold)
-    speed: SpeedHold | None = field(default_factory=SpeedHold)
+    holds: CommandHolds = field(default_factory=CommandHolds)
 
     def start(self, backend: SimBackend, seed: int) -> RobotState:
-        for hold in (self.heading, self.speed):
-            if hold is not None:
-                hold.reset()
+        self.holds.reset()
         return self.driver.start(backend, seed)
 
     def act(self, state: RobotState, command: tuple[float, float, float]) -> np.ndarray:
-        for hold in (self.heading, self.speed):
-            if hold is not None:
-                command = hold(state, command)
-        return self.driver.act(state, command)
+        return self.driver.act(state, self.holds(state, command))
 
 
 def _kick(backend: SimBackend, rng: np.random.Generator, magnitude: float) -> None:

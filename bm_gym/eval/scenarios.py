@@ -16,6 +16,7 @@ from bm_gym.guidance.tasks import (
     ArrivalCfg,
     AvoidObstaclesTask,
     CombinedTask,
+    CommandHolds,
     NavigateTask,
     ObstacleSteerCfg,
     RoutedWaypointTask,
@@ -292,16 +293,20 @@ def run_joystick_obstacles(backend, controller, seed: int, guidance: GuidanceCfg
     return EpisodeResult(seed, contacts == 0, False, contacts, seconds)
 
 
-def run_joystick(backend, controller, seed: int, guidance: GuidanceCfg, smooth_s: float = 1.0) -> EpisodeResult:
-    """Follow the profile; errors compare commands with velocities averaged over ``smooth_s`` (gait sway)."""
+def run_joystick(backend, controller, seed: int, guidance: GuidanceCfg, smooth_s: float = 1.0,
+                 holds: CommandHolds | None = None) -> EpisodeResult:  # fmt: skip
+    """Follow the profile (through ``holds``, as the app's joystick does, if given); errors compare the profile's
+    commands with velocities averaged over ``smooth_s`` (gait sway)."""
     state = _start(backend, controller, seed)
+    if holds is not None:
+        holds.reset()
     dt = backend.control_dt
     steps = round(JOYSTICK_PROFILE[-1][0] / dt)
     commands, forward, yaw_rate = np.zeros((steps, 2)), np.zeros(steps), np.zeros(steps)
     for step in range(steps):
         vx, wz = joystick_command(step * dt)
         commands[step] = vx, wz
-        controller.set_task(VelocityTask(vx, 0.0, wz), guidance)
+        controller.set_task(VelocityTask(*(holds(state, (vx, 0.0, wz)) if holds else (vx, 0.0, wz))), guidance)
         previous_yaw = state.yaw
         state = backend.step(controller.act(state))
         forward[step] = state.heading_lin_vel[0]

@@ -162,7 +162,7 @@ def test_joystick_mode_turns_a_walk_at_a_drawn_obstacle_towards_the_clear_side()
     task = sim._task()
     assert isinstance(task, CombinedTask)
     joystick = task.terms[0][1]
-    assert joystick.vx == 0.6 and joystick.wz < -0.1 and sim._heading_hold.heading is None
+    assert joystick.vx == 0.6 and joystick.wz < -0.1 and sim._holds.heading.heading is None
     raw = Simulation(SimulationCfg(steer=None))
     raw.set_command(0.6, 0.0, 0.0)
     raw.put_obstacle(1, Cylinder(1.0, 0.25, 0.25))

@@ -105,6 +105,38 @@ def test_bad_reset_options_and_config_fields_are_named(env):
         gym.make(ENV_ID, control_step=3)
 
 
+def test_the_joystick_holds_are_opt_in_and_see_pushes_between_commands():
+    """With speed_hold a walk slower than its command is asked for more (as in the app); a push anywhere in the
+    env step restarts the hold's settling; reset starts afresh; off by default, the command passes as it is."""
+    from bm_gym.guidance.tasks import HeadingHoldCfg, SpeedHoldCfg
+
+    raw = gym.make(ENV_ID, **FAST)
+    raw.reset(seed=0)
+    raw.step(np.array([0.0, 0.5, 0.0], np.float32))
+    assert raw.unwrapped.logic.current_task == VelocityTask(0.0, 0.5, 0.0)
+    raw.close()
+
+    env = gym.make(ENV_ID, speed_hold=SpeedHoldCfg(settle_s=0.0), heading_hold=HeadingHoldCfg(), **FAST)
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(np.array([0.0, 0.5, 0.0], np.float32))
+    hold = env.unwrapped.logic.holds.speed.walk
+    assert env.unwrapped.logic.current_task.vy > 0.5 and hold.boost[1] > 0.0, "the shipped default does not sidestep"
+    settled_at = hold._settled_at
+    env.unwrapped.backend.push(np.array([0.3, 0.0, 0.0]), np.zeros(3))  # flags the first control step's state only
+    env.step(np.array([0.0, 0.5, 0.0], np.float32))
+    command_time = env.unwrapped.backend.state().time
+    env.step(np.array([0.0, 0.5, 0.0], np.float32))  # the hold sees that push at this command
+    assert settled_at < command_time and hold._settled_at == pytest.approx(command_time)
+    env.reset(seed=1)
+    assert hold.setpoint is None and env.unwrapped.logic.holds.heading.heading is None
+    env.close()
+    with pytest.raises(ValueError, match="speed_hold must be None with command='waypoint'"):
+        gym.make(ENV_ID, command="waypoint", speed_hold=SpeedHoldCfg())
+    with pytest.raises(ValueError, match="heading_hold must be a HeadingHoldCfg or None"):
+        gym.make(ENV_ID, heading_hold=True)
+
+
 def test_waypoint_command_in_the_robot_frame_becomes_a_world_goal():
     env = gym.make(ENV_ID, command="waypoint", **FAST)
     env.reset(seed=0)
@@ -170,3 +202,17 @@ def test_a_course_file_sets_start_pose_obstacles_and_goal(tmp_path):
     with pytest.raises(ValueError, match="goals\\[0\\]"):
         env.reset(options={"course": {"format": "bm_gym.course", "version": 1, "goals": [{"x": 1.0}]}})
     env.close()
+
+
+def test_the_env_command_probe_reports_each_omni_command_per_setting(capsys):
+    """tools.eval_env_commands: one JSON line per (setting, command, seed) and a summary row for each."""
+    import json
+
+    from tools.eval_env_commands import main
+
+    assert main(["--seeds", "0", "--settings", "holds", "--duration-s", "0.6", "--settle-s", "0.2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    runs = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [r["command"] for r in runs] == ["backward 0.4", "sideways 0.5", "forward 1.0"]
+    assert all(r["setting"] == "holds" and not r["fell"] and math.isfinite(r["speed"]) for r in runs)
+    assert sum(line.startswith("holds ") for line in lines) == 3

@@ -56,6 +56,21 @@ def test_next_step_autoreset_and_partial_reset():
     vec.close()
 
 
+def test_each_env_holds_its_own_speed_and_a_partial_reset_restarts_only_its_own():
+    from bm_gym.guidance.tasks import SpeedHoldCfg
+
+    vec = GuidedG1VectorEnv(num_envs=2, speed_hold=SpeedHoldCfg(settle_s=0.0), **FAST)
+    vec.reset(seed=0)
+    for _ in range(3):
+        vec.step(np.array([[0.0, 0.5, 0.0], [0.6, 0.0, 0.0]], np.float32))
+    speed = [logic.holds.speed.walk for logic in vec.logics]
+    np.testing.assert_allclose([speed[0].setpoint, speed[1].setpoint], [[0.0, 0.5], [0.6, 0.0]], atol=1e-6)
+    assert vec.logics[0].current_task.vy > 0.5, "asked for more than the walk it falls short of"
+    vec.reset(options={"reset_mask": np.array([True, False])})
+    assert speed[0].setpoint is None and speed[1].setpoint is not None
+    vec.close()
+
+
 def test_same_step_autoreset_keeps_the_final_observation():
     vec = GuidedG1VectorEnv(num_envs=2, max_episode_s=0.04, autoreset_mode="same_step", **FAST)
     vec.reset(seed=0)

@@ -97,7 +97,7 @@ def test_the_expert_follows_a_tour(backend, expert):
 def test_the_holds_reach_either_driver_through_the_same_wrapper(backend):
     """HoldDriver resets its holds at every start and hands the driver the held command."""
     from bm_gym.eval.protocols import HoldDriver
-    from bm_gym.guidance.tasks import SpeedHold, SpeedHoldCfg
+    from bm_gym.guidance.tasks import CommandHolds, SpeedHoldCfg
 
     class Recording:
         def __init__(self):
@@ -111,16 +111,16 @@ def test_the_holds_reach_either_driver_through_the_same_wrapper(backend):
             return np.zeros(len(state.joint_pos))
 
     inner = Recording()
-    driver = HoldDriver(inner, speed=SpeedHold(SpeedHoldCfg(settle_s=0.0)))
+    driver = HoldDriver(inner, CommandHolds(speed=SpeedHoldCfg(settle_s=0.0)))
     state = driver.start(backend, seed=0)
     driver.act(state, (1.0, 0.0, 0.0))
-    assert driver.heading.heading == pytest.approx(state.yaw) and inner.commands == [(1.0, 0.0, 0.0)]
+    assert driver.holds.heading.heading == pytest.approx(state.yaw) and inner.commands == [(1.0, 0.0, 0.0)]
     state = backend.step(np.asarray(state.joint_pos))
     driver.act(state, (1.0, 0.0, 0.0))
     assert inner.commands[-1][0] > 1.0, "a robot slower than its command is asked for more"
     driver.start(backend, seed=1)
-    assert driver.heading.heading is None and driver.speed.setpoint is None  # a new run holds its own
-    unheld = HoldDriver(inner, heading=None, speed=None)
+    assert driver.holds.heading.heading is None and driver.holds.speed.walk.setpoint is None  # a new run holds its own
+    unheld = HoldDriver(inner, CommandHolds(None, None))
     unheld.act(state, (0.3, 0.1, 0.2))
     assert inner.commands[-1] == (0.3, 0.1, 0.2)
 

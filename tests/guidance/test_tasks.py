@@ -125,7 +125,8 @@ def test_arrival_stops_a_moving_robot_where_it_would_come_to_rest_at_the_goal(ba
 
 def test_heading_hold_keeps_a_straight_walk_on_the_heading_it_started_with(backend):
     """Walking without a turn, the heading at the walk's start is held (yaw-rate correction gain x error, bounded);
-    a turn or a stop lets go, and the next straight walk holds its own start heading."""
+    a turn lets go, and the next straight walk holds its own start heading; a stand holds the heading it stopped
+    with once it is stand_tolerance off, and a push re-takes it."""
     import dataclasses
 
     from bm_gym.guidance.tasks import HeadingHold, HeadingHoldCfg
@@ -143,8 +144,18 @@ def test_heading_hold_keeps_a_straight_walk_on_the_heading_it_started_with(backe
     assert hold(facing(0.1), (1.0, 0.0, 0.8)) == (1.0, 0.0, 0.8)  # a turn passes raw and lets go
     assert hold(facing(1.2), (1.0, 0.0, 0.0)) == (1.0, 0.0, 0.0)  # the next walk holds 1.2 rad
     assert hold(facing(1.1), (1.0, 0.0, 0.0))[2] == pytest.approx(0.3)
-    assert hold(facing(0.0), (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0)  # standing: no hold, a standing robot stays
-    assert hold.heading is None
+    assert hold(facing(0.0), (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0)  # a stand holds the heading it stopped with
+    assert hold(facing(0.1), (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0)  # a sway within stand_tolerance: no step round
+    assert hold(facing(-0.2), (0.0, 0.0, 0.0))[2] == pytest.approx(0.5)  # a spin past it is turned back
+    pushed = dataclasses.replace(facing(-0.4), pushed=True)
+    assert hold(pushed, (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0) and hold.heading == pytest.approx(-0.4)  # a shove stays
+    later = dataclasses.replace(facing(-0.7), time=0.9)  # still recovering: the heading follows
+    assert hold(later, (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0) and hold.heading == pytest.approx(-0.7)
+    settled = dataclasses.replace(facing(-0.9), time=1.1)  # push_settle_s after it: held again
+    assert hold(settled, (0.0, 0.0, 0.0))[2] == pytest.approx(0.5) and hold.heading == pytest.approx(-0.7)
+    assert hold(facing(0.3), (0.0, 0.0, 0.5)) == (0.0, 0.0, 0.5) and hold.heading is None  # a turn in place lets go
+    raw = HeadingHold(HeadingHoldCfg(stand_tolerance=None))
+    assert raw(facing(0.0), (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0) and raw.heading is None  # None: a stand passes raw
     hold(facing(math.pi - 0.05), (1.0, 0.0, 0.0))
     assert hold(facing(-math.pi + 0.05), (1.0, 0.0, 0.0))[2] == pytest.approx(-0.3)  # the short way round
     hold.reset()
@@ -173,7 +184,7 @@ def test_speed_hold_adds_the_integral_of_the_speed_error_to_a_walk(backend):
     assert hold(moving(1.5, -0.3, 0.2), (-0.4, 0.0, 0.1)) == pytest.approx((-0.55, -0.1, 0.1))  # and drifting
     assert hold(moving(2.5, 0.8), (-0.4, 0.0, 0.0))[0] == pytest.approx(-0.25 - 0.4)  # a kick: clipped, bounded
     assert hold(moving(3.0, 0.0), (0.0, 0.0, 0.5)) == (0.0, 0.0, 0.5)  # turning in place: raw, and it lets go
-    assert not hold.boost.any() and hold.setpoint is None
+    assert not hold.walk.boost.any() and hold.walk.setpoint is None
     hold(moving(3.0, 0.0), (0.5, 0.0, 0.0))
     assert hold(moving(4.0, 0.3), (0.5, 0.0, 0.0)) == pytest.approx((0.7, 0.0, 0.0))
     assert hold(moving(4.5, 0.3), (0.52, 0.0, 0.0)) == pytest.approx((0.77, 0.0, 0.0))  # jitter: held, bounded
@@ -190,6 +201,33 @@ def test_speed_hold_adds_the_integral_of_the_speed_error_to_a_walk(backend):
     assert settling(moving(3.0, 0.3), (0.5, 0.0, 0.0)) == pytest.approx((0.68, 0.0, 0.0))  # from 2.6 s on
     with pytest.raises(ValueError, match="SpeedHoldCfg.gain"):
         SpeedHoldCfg(gain=-1.0)
+
+
+def test_speed_hold_adds_the_integral_of_the_yaw_rate_error_to_a_turn(backend):
+    """A turn (|wz| over min_turn_rate) gets the integral of its yaw-rate error, walking or in place, as a walk
+    gets its speed's; no turn, or a new rate, starts afresh; turn_gain 0 passes turns raw."""
+    import dataclasses
+
+    from bm_gym.guidance.tasks import SpeedHold, SpeedHoldCfg
+
+    hold = SpeedHold(SpeedHoldCfg(turn_gain=1.0, max_turn_error=0.3, max_turn_boost=0.25, settle_s=0.0))
+    start = backend.reset()
+
+    def turning(time: float, rate: float, forward: float = 0.0):
+        return dataclasses.replace(start, time=time, root_ang_vel_b=np.array([0.0, 0.0, rate]),
+                                   root_lin_vel_w=np.array([forward, 0.0, 0.0]))  # fmt: skip
+
+    assert hold(turning(0.0, 0.0, 0.3), (0.3, 0.0, 0.5)) == (0.3, 0.0, 0.5)  # the turn starts
+    assert hold(turning(1.0, 0.4, 0.3), (0.3, 0.0, 0.5)) == pytest.approx((0.3, 0.0, 0.6))  # 0.1 rad/s short
+    assert hold(turning(2.0, -0.5, 0.3), (0.3, 0.0, 0.5)) == pytest.approx((0.3, 0.0, 0.75))  # clipped, bounded
+    assert hold(turning(2.5, 0.0), (0.0, 0.0, 0.0)) == (0.0, 0.0, 0.0)  # no turn: it lets go
+    assert hold.turn.setpoint is None and not hold.turn.boost.any()
+    hold(turning(3.0, 0.0), (0.0, 0.0, -1.0))
+    assert hold(turning(4.0, -0.8), (0.0, 0.0, -1.0)) == pytest.approx((0.0, 0.0, -1.2))  # in place, either way
+    assert hold(turning(5.0, -0.8), (0.0, 0.0, -0.6)) == (0.0, 0.0, -0.6)  # a new rate
+    raw = SpeedHold(SpeedHoldCfg(turn_gain=0.0, settle_s=0.0))
+    raw(turning(0.0, 0.0), (0.0, 0.0, 0.5))
+    assert raw(turning(1.0, 0.0), (0.0, 0.0, 0.5)) == (0.0, 0.0, 0.5)
 
 
 def test_a_ramped_joystick_target_leads_the_present_velocity_by_at_most_the_ramp(backend):
