@@ -76,8 +76,8 @@ class HeadingHoldCfg:
     the line (mean of 10 runs); held, 1.2 m. Gain 1.5, as the arrival's and the tour follower's: at 3 the
     corrections cost the student's backing up (Joystick protocol 36 / 50 against 41 / 50; docs/benchmarks.md).
     Standing: with its torso's centre of mass randomized a few centimetres off, the 2 x 192 student asked to
-    stand turned on the spot at up to 0.37 rad/s (5 of 10 seeds over 0.1 rad/s; the expert and the default
-    student do not); the heading it stopped with is held once it is ``stand_tolerance`` off, so a robot that
+    stand turned on the spot at up to 0.37 rad/s (4 of 10 seeds over 0.1 rad/s; the default student 1 of
+    10); the heading it stopped with is held once it is ``stand_tolerance`` off, so a robot that
     only sways is not made to step round.
     """
 
@@ -155,7 +155,7 @@ class SpeedHoldCfg:
     an integral of a moving target overshoots it, and neither the robot getting up to speed nor a push is a
     bias to integrate (one Walk+Perturb run of 50 fell when kicks were; docs/benchmarks.md). Turns the same
     way: with its torso's centre of mass randomized a few centimetres off, the 2 x 192 student asked to walk
-    at 0.3 m/s turning at 0.5 rad/s turned at 0.19.
+    at 0.3 m/s turning at 0.5 rad/s turned at 0.10 (one randomized run).
     """
 
     gain: float = 1.0  # (m/s of boost) per (m/s of error) per second
