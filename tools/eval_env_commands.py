@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--settle-s", type=float, default=2.0)
     args = parser.parse_args(argv)
+    if not 0.0 <= args.settle_s < args.duration_s:
+        parser.error(f"--settle-s ({args.settle_s}) must be at least 0 and less than --duration-s ({args.duration_s})")
     speeds: dict[tuple[str, str], list[float]] = {}
     for setting in args.settings:
         env = gym.make(ENV_ID, checkpoint=args.checkpoint, **SETTINGS[setting])

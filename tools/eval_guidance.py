@@ -136,8 +136,9 @@ def _holds(opts: dict) -> CommandHolds | None:
 
 def _protocol(opts: dict, scenario: str, seed: int, backend, driver,
               controller: DiffusionController | None = None) -> dict:  # fmt: skip
-    if opts["heading_hold"] or opts["speed_hold"]:
-        driver = HoldDriver(driver, _holds(opts))
+    holds = _holds(opts)
+    if holds is not None:
+        driver = HoldDriver(driver, holds)
     if scenario in ("walk-perturb", "stand-perturb"):
         result = run_walk_perturb(backend, driver, seed, speed=0.5 if scenario == "walk-perturb" else 0.0)
     elif scenario == "joystick-protocol":

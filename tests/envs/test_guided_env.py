@@ -216,3 +216,6 @@ def test_the_env_command_probe_reports_each_omni_command_per_setting(capsys):
     assert [r["command"] for r in runs] == ["backward 0.4", "sideways 0.5", "forward 1.0"]
     assert all(r["setting"] == "holds" and not r["fell"] and math.isfinite(r["speed"]) for r in runs)
     assert sum(line.startswith("holds ") for line in lines) == 3
+    with pytest.raises(SystemExit):  # nothing measured after the settling time: refused, not a NaN
+        main(["--duration-s", "1.0", "--settle-s", "2.0"])
+    assert "--settle-s (2.0) must be" in capsys.readouterr().err
