@@ -25,7 +25,7 @@ import numpy as np
 from bm_gym.controller import ControllerCfg, DiffusionController
 from bm_gym.data.manifest import recorded_source
 from bm_gym.diffusion import SHIPPED_CHECKPOINT, DiffusionPolicy
-from bm_gym.eval.scenarios import run_joystick
+from bm_gym.eval.protocols import DiffusionDriver, run_joystick_profile
 from bm_gym.eval.tracking import run_continuation
 from bm_gym.robot import g1
 from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, has_fallen, process_backend
@@ -65,7 +65,7 @@ def run_episode(args: EvalArgs, seed: int) -> dict[str, float]:
                 "joint_error": student.joint_error, "expert_joint_error": floor.joint_error,
                 "expert_fell": floor.fell, "plan_ms_median": float(np.median(controller.plan_ms))}  # fmt: skip
     if args.kind == "joystick":
-        result = run_joystick(backend, controller, seed, controller.cfg.guidance)
+        result = run_joystick_profile(backend, DiffusionDriver(controller, controller.cfg.guidance), seed)
         return {"seed": seed, "survived": not result.fell, "seconds": result.seconds, **result.extra,
                 "plan_ms_median": float(np.median(controller.plan_ms))}  # fmt: skip
     state = backend.reset(seed=seed)

@@ -2,7 +2,7 @@
 
 python -m tools.eval_guidance --scenario waypoint --episodes 20
 python -m tools.eval_guidance --scenario stay --episodes 20 [--navigator navigate] [--heading]
-python -m tools.eval_guidance --scenario joystick --episodes 3
+python -m tools.eval_guidance --scenario joystick --episodes 3 [--controller expert] [--randomize]
 python -m tools.eval_guidance --scenario joystick-obstacles --episodes 30   # the demo's walk past its obstacles
 python -m tools.eval_guidance --scenario obstacles --episodes 10 [--navigator waypoint] [--actions-per-plan 2]
 python -m tools.eval_guidance --scenario passages --episodes 10
@@ -12,11 +12,13 @@ python -m tools.eval_guidance --scenario walk-perturb --episodes 50 [--controlle
 python -m tools.eval_guidance --scenario joystick-protocol --episodes 50 [--controller expert]
 python -m tools.eval_guidance --scenario push --episodes 20 --kicks 0.5 1.0 1.5 2.0 [--controller expert]
 python -m tools.eval_guidance --scenario omni --episodes 10 [--controller expert]
+python -m tools.eval_guidance --scenario tour --episodes 20 [--controller expert]
 
-The last five are the paper's protocols and a push sweep (bm_gym/eval/protocols.py), for the diffusion
-controller or, with ``--controller expert``, the Stage 1 velocity policy it was distilled from. Their commands,
-and the joystick profile's, go through the app's joystick holds (``CommandHolds``: a straight walk or a stand
-holds its heading, a walk its speed); ``--no-heading-hold`` and ``--no-speed-hold`` send the raw commands.
+The paper's protocols, a push sweep, the omnidirectional commands, waypoint tours and the joystick profile
+(bm_gym/eval/protocols.py) run for the diffusion controller or, with ``--controller expert``, for the Stage 1
+velocity policy it was distilled from. Their commands go through the app's joystick holds (``CommandHolds``: a
+straight walk or a stand holds its heading, a walk its speed); ``--no-heading-hold`` and ``--no-speed-hold`` send
+the raw commands.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from bm_gym.eval.protocols import (
     DiffusionDriver,
     ExpertDriver,
     HoldDriver,
+    run_joystick_profile,
     run_joystick_protocol,
     run_omnidirectional,
     run_push,
@@ -50,7 +53,6 @@ from bm_gym.eval.scenarios import (
     obstacle_course,
     passage_course,
     run_course,
-    run_joystick,
     run_joystick_obstacles,
     run_stay,
     run_waypoint,
@@ -63,7 +65,7 @@ from bm_gym.sim import BACKENDS, DomainRandomizationCfg, backend_problem, proces
 from bm_gym.stage1 import Stage1Policy
 from tools.paths import SHARED_STAGE1
 
-PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push", "omni", "tour")
+PROTOCOLS = ("walk-perturb", "stand-perturb", "joystick-protocol", "push", "omni", "tour", "joystick")
 
 
 def _episode(job: tuple[dict, str, int]) -> dict:
@@ -114,12 +116,10 @@ def _episode(job: tuple[dict, str, int]) -> dict:
         result = run_waypoint(backend, controller, seed, guidance, obstacles=obstacles, goal=goal, timeout_s=30.0,
                               obstacle_weight=opts["obstacle_weight"], navigator=opts["navigator"],
                               navigation=navigation)  # fmt: skip
-    elif scenario == "joystick-obstacles":
+    else:
         result = run_joystick_obstacles(
             backend, controller, seed, guidance, steer=ObstacleSteerCfg() if opts["steer"] else None
         )
-    else:
-        result = run_joystick(backend, controller, seed, guidance, holds=_holds(opts))
     out = asdict(result)
     out["plan_ms_median"] = float(np.median(controller.plan_ms))
     out["kicks_seen"] = controller.kicks_seen
@@ -147,6 +147,8 @@ def _protocol(opts: dict, scenario: str, seed: int, backend, driver,
         result = run_omnidirectional(backend, driver, seed)
     elif scenario == "tour":
         result = run_tour(backend, driver, seed)
+    elif scenario == "joystick":
+        result = run_joystick_profile(backend, driver, seed)
     else:
         result = run_push(backend, driver, seed, kick=opts["kick"])
     out = asdict(result)
@@ -230,8 +232,10 @@ def summarize(
         speed = _mean([r["extra"]["speed_error"] for r in done])
         yaw = _mean([r["extra"]["yaw_rate_error"] for r in done])
         metrics.update(speed_error=speed, yaw_rate_error=yaw)
-        line = (f"joystick: {n - falls}/{n} without falling; mean forward-speed error {speed:.3f} m/s, "
-                f"yaw-rate error {yaw:.3f} rad/s; median plan {latency:.1f} ms")  # fmt: skip
+        line = (f"joystick ({who}{', randomized' if randomize else ''}): {n - falls}/{n} without falling; mean "
+                f"forward-speed error {speed:.3f} m/s, yaw-rate error {yaw:.3f} rad/s")  # fmt: skip
+        if controller != "expert":
+            line += f"; median plan {latency:.1f} ms"
     elif scenario == "joystick-obstacles":
         ok = sum(r["success"] for r in results)
         touched = [r["collisions"] for r in results]
@@ -264,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of one evaluation (tools.eval_suite runs several through the same parser)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
-    scenarios = ["waypoint", "stay", "joystick", "joystick-obstacles", "obstacles", "passages", "course", *PROTOCOLS]
+    scenarios = ["waypoint", "stay", "joystick-obstacles", "obstacles", "passages", "course", *PROTOCOLS]
     parser.add_argument("--scenario", choices=scenarios, required=True)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + episodes - 1")

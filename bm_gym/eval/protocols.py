@@ -15,6 +15,9 @@ under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
   turns in place; :func:`tour_goals`), each relative to the previous goal; one follower
   (:func:`tour_command`, an operator's proportional stick in the robot frame) turns goals into velocity
   commands for either driver. Measured: position and heading error at each goal's deadline. Failure: a fall.
+- Joystick profile (:data:`~bm_gym.eval.scenarios.JOYSTICK_PROFILE`, 30 s of steps, ramps, walking turns and
+  turns in place): mean speed and yaw-rate errors against the commands, both averaged over 1 s (gait sway).
+  Failure: a fall. Run by the expert too, it says how close a controller can come under domain randomization.
 
 The tools run every protocol through :class:`HoldDriver` unless told not to (``--no-heading-hold``,
 ``--no-speed-hold``).
@@ -32,7 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from bm_gym.controller import DiffusionController
-from bm_gym.eval.scenarios import EpisodeResult
+from bm_gym.eval.scenarios import JOYSTICK_PROFILE, EpisodeResult, joystick_command
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.tasks import CommandHolds, VelocityTask
 from bm_gym.sim import RobotState, SimBackend, has_fallen
@@ -153,6 +156,31 @@ def run_joystick_protocol(backend: SimBackend, driver: VelocityDriver, seed: int
                               and abs(mean) >= FOLLOW_FRACTION * abs(target))  # fmt: skip
     return EpisodeResult(seed, all(followed.values()), False, 0, state.time, {"achieved": achieved,
                                                                              "followed": followed})  # fmt: skip
+
+
+def run_joystick_profile(backend: SimBackend, driver: VelocityDriver, seed: int,
+                         smooth_s: float = 1.0) -> EpisodeResult:  # fmt: skip
+    """The joystick profile; errors compare its commands with the heading-frame forward speed and the yaw rate,
+    all averaged over ``smooth_s``; success = no fall."""
+    state = driver.start(backend, seed)
+    dt = backend.control_dt
+    steps = round(JOYSTICK_PROFILE[-1][0] / dt)
+    commands, forward, yaw_rate = np.zeros((steps, 2)), np.zeros(steps), np.zeros(steps)
+    for step in range(steps):
+        vx, wz = joystick_command(step * dt)
+        commands[step] = vx, wz
+        previous_yaw = state.yaw
+        state = backend.step(driver.act(state, (vx, 0.0, wz)))
+        forward[step] = state.heading_lin_vel[0]
+        yaw_rate[step] = math.remainder(state.yaw - previous_yaw, 2 * math.pi) / dt
+        if has_fallen(state):
+            return EpisodeResult(seed, False, True, 0, (step + 1) * dt)
+    kernel = np.ones(max(1, round(smooth_s / dt)))
+    kernel /= kernel.size
+    smooth = lambda x: np.convolve(x, kernel, mode="valid")  # noqa: E731 - trailing average
+    speed_error = float(np.mean(np.abs(smooth(forward) - smooth(commands[:, 0]))))
+    yaw_error = float(np.mean(np.abs(smooth(yaw_rate) - smooth(commands[:, 1]))))
+    return EpisodeResult(seed, True, False, 0, steps * dt, {"speed_error": speed_error, "yaw_rate_error": yaw_error})
 
 
 def run_push(backend: SimBackend, driver: VelocityDriver, seed: int, kick: float, speed: float = 0.5,

@@ -1,5 +1,6 @@
-"""Seeded evaluation scenarios for guided control: waypoints, staying at a goal, a joystick profile, a scripted
-joystick walk past obstacles, obstacle courses, narrow passages."""
+"""Seeded evaluation scenarios for guided control: waypoints, staying at a goal, a scripted joystick walk past
+obstacles, obstacle courses, narrow passages; and the joystick profile's commands, which
+:func:`bm_gym.eval.protocols.run_joystick_profile` walks with either controller."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from bm_gym.guidance.tasks import (
     ArrivalCfg,
     AvoidObstaclesTask,
     CombinedTask,
-    CommandHolds,
     NavigateTask,
     ObstacleSteerCfg,
     RoutedWaypointTask,
@@ -291,33 +291,3 @@ def run_joystick_obstacles(backend, controller, seed: int, guidance: GuidanceCfg
         if has_fallen(state):
             return EpisodeResult(seed, False, True, contacts, (step + 1) * backend.control_dt)
     return EpisodeResult(seed, contacts == 0, False, contacts, seconds)
-
-
-def run_joystick(backend, controller, seed: int, guidance: GuidanceCfg, smooth_s: float = 1.0,
-                 holds: CommandHolds | None = None) -> EpisodeResult:  # fmt: skip
-    """Follow the profile (through ``holds``, as the app's joystick does, if given); errors compare the profile's
-    commands with velocities averaged over ``smooth_s`` (gait sway)."""
-    state = _start(backend, controller, seed)
-    if holds is not None:
-        holds.reset()
-    dt = backend.control_dt
-    steps = round(JOYSTICK_PROFILE[-1][0] / dt)
-    commands, forward, yaw_rate = np.zeros((steps, 2)), np.zeros(steps), np.zeros(steps)
-    for step in range(steps):
-        vx, wz = joystick_command(step * dt)
-        commands[step] = vx, wz
-        controller.set_task(VelocityTask(*(holds(state, (vx, 0.0, wz)) if holds else (vx, 0.0, wz))), guidance)
-        previous_yaw = state.yaw
-        state = backend.step(controller.act(state))
-        forward[step] = state.heading_lin_vel[0]
-        yaw_rate[step] = float(wrap_angle(state.yaw - previous_yaw)) / dt
-        if has_fallen(state):
-            return EpisodeResult(seed, False, True, 0, (step + 1) * dt)
-    window = max(1, round(smooth_s / dt))
-    kernel = np.ones(window) / window
-    smooth = lambda x: np.convolve(x, kernel, mode="valid")  # noqa: E731 - trailing average
-    measured_v, measured_w = smooth(forward), smooth(yaw_rate)
-    target_v, target_w = smooth(commands[:, 0]), smooth(commands[:, 1])
-    speed_error = float(np.mean(np.abs(measured_v - target_v)))
-    yaw_error = float(np.mean(np.abs(measured_w - target_w)))
-    return EpisodeResult(seed, True, False, 0, steps * dt, {"speed_error": speed_error, "yaw_rate_error": yaw_error})

@@ -8,6 +8,7 @@ from bm_gym.eval.protocols import (
     TOUR_LEGS,
     DiffusionDriver,
     ExpertDriver,
+    run_joystick_profile,
     run_joystick_protocol,
     run_push,
     run_tour,
@@ -35,6 +36,13 @@ def test_joystick_protocol_judges_every_segment(backend, expert):
     assert set(result.extra["followed"]) == {name for name, *_ in JOYSTICK_SEGMENTS}
     assert result.success, result.extra  # the expert follows all four
     assert result.extra["achieved"]["forward"] > 0.25 and result.extra["achieved"]["turn right"] < -0.5
+
+
+def test_the_expert_walks_the_joystick_profile_that_the_student_is_judged_on(backend, expert):
+    result = run_joystick_profile(backend, expert, seed=0)
+    assert result.success and result.seconds == pytest.approx(30.0)
+    # the expert's own errors on raw commands (0.10 m/s, 0.12 rad/s): what its student is measured against
+    assert 0 < result.extra["speed_error"] < 0.2 and 0 < result.extra["yaw_rate_error"] < 0.2, result.extra
 
 
 def test_a_hard_kick_topples_the_robot_and_counts_as_a_fall(backend, expert):
