@@ -15,7 +15,7 @@ under one harness (``../shared/reference/beyondmimic_stage2_facts.md``).
   turns in place; :func:`tour_goals`), each relative to the previous goal; one follower
   (:func:`tour_command`, an operator's proportional stick in the robot frame) turns goals into velocity
   commands for either driver. Measured: position and heading error at each goal's deadline. Failure: a fall.
-- Joystick profile (:data:`~bm_gym.eval.scenarios.JOYSTICK_PROFILE`, 30 s of steps, ramps, walking turns and
+- Joystick profile (:data:`JOYSTICK_PROFILE`, 30 s of steps, ramps, walking turns and
   turns in place): mean speed and yaw-rate errors against the commands, both averaged over 1 s (gait sway).
   Failure: a fall. Run by the expert too, it says how close a controller can come under domain randomization.
 
@@ -35,7 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from bm_gym.controller import DiffusionController
-from bm_gym.eval.scenarios import JOYSTICK_PROFILE, EpisodeResult, joystick_command
+from bm_gym.eval.scenarios import EpisodeResult
 from bm_gym.guidance.guide import GuidanceCfg
 from bm_gym.guidance.tasks import CommandHolds, VelocityTask
 from bm_gym.sim import RobotState, SimBackend, has_fallen
@@ -156,6 +156,25 @@ def run_joystick_protocol(backend: SimBackend, driver: VelocityDriver, seed: int
                               and abs(mean) >= FOLLOW_FRACTION * abs(target))  # fmt: skip
     return EpisodeResult(seed, all(followed.values()), False, 0, state.time, {"achieved": achieved,
                                                                              "followed": followed})  # fmt: skip
+
+
+#: (start s, vx, wz, ramp) keyframes of the joystick profile: ramps interpolate, steps jump.
+JOYSTICK_PROFILE = [
+    (0.0, 0.0, 0.0, False), (2.0, 0.0, 0.0, True), (4.0, 0.6, 0.0, False), (9.0, 0.3, 0.5, False),
+    (14.0, 0.0, -0.6, False), (19.0, 0.0, 0.0, True), (21.0, 0.8, 0.0, False), (26.0, 0.0, 0.0, False),
+    (30.0, 0.0, 0.0, False),
+]  # fmt: skip
+
+
+def joystick_command(t: float) -> tuple[float, float]:
+    """The profile's (vx, wz) at time ``t`` (s)."""
+    for (t0, vx0, wz0, ramp), (t1, vx1, wz1, _) in zip(JOYSTICK_PROFILE, JOYSTICK_PROFILE[1:], strict=False):
+        if t0 <= t < t1:
+            if not ramp:
+                return vx0, wz0
+            a = (t - t0) / (t1 - t0)
+            return vx0 + a * (vx1 - vx0), wz0 + a * (wz1 - wz0)
+    return JOYSTICK_PROFILE[-1][1], JOYSTICK_PROFILE[-1][2]
 
 
 def run_joystick_profile(backend: SimBackend, driver: VelocityDriver, seed: int,

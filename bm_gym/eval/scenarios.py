@@ -1,6 +1,5 @@
 """Seeded evaluation scenarios for guided control: waypoints, staying at a goal, a scripted joystick walk past
-obstacles, obstacle courses, narrow passages; and the joystick profile's commands, which
-:func:`bm_gym.eval.protocols.run_joystick_profile` walks with either controller."""
+obstacles, obstacle courses, narrow passages."""
 
 from __future__ import annotations
 
@@ -89,24 +88,6 @@ def walled_in_course(goal: tuple[float, float] = (3.0, 0.0), half: float = 0.8) 
     x, y = goal
     corners = [(x - half, y - half), (x + half, y - half), (x + half, y + half), (x - half, y + half)]
     return [_wall(*a, *b) for a, b in zip(corners, corners[1:] + corners[:1], strict=True)]
-
-
-#: (start s, vx, wz, ramp) keyframes of the joystick profile: ramps interpolate, steps jump.
-JOYSTICK_PROFILE = [
-    (0.0, 0.0, 0.0, False), (2.0, 0.0, 0.0, True), (4.0, 0.6, 0.0, False), (9.0, 0.3, 0.5, False),
-    (14.0, 0.0, -0.6, False), (19.0, 0.0, 0.0, True), (21.0, 0.8, 0.0, False), (26.0, 0.0, 0.0, False),
-    (30.0, 0.0, 0.0, False),
-]  # fmt: skip
-
-
-def joystick_command(t: float) -> tuple[float, float]:
-    for (t0, vx0, wz0, ramp), (t1, vx1, wz1, _) in zip(JOYSTICK_PROFILE, JOYSTICK_PROFILE[1:], strict=False):
-        if t0 <= t < t1:
-            if not ramp:
-                return vx0, wz0
-            a = (t - t0) / (t1 - t0)
-            return vx0 + a * (vx1 - vx0), wz0 + a * (wz1 - wz0)
-    return JOYSTICK_PROFILE[-1][1], JOYSTICK_PROFILE[-1][2]
 
 
 #: A scripted joystick walk past obstacles, as the demo (tools.demo) drives it: (start s, vx, vy, wz). Straight at a

@@ -8,6 +8,7 @@ from bm_gym.eval.protocols import (
     TOUR_LEGS,
     DiffusionDriver,
     ExpertDriver,
+    joystick_command,
     run_joystick_profile,
     run_joystick_protocol,
     run_push,
@@ -36,6 +37,14 @@ def test_joystick_protocol_judges_every_segment(backend, expert):
     assert set(result.extra["followed"]) == {name for name, *_ in JOYSTICK_SEGMENTS}
     assert result.success, result.extra  # the expert follows all four
     assert result.extra["achieved"]["forward"] > 0.25 and result.extra["achieved"]["turn right"] < -0.5
+
+
+def test_joystick_profile_has_steps_and_ramps():
+    assert joystick_command(1.0) == (0.0, 0.0)
+    assert joystick_command(3.0) == (0.3, 0.0)  # halfway up the ramp to 0.6
+    assert joystick_command(5.0) == (0.6, 0.0)
+    assert joystick_command(10.0) == (0.3, 0.5)  # a step
+    assert joystick_command(15.0) == (0.0, -0.6)  # turning in place
 
 
 def test_the_expert_walks_the_joystick_profile_that_the_student_is_judged_on(backend, expert):

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from bm_gym.eval.scenarios import joystick_command, obstacle_course, waypoint_goal
+from bm_gym.eval.scenarios import obstacle_course, waypoint_goal
 from bm_gym.obstacles import Cylinder
 
 
@@ -24,14 +24,6 @@ def test_obstacle_courses_block_the_straight_path():
         reach = first.radius if isinstance(first, Cylinder) else min(first.half_x, first.half_y)
         assert abs(first.y - on_line_y) <= 0.15 + 1e-9  # within 15 cm of the straight line ...
         assert abs(first.y - on_line_y) < reach + 0.25  # ... so it blocks a robot about 0.5 m wide
-
-
-def test_joystick_profile_has_steps_and_ramps():
-    assert joystick_command(1.0) == (0.0, 0.0)
-    assert joystick_command(3.0) == (0.3, 0.0)  # halfway up the ramp to 0.6
-    assert joystick_command(5.0) == (0.6, 0.0)
-    assert joystick_command(10.0) == (0.3, 0.5)  # a step
-    assert joystick_command(15.0) == (0.0, -0.6)  # turning in place
 
 
 def test_shipped_model_walks_round_the_obstacles_of_a_course_to_its_goal(backend):
